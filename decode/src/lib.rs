@@ -1,0 +1,23 @@
+//! Zero-copy, panic-free decoding of captured frames.
+//!
+//! [`decode`] reads a frame of any [`LinkType`] through checked views and returns a
+//! [`PacketMeta`]: a small `Copy` summary (addresses, ports, protocol, TCP flags, lengths, VLAN
+//! tags, fragment state, capture time). It never panics and never allocates, whatever the bytes.
+//! Frames that cannot be decoded at the network layer return a [`Malformed`] reason; frames
+//! whose transport header is damaged decode with [`PacketMeta::anomaly`] set. [`Decoder`] counts
+//! both by reason in [`DecodeStats`].
+//!
+//! [`shard_hash`] is the cheap pre-decode used by receive threads to pick the worker for a
+//! frame: it reads only the link and IP headers.
+
+pub mod addr;
+mod decode;
+pub mod meta;
+mod stats;
+pub mod time;
+
+pub use addr::{Cidr, CidrError, IpAddress};
+pub use decode::{decode, shard_hash};
+pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
+pub use stats::{DecodeStats, Decoder};
+pub use time::{Duration, Nanos};

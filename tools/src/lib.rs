@@ -1,0 +1,5 @@
+//! Outpost's traffic generator: frames built byte by byte, streamed into pcap or pcapng files,
+//! and scenarios that come with ground truth so tests can check detections exactly.
+
+pub mod frame;
+pub mod pcap;
