@@ -12,12 +12,15 @@
 
 pub mod addr;
 mod decode;
+mod invariants;
 pub mod meta;
 mod stats;
 pub mod time;
+mod view;
 
 pub use addr::{Cidr, CidrError, IpAddress};
 pub use decode::{decode, shard_hash};
+pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};
 pub use time::{Duration, Nanos};

@@ -158,8 +158,8 @@ pub struct PacketMeta {
     pub wire_len: u32,
     /// Bytes captured (≤ `wire_len` when a snap length cut the frame).
     pub cap_len: u32,
-    /// IP total length in bytes: IPv4 `total length`; IPv6 40 + `payload length`. Zero when
-    /// not IP. This is the byte count flow records use (as IPFIX `octetDeltaCount`).
+    /// IP total length in bytes: IPv4 `total length`; IPv6 40 + `payload length` (for an
+    /// RFC 2675 jumbogram, the bytes on the wire from the IPv6 header on). Zero when not IP. This is the byte count flow records use (as IPFIX `octetDeltaCount`).
     pub ip_len: u32,
     /// Bytes of transport payload according to the IP lengths (not limited by capture).
     pub payload_len: u32,
@@ -182,7 +182,8 @@ pub struct PacketMeta {
     pub tcp_flags: u16,
     /// TCP receive window (unscaled).
     pub tcp_window: u16,
-    /// EtherType after any VLAN tags (synthesised 0x0800 / 0x86dd for raw IP link types).
+    /// EtherType after any VLAN tags (synthesised 0x0800 / 0x86dd for raw IP link types). For
+    /// IEEE 802.3 frames this is their length field, always below 0x0600.
     pub ethertype: u16,
     /// VLAN ids (12 bits), outermost first; only the first `vlan_count` entries are valid.
     pub vlan: [u16; 2],
@@ -190,9 +191,11 @@ pub struct PacketMeta {
     pub frag_offset: u16,
     /// Offset of the network (L3) header in the frame.
     pub l3_offset: u16,
-    /// Offset of the transport (L4) header in the frame (after IPv6 extension headers).
+    /// Offset of the transport (L4) header in the frame (after IPv6 extension headers). Equal
+    /// to `l3_offset` for non-IP frames.
     pub l4_offset: u16,
-    /// Offset of the transport payload in the frame.
+    /// Offset of the transport payload in the frame, at most `cap_len` (clamped when a snap
+    /// length cut the transport header). Equal to `l4_offset` when there is no transport header.
     pub payload_offset: u16,
     /// Number of VLAN tags (0..=2).
     pub vlan_count: u8,
@@ -289,7 +292,7 @@ malformed_reasons! {
     TruncatedArp => "truncated_arp",
     /// Shorter than the 20-byte IPv4 header, or than its IHL.
     TruncatedIpv4 => "truncated_ipv4",
-    /// IPv4 version field is not 4 (or a raw packet's version is neither 4 nor 6).
+    /// IPv4 version field is not 4, IPv6 not 6 (or a raw packet's version is neither 4 nor 6).
     BadIpVersion => "bad_ip_version",
     /// IPv4 IHL below 5 (a header shorter than 20 bytes).
     BadIpv4HeaderLength => "bad_ipv4_header_length",
