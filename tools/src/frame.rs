@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use outpost_decode::LinkType;
+
 /// The transport layer of a built packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -91,9 +93,10 @@ pub fn icmp(ty: u8, code: u8, rest: u32) -> Transport {
 }
 
 /// Link-layer framing of a built packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Link {
     /// Ethernet II (the default).
+    #[default]
     Ethernet,
     /// No link header: the frame starts with the IP header (`LINKTYPE_RAW`).
     Raw,
@@ -101,6 +104,19 @@ pub enum Link {
     LinuxSll,
     /// Linux cooked capture v2 (`LINKTYPE_LINUX_SLL2`), interface index 1.
     LinuxSll2,
+}
+
+impl Link {
+    /// The capture link type a file of frames with this framing declares.
+    #[must_use]
+    pub const fn link_type(self) -> LinkType {
+        match self {
+            Link::Ethernet => LinkType::Ethernet,
+            Link::Raw => LinkType::Raw,
+            Link::LinuxSll => LinkType::LinuxSll,
+            Link::LinuxSll2 => LinkType::LinuxSll2,
+        }
+    }
 }
 
 /// Describes one IP packet (or ARP frame) and writes it as bytes.
@@ -211,9 +227,33 @@ impl FrameBuilder {
     }
 
     /// Appends the frame to `out`.
+    ///
+    /// Writes in place: with no IPv6 extension headers it allocates nothing beyond growing
+    /// `out`, so a generator that reuses one buffer and one builder streams without
+    /// per-frame allocation.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let l4 = self.transport_bytes();
-        self.write_ip_frame(out, &l4, Frag::Whole);
+        let l4_len = self.transport.header_len() + self.payload.len();
+        self.write_ip_headers(out, l4_len, Frag::Whole);
+        self.append_transport(out);
+    }
+
+    /// Appends an ARP frame (`op` 1 request, 2 reply; RFC 826) in this builder's link framing
+    /// and VLAN tags: sender `src_mac` / `src` (IPv4), target `target_ip`, Ethernet
+    /// destination `dst_mac` (use `[0xff; 6]` for a request). Returns `false` and writes
+    /// nothing when the link cannot carry ARP ([`Link::Raw`]) or `src` is not IPv4.
+    pub fn write_arp_to(&self, out: &mut Vec<u8>, op: u16, target_ip: [u8; 4]) -> bool {
+        let IpAddr::V4(sender) = self.src else { return false };
+        if self.link == Link::Raw {
+            return false;
+        }
+        self.write_link(out, 0x0806);
+        out.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]); // Ethernet / IPv4, address lengths
+        out.extend_from_slice(&op.to_be_bytes());
+        out.extend_from_slice(&self.src_mac);
+        out.extend_from_slice(&sender.octets());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(&target_ip);
+        true
     }
 
     /// The frame split into IP fragments whose fragmentable part is at most `chunk` bytes
@@ -229,7 +269,8 @@ impl FrameBuilder {
             let end = (off + chunk).min(l4.len());
             let more = end < l4.len();
             let mut out = Vec::new();
-            self.write_ip_frame(&mut out, &l4[off..end], Frag::Part { offset: off, more });
+            self.write_ip_headers(&mut out, end - off, Frag::Part { offset: off, more });
+            out.extend_from_slice(&l4[off..end]);
             frames.push(out);
             if l4.is_empty() {
                 break;
@@ -241,35 +282,42 @@ impl FrameBuilder {
 
     /// Transport header + payload with the checksum filled in.
     fn transport_bytes(&self) -> Vec<u8> {
-        let v6 = self.is_v6();
         let mut t = Vec::with_capacity(self.transport.header_len() + self.payload.len());
+        self.append_transport(&mut t);
+        t
+    }
+
+    /// Appends the transport header + payload to `out` and fills in its checksum in place.
+    fn append_transport(&self, out: &mut Vec<u8>) {
+        let v6 = self.is_v6();
+        let start = out.len();
         match self.transport {
             Transport::Tcp { sport, dport, flags, seq, ack, window } => {
-                t.extend_from_slice(&sport.to_be_bytes());
-                t.extend_from_slice(&dport.to_be_bytes());
-                t.extend_from_slice(&seq.to_be_bytes());
-                t.extend_from_slice(&ack.to_be_bytes());
-                t.push((5 << 4) | ((flags >> 8) & 1) as u8);
-                t.push(flags as u8);
-                t.extend_from_slice(&window.to_be_bytes());
-                t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+                out.extend_from_slice(&sport.to_be_bytes());
+                out.extend_from_slice(&dport.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&ack.to_be_bytes());
+                out.push((5 << 4) | ((flags >> 8) & 1) as u8);
+                out.push(flags as u8);
+                out.extend_from_slice(&window.to_be_bytes());
+                out.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
             }
             Transport::Udp { sport, dport } => {
-                t.extend_from_slice(&sport.to_be_bytes());
-                t.extend_from_slice(&dport.to_be_bytes());
+                out.extend_from_slice(&sport.to_be_bytes());
+                out.extend_from_slice(&dport.to_be_bytes());
                 let len = u16::try_from(8 + self.payload.len()).unwrap_or(0);
-                t.extend_from_slice(&len.to_be_bytes());
-                t.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&[0, 0]);
             }
             Transport::Icmp { ty, code, rest } => {
-                t.push(ty);
-                t.push(code);
-                t.extend_from_slice(&[0, 0]);
-                t.extend_from_slice(&rest.to_be_bytes());
+                out.push(ty);
+                out.push(code);
+                out.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&rest.to_be_bytes());
             }
             Transport::Raw(_) => {}
         }
-        t.extend_from_slice(&self.payload);
+        out.extend_from_slice(&self.payload);
         let proto = self.transport.proto(v6);
         let csum_at = match self.transport {
             Transport::Tcp { .. } => Some(16),
@@ -278,20 +326,20 @@ impl FrameBuilder {
             Transport::Raw(_) => None,
         };
         if let Some(at) = csum_at {
+            let t = &mut out[start..];
             // ICMPv4 has no pseudo-header (RFC 792); ICMPv6 does (RFC 4443 §2.3).
             let pseudo = v6 || !matches!(self.transport, Transport::Icmp { .. });
             let mut sum = Checksum::default();
             if pseudo {
                 self.add_pseudo_header(&mut sum, proto, t.len());
             }
-            sum.add(&t);
+            sum.add(t);
             let mut c = sum.finish();
             if c == 0 && matches!(self.transport, Transport::Udp { .. }) {
                 c = 0xffff; // RFC 768: a computed zero is sent as all ones
             }
             t[at..at + 2].copy_from_slice(&c.to_be_bytes());
         }
-        t
     }
 
     fn add_pseudo_header(&self, sum: &mut Checksum, proto: u8, len: usize) {
@@ -346,7 +394,9 @@ impl FrameBuilder {
         }
     }
 
-    fn write_ip_frame(&self, out: &mut Vec<u8>, l4: &[u8], frag: Frag) {
+    /// Writes the link and IP headers for `l4_len` bytes of transport data that the caller
+    /// appends next.
+    fn write_ip_headers(&self, out: &mut Vec<u8>, l4_len: usize, frag: Frag) {
         let v6 = self.is_v6();
         self.write_link(out, if v6 { 0x86dd } else { 0x0800 });
         let proto = self.transport.proto(v6);
@@ -374,7 +424,7 @@ impl FrameBuilder {
                 ext.extend_from_slice(&b);
             }
             let first = chain.first().map_or(proto, |(t, _)| *t);
-            let plen = u16::try_from(ext.len() + l4.len()).unwrap_or(u16::MAX);
+            let plen = u16::try_from(ext.len() + l4_len).unwrap_or(u16::MAX);
             out.push(0x60 | (self.tos >> 4));
             out.push(self.tos << 4);
             out.extend_from_slice(&[0, 0]);
@@ -385,12 +435,10 @@ impl FrameBuilder {
             out.extend_from_slice(&ip6_octets(self.dst));
             out.extend_from_slice(&ext);
         } else {
-            let mut opts = self.ipv4_options.clone();
-            while opts.len() % 4 != 0 {
-                opts.push(0); // end-of-options padding
-            }
-            let ihl = 5 + opts.len() / 4;
-            let total = u16::try_from(ihl * 4 + l4.len()).unwrap_or(u16::MAX);
+            let opts = &self.ipv4_options;
+            let opts_pad = (4 - opts.len() % 4) % 4;
+            let ihl = 5 + (opts.len() + opts_pad) / 4;
+            let total = u16::try_from(ihl * 4 + l4_len).unwrap_or(u16::MAX);
             let start = out.len();
             out.push(0x40 | u8::try_from(ihl).unwrap_or(15));
             out.push(self.tos);
@@ -408,13 +456,13 @@ impl FrameBuilder {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&ip4_octets(self.src));
             out.extend_from_slice(&ip4_octets(self.dst));
-            out.extend_from_slice(&opts);
+            out.extend_from_slice(opts);
+            out.resize(out.len() + opts_pad, 0); // end-of-options padding
             let mut sum = Checksum::default();
             sum.add(&out[start..]);
             let c = sum.finish();
             out[start + 10..start + 12].copy_from_slice(&c.to_be_bytes());
         }
-        out.extend_from_slice(l4);
     }
 }
 
@@ -537,6 +585,43 @@ mod tests {
         assert_eq!(off(&frags[0]), 0x2000);
         assert_eq!(off(&frags[1]), 0x2000 | 6);
         assert_eq!(off(&frags[2]), 12);
+    }
+
+    #[test]
+    fn arp_in_ethernet_framing_matches_arp_frame_and_raw_link_refuses_it() {
+        let mac = [2, 0, 10, 1, 0, 5];
+        let mut b = FrameBuilder::new("10.1.0.5".parse().unwrap(), "10.1.0.1".parse().unwrap(), udp(0, 0));
+        b.src_mac = mac;
+        b.dst_mac = [0xff; 6];
+        let mut out = Vec::new();
+        assert!(b.write_arp_to(&mut out, 1, [10, 1, 0, 1]));
+        assert_eq!(out, arp_frame(1, mac, [10, 1, 0, 5], [10, 1, 0, 1]));
+
+        let mut tagged = Vec::new();
+        assert!(b.clone().vlans(&[7]).write_arp_to(&mut tagged, 1, [10, 1, 0, 1]));
+        assert_eq!(&tagged[12..18], &[0x81, 0x00, 0x00, 7, 0x08, 0x06]);
+
+        let mut raw = Vec::new();
+        assert!(!b.link(Link::Raw).write_arp_to(&mut raw, 1, [10, 1, 0, 1]));
+        assert!(raw.is_empty());
+    }
+
+    #[test]
+    fn write_to_appends_after_existing_bytes_with_valid_checksums() {
+        let mut b = FrameBuilder::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), udp(9, 7002))
+            .payload(b"xyz");
+        b.ipv4_options = vec![1, 1, 1]; // three NOPs, padded to four bytes
+        let mut out = vec![0xee; 5];
+        b.write_to(&mut out);
+        let f = &out[5..];
+        assert_eq!(f, b.build().as_slice());
+        assert_eq!(f[14], 0x46, "IHL 6 with one word of options");
+        assert_eq!(verify(&f[14..38]), 0, "IPv4 header checksum");
+        let mut udp_sum = Checksum::default();
+        udp_sum.add(&f[26..34]); // source + destination address
+        udp_sum.add(&[0, 17, 0, 11]);
+        udp_sum.add(&f[38..]);
+        assert_eq!(udp_sum.finish(), 0, "UDP checksum over the pseudo-header");
     }
 
     #[test]
