@@ -16,6 +16,82 @@ pub enum Precision {
     Nano,
 }
 
+/// The capture file format a generator writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Classic libpcap: nanosecond timestamps when `nanos` is true (the default), else
+    /// microseconds (timestamps are truncated to the microsecond).
+    Pcap {
+        /// Nanosecond rather than microsecond timestamps.
+        nanos: bool,
+    },
+    /// pcapng with one interface at nanosecond resolution.
+    PcapNg,
+}
+
+impl Default for OutputFormat {
+    fn default() -> OutputFormat {
+        OutputFormat::Pcap { nanos: true }
+    }
+}
+
+/// A pcap or pcapng writer with a single interface, the format chosen at run time.
+#[derive(Debug)]
+pub enum CaptureWriter<W: Write> {
+    /// Classic libpcap.
+    Pcap(PcapWriter<W>),
+    /// pcapng; every packet goes to interface `iface`.
+    PcapNg {
+        /// The writer.
+        writer: PcapNgWriter<W>,
+        /// The one interface's id.
+        iface: u32,
+    },
+}
+
+impl<W: Write> CaptureWriter<W> {
+    /// Writes the file header (and, for pcapng, the one interface description).
+    ///
+    /// # Errors
+    /// Any I/O error of the underlying writer.
+    pub fn new(inner: W, format: OutputFormat, link: LinkType) -> io::Result<CaptureWriter<W>> {
+        Ok(match format {
+            OutputFormat::Pcap { nanos } => {
+                let precision = if nanos { Precision::Nano } else { Precision::Micro };
+                CaptureWriter::Pcap(PcapWriter::new(inner, link, precision)?)
+            }
+            OutputFormat::PcapNg => {
+                let mut writer = PcapNgWriter::new(inner)?;
+                let iface = writer.add_interface(link, 9)?;
+                CaptureWriter::PcapNg { writer, iface }
+            }
+        })
+    }
+
+    /// Appends one whole (untruncated) frame captured at `ts`.
+    ///
+    /// # Errors
+    /// Any I/O error of the underlying writer.
+    pub fn write_packet(&mut self, ts: Nanos, data: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        match self {
+            CaptureWriter::Pcap(w) => w.write_packet(ts, data, len),
+            CaptureWriter::PcapNg { writer, iface } => writer.write_packet(*iface, ts, data, len, None),
+        }
+    }
+
+    /// Flushes buffered bytes and returns the inner writer.
+    ///
+    /// # Errors
+    /// Any I/O error while flushing.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            CaptureWriter::Pcap(w) => w.finish(),
+            CaptureWriter::PcapNg { writer, .. } => writer.finish(),
+        }
+    }
+}
+
 /// Default snap length written to file headers.
 pub const SNAPLEN: u32 = 262_144;
 
@@ -152,21 +228,39 @@ impl<W: Write> PcapNgWriter<W> {
         let units = u128::from(ts.0) * u128::from(res) / 1_000_000_000;
         let units = u64::try_from(units).unwrap_or(u64::MAX);
         let caplen = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let mut body = Vec::with_capacity(32 + data.len());
-        body.extend_from_slice(&iface.to_le_bytes());
-        {
-            body.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-            body.extend_from_slice(&(units as u32).to_le_bytes());
-        }
-        body.extend_from_slice(&caplen.to_le_bytes());
-        body.extend_from_slice(&orig_len.max(caplen).to_le_bytes());
-        body.extend_from_slice(data);
-        pad4(&mut body);
+        let comment = comment.map(str::as_bytes);
+        let comment_len = match comment {
+            Some(c) => {
+                if u16::try_from(c.len()).is_err() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "pcapng comment too long"));
+                }
+                4 + c.len() + pad_len(c.len()) + 4 // option, padding, opt_endofopt
+            }
+            None => 0,
+        };
+        // Written field by field rather than through a body buffer: no allocation per packet.
+        let body_len = 20 + data.len() + pad_len(data.len()) + comment_len;
+        let total = u32::try_from(12 + body_len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pcapng block too large"))?;
+        let mut hdr = [0u8; 28];
+        hdr[0..4].copy_from_slice(&EPB.to_le_bytes());
+        hdr[4..8].copy_from_slice(&total.to_le_bytes());
+        hdr[8..12].copy_from_slice(&iface.to_le_bytes());
+        hdr[12..16].copy_from_slice(&((units >> 32) as u32).to_le_bytes());
+        hdr[16..20].copy_from_slice(&(units as u32).to_le_bytes());
+        hdr[20..24].copy_from_slice(&caplen.to_le_bytes());
+        hdr[24..28].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
+        self.out.write_all(&hdr)?;
+        self.out.write_all(data)?;
+        self.out.write_all(&[0; 3][..pad_len(data.len())])?;
         if let Some(c) = comment {
-            push_option(&mut body, OPT_COMMENT, c.as_bytes());
-            push_option(&mut body, 0, &[]);
+            self.out.write_all(&OPT_COMMENT.to_le_bytes())?;
+            self.out.write_all(&(c.len() as u16).to_le_bytes())?;
+            self.out.write_all(c)?;
+            self.out.write_all(&[0; 3][..pad_len(c.len())])?;
+            self.out.write_all(&[0; 4])?; // opt_endofopt
         }
-        write_block(&mut self.out, EPB, &body)
+        self.out.write_all(&total.to_le_bytes())
     }
 
     /// Flushes buffered bytes and returns the inner writer.
@@ -176,6 +270,11 @@ impl<W: Write> PcapNgWriter<W> {
     pub fn finish(self) -> io::Result<W> {
         self.out.into_inner().map_err(io::IntoInnerError::into_error)
     }
+}
+
+/// Zero bytes that pad `len` to a multiple of four.
+const fn pad_len(len: usize) -> usize {
+    (4 - len % 4) % 4
 }
 
 fn pad4(v: &mut Vec<u8>) {
@@ -235,6 +334,47 @@ mod tests {
         w.write_packet(Nanos::from_parts(11, 5), &[4; 70], 70).unwrap();
         let bytes = w.finish().unwrap();
         assert_eq!(read_all(&bytes), vec![(10, 123_456_789, 3), (11, 5, 70)]);
+    }
+
+    #[test]
+    fn capture_writer_formats_carry_the_same_packets() {
+        let frames: [&[u8]; 3] = [&[1; 7], &[2; 60], &[3; 1]];
+        let ts = [Nanos::from_parts(5, 1_000), Nanos::from_parts(5, 2_000), Nanos::from_parts(6, 0)];
+        let mut want = Vec::new();
+        for format in
+            [OutputFormat::Pcap { nanos: true }, OutputFormat::Pcap { nanos: false }, OutputFormat::PcapNg]
+        {
+            let mut w = CaptureWriter::new(Vec::new(), format, LinkType::Raw).unwrap();
+            for (t, f) in ts.iter().zip(frames) {
+                w.write_packet(*t, f).unwrap();
+            }
+            let got: Vec<(u64, usize)> = read_all(&w.finish().unwrap())
+                .into_iter()
+                .map(|(a, b, len)| match format {
+                    OutputFormat::Pcap { nanos: true } => (u64::from(a) * 1_000_000_000 + u64::from(b), len),
+                    OutputFormat::Pcap { nanos: false } => {
+                        (u64::from(a) * 1_000_000_000 + u64::from(b) * 1000, len)
+                    }
+                    OutputFormat::PcapNg => ((u64::from(a) << 32) | u64::from(b), len),
+                })
+                .collect();
+            if want.is_empty() {
+                want = got.clone();
+            }
+            assert_eq!(got, want, "{format:?}");
+        }
+        assert_eq!(want.len(), 3);
+    }
+
+    #[test]
+    fn pcapng_comment_of_odd_length_is_padded_and_read_back() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let i = w.add_interface(LinkType::Ethernet, 9).unwrap();
+        w.write_packet(i, Nanos(3), &[7; 3], 3, Some("abcde")).unwrap();
+        w.write_packet(i, Nanos(4), &[8; 4], 4, None).unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!(read_all(&bytes), vec![(0, 3, 3), (0, 4, 4)]);
+        assert!(bytes.windows(5).any(|x| x == b"abcde"));
     }
 
     #[test]
