@@ -1,0 +1,117 @@
+//! The `PacketSource` trait: anything that yields batches of captured frames.
+//!
+//! A source hands out a [`Batch`] of borrowed frames. The frames stay valid for as long as the
+//! batch is borrowed; the borrow checker ends that borrow before the next call to
+//! [`PacketSource::next_batch`], which is when a source recycles the memory (a pcap reader
+//! compacts its buffer, an AF_XDP socket returns the frames to its fill ring). No frame is
+//! copied or allocated by the source itself.
+
+use outpost_decode::{LinkType, Nanos};
+
+use crate::error::SourceError;
+
+/// Where one frame lives inside a batch's backing memory, plus its capture metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameDesc {
+    /// Capture timestamp.
+    pub ts: Nanos,
+    /// Byte offset of the frame in the batch's backing memory.
+    pub offset: u32,
+    /// Captured length in bytes.
+    pub len: u32,
+    /// Length on the wire in bytes (≥ `len` when a snap length cut the frame).
+    pub wire_len: u32,
+    /// Link-layer type of the frame.
+    pub link: LinkType,
+}
+
+/// One captured frame, borrowed from its batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Captured bytes.
+    pub data: &'a [u8],
+    /// Capture timestamp.
+    pub ts: Nanos,
+    /// Length on the wire in bytes.
+    pub wire_len: u32,
+    /// Link-layer type.
+    pub link: LinkType,
+}
+
+/// A batch of frames borrowed from a source: descriptors into one backing buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    data: &'a [u8],
+    descs: &'a [FrameDesc],
+}
+
+impl<'a> Batch<'a> {
+    /// A batch over `data` described by `descs`. Descriptors that point outside `data` yield
+    /// empty frames rather than panicking.
+    #[must_use]
+    pub fn new(data: &'a [u8], descs: &'a [FrameDesc]) -> Batch<'a> {
+        Batch { data, descs }
+    }
+
+    /// Number of frames.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    /// True when the batch holds no frames.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.descs.is_empty()
+    }
+
+    /// The frames in capture order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Frame<'a>> + 'a {
+        let data = self.data;
+        self.descs.iter().map(move |d| Frame {
+            data: data
+                .get(d.offset as usize..(d.offset as usize).saturating_add(d.len as usize))
+                .unwrap_or(&[]),
+            ts: d.ts,
+            wire_len: d.wire_len,
+            link: d.link,
+        })
+    }
+}
+
+/// Counters a source keeps about its input.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Frames delivered in batches.
+    pub frames: u64,
+    /// Captured bytes delivered.
+    pub bytes: u64,
+    /// Frames skipped because their link type is not decoded by Outpost.
+    pub unsupported_link: u64,
+    /// Frames dropped by the source before delivery (kernel or ring drops, for live sources).
+    pub dropped: u64,
+}
+
+/// A producer of captured frames: pcap files, memory, and (later) AF_XDP and AF_PACKET.
+pub trait PacketSource: Send {
+    /// The next batch of frames, `Ok(None)` at the end of the input. A live source may return
+    /// an empty batch when nothing arrived within its poll interval, so callers can advance
+    /// time.
+    ///
+    /// After an `Err`, the frames before the error have all been delivered; calling again
+    /// continues with the next input if the source has one (a list of files) or returns
+    /// `Ok(None)`.
+    ///
+    /// # Errors
+    /// A [`SourceError`] naming the input and, for files, the byte offset of the problem.
+    fn next_batch(&mut self) -> Result<Option<Batch<'_>>, SourceError>;
+
+    /// Counters so far.
+    fn stats(&self) -> SourceStats;
+
+    /// The current event time of the source when it has no frames to give (live sources
+    /// report their idle clock here); `None` for offline sources.
+    fn idle_time(&self) -> Option<Nanos> {
+        None
+    }
+}
