@@ -1,12 +1,25 @@
 //! Packet sources and the worker pipeline.
 //!
-//! A [`PacketSource`] yields batches of borrowed frames with capture timestamps. Pcap and
-//! pcapng files are read by [`PcapFileSource`] / [`PcapFiles`].
+//! A [`PacketSource`] yields batches of borrowed frames with capture timestamps; pcap and
+//! pcapng files are read by [`PcapFileSource`] / [`PcapFiles`]. [`run_pipeline`] reads a source
+//! on a receive thread, shards frames by source IP into [`FrameBlock`]s for N worker threads
+//! over lock-free SPSC rings, runs a [`WorkerStage`] on each, and merges the workers' records
+//! into one deterministic stream on the caller's thread.
 
+pub mod block;
 pub mod error;
+pub mod memory;
 pub mod pcap_file;
+pub mod pipeline;
 pub mod source;
+pub mod wait;
 
+pub use block::{BlockFrame, BlockLimits, FrameBlock, InputPos};
 pub use error::SourceError;
+pub use memory::MemorySource;
 pub use pcap_file::{PcapFileSource, PcapFiles};
+pub use pipeline::{
+    Backpressure, DispatchStats, Dispatcher, Emitter, Merged, PipelineConfig, PipelineError, PipelineReport,
+    WorkerStage, run_pipeline, worker_for,
+};
 pub use source::{Batch, Frame, FrameDesc, PacketSource, SourceStats};

@@ -1,0 +1,704 @@
+//! The worker pipeline: one receive thread, N pinned workers, one ordered collector.
+//!
+//! ```text
+//!  PacketSource ─► receive thread ──shard by source IP──► SPSC ring w ──► worker w (WorkerStage)
+//!                   (Dispatcher)    ◄── return ring w (empty blocks) ───┘        │ records
+//!                                                                               ▼
+//!                                              caller's thread ◄── SPSC ring ── Emitter
+//!                                              (Merger: records in input order)
+//! ```
+//!
+//! # Guarantees
+//! - **Sharding.** A frame goes to worker `shard(src IP)` ([`outpost_decode::shard_hash`]), so all
+//!   state keyed by a source address lives on exactly one worker. Frames without an IP source
+//!   (ARP, other EtherTypes, malformed) go to worker 0.
+//! - **Order per worker.** A worker sees its frames in input order.
+//! - **Deterministic output.** Frames and clock ticks share one sequence counter (the input's
+//!   total order). Records carry the sequence number of the frame or tick that caused them and
+//!   reach the caller in `(seq, worker, emission order)` order, which for a given input and
+//!   worker count is the same in every run — and, for records caused by frames, the order a
+//!   single thread would produce. A record is released only once every worker has processed all
+//!   input before it. [`Merged::Watermark`]s come at deterministic points too (after the records
+//!   of each clock tick), so window logic driven by them is reproducible.
+//! - **Event time.** Each block ends with a clock tick: the receive side's clock (the latest
+//!   capture timestamp read, or a live source's idle clock). Workers call
+//!   [`WorkerStage::on_clock`] after every block, and every worker receives a block after every
+//!   source batch, so timeouts fire on every worker as input time advances, even on workers that
+//!   received no frames.
+//! - **No allocation per frame.** Frames are copied into recycled [`FrameBlock`]s; records cross
+//!   threads in a bounded ring.
+//! - **Backpressure.** With [`Backpressure::Wait`] (replay) the receive thread waits for a full
+//!   worker ring and nothing is lost. With [`Backpressure::Drop`] (live capture) it drops the
+//!   block's frames and counts them per worker, so a slow worker can never stall the NIC ring.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use outpost_decode::{Nanos, shard_hash};
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::block::{BlockLimits, FrameBlock, InputPos};
+use crate::error::SourceError;
+use crate::source::{Batch, Frame, PacketSource, SourceStats};
+use crate::wait::{Backoff, Doorbell};
+
+/// What a worker does with its frames. One instance per worker thread, owning all of that
+/// worker's state (decoder counters, flow table, rule state).
+pub trait WorkerStage: Send + 'static {
+    /// Output records (alerts, flow records, ...).
+    type Record: Send + 'static;
+    /// Counters handed back when the worker finishes.
+    type Stats: Send + 'static;
+
+    /// Processes one frame. Records emitted here carry `pos.seq`.
+    fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Emitter<Self::Record, Self::Stats>);
+
+    /// Input time advanced to `now` (≥ every frame of the block just processed). `seq` is the
+    /// tick's sequence number; records caused by time (timeouts, windows) carry it.
+    fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut Emitter<Self::Record, Self::Stats>);
+
+    /// End of input: emit everything still pending (flush windows, flows) and return the
+    /// counters. `seq` is larger than every sequence number of the input; records emitted here
+    /// carry it.
+    fn finish(self, seq: u64, out: &mut Emitter<Self::Record, Self::Stats>) -> Self::Stats;
+}
+
+/// What the receive thread does when a worker's ring is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Wait for the worker (offline replay: lossless).
+    #[default]
+    Wait,
+    /// Drop the frames and count them (live capture: never stall the capture ring).
+    Drop,
+}
+
+/// Pipeline settings.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Number of worker threads (at least 1).
+    pub workers: usize,
+    /// Cores to pin workers to: worker `w` runs on `cores[w % cores.len()]`. Empty: no pinning.
+    pub worker_cores: Vec<usize>,
+    /// Core for the receive thread, if pinned.
+    pub receive_core: Option<usize>,
+    /// Block size.
+    pub block: BlockLimits,
+    /// Blocks in flight per worker (ring capacity, default 16).
+    pub ring_blocks: usize,
+    /// Records in flight per worker toward the collector (default 65536).
+    pub record_ring: usize,
+    /// Full-ring policy.
+    pub backpressure: Backpressure,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            workers: 1,
+            worker_cores: Vec::new(),
+            receive_core: None,
+            block: BlockLimits::default(),
+            ring_blocks: 16,
+            record_ring: 1 << 16,
+            backpressure: Backpressure::Wait,
+        }
+    }
+}
+
+/// Picks the worker for a shard hash: Lemire's multiply-shift reduction (no division).
+#[inline]
+#[must_use]
+pub fn worker_for(hash: u64, workers: usize) -> usize {
+    // The product's high 64 bits are < workers, so the conversion is exact.
+    ((u128::from(hash) * workers as u128) >> 64) as usize
+}
+
+/// Counters of the receive thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DispatchStats {
+    /// Frames read from the source.
+    pub frames: u64,
+    /// Frames handed to each worker.
+    pub per_worker: Vec<u64>,
+    /// Frames dropped because a worker's ring was full ([`Backpressure::Drop`]), per worker.
+    pub ring_full_drops: Vec<u64>,
+}
+
+/// The receive side's half of one worker's rings.
+#[derive(Debug)]
+struct WorkerLink {
+    tx: Producer<FrameBlock>,
+    free: Consumer<FrameBlock>,
+    current: FrameBlock,
+    bell: Doorbell,
+    allocated: usize,
+}
+
+/// Splits batches of frames into per-worker blocks and sends them (runs on the receive thread).
+#[derive(Debug)]
+pub struct Dispatcher {
+    links: Vec<WorkerLink>,
+    limits: BlockLimits,
+    max_blocks: usize,
+    backpressure: Backpressure,
+    /// Next sequence number (frames and ticks).
+    seq: u64,
+    clock: Nanos,
+    own_bell: Doorbell,
+    stats: DispatchStats,
+}
+
+impl Dispatcher {
+    /// Copies every frame of `batch` into its worker's block, sending blocks that fill up.
+    pub fn dispatch(&mut self, batch: &Batch<'_>) {
+        let n = self.links.len();
+        for frame in batch.iter() {
+            let w = if n == 1 { 0 } else { worker_for(shard_hash(frame.link, frame.data), n) };
+            if frame.ts > self.clock {
+                self.clock = frame.ts;
+            }
+            let Some(link) = self.links.get_mut(w) else { continue };
+            link.current.push(&frame, self.seq, self.stats.frames);
+            let full = link.current.is_full(self.limits);
+            self.seq += 1;
+            self.stats.frames += 1;
+            if let Some(c) = self.stats.per_worker.get_mut(w) {
+                *c += 1;
+            }
+            if full {
+                let tick = self.next_tick();
+                self.send(w, tick);
+            }
+        }
+    }
+
+    /// Moves the clock forward without frames (a live source's idle tick).
+    pub fn advance_clock(&mut self, now: Nanos) {
+        if now > self.clock {
+            self.clock = now;
+        }
+    }
+
+    /// Sends every worker its current block, even an empty one, so all workers learn the clock
+    /// and the input position.
+    pub fn flush(&mut self) {
+        let tick = self.next_tick();
+        for w in 0..self.links.len() {
+            self.send(w, tick);
+        }
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        let t = self.seq;
+        self.seq += 1;
+        t
+    }
+
+    /// Counters so far.
+    #[must_use]
+    pub fn stats(&self) -> &DispatchStats {
+        &self.stats
+    }
+
+    fn send(&mut self, w: usize, tick: u64) {
+        let Some(link) = self.links.get_mut(w) else { return };
+        link.current.tick_seq = tick;
+        link.current.clock = self.clock;
+        let mut backoff = Backoff::new();
+        while link.tx.is_full() || link.tx.is_abandoned() {
+            // A worker that is gone (it panicked) takes nothing more: drop, as under `Drop`.
+            if self.backpressure == Backpressure::Drop || link.tx.is_abandoned() {
+                if let Some(c) = self.stats.ring_full_drops.get_mut(w) {
+                    *c += link.current.len() as u64;
+                }
+                link.current.clear();
+                return;
+            }
+            link.bell.ring();
+            let tx = &link.tx;
+            backoff.snooze(&self.own_bell, || !tx.is_full());
+        }
+        // A replacement block: recycled, or new while fewer than `max_blocks` exist. With all
+        // blocks allocated and the ring not full, the worker holds at most one, so a recycled
+        // block arrives as soon as it finishes that one.
+        let mut backoff = Backoff::new();
+        let fresh = loop {
+            if let Ok(mut b) = link.free.pop() {
+                b.clear();
+                break b;
+            }
+            if link.allocated < self.max_blocks {
+                link.allocated += 1;
+                break FrameBlock::new(self.limits);
+            }
+            let free = &link.free;
+            backoff.snooze(&self.own_bell, || !free.is_empty());
+        };
+        let block = std::mem::replace(&mut link.current, fresh);
+        // Single producer and the ring was not full: the push succeeds.
+        if let Err(rtrb::PushError::Full(mut b)) = link.tx.push(block) {
+            b.clear();
+            link.current = b;
+        }
+        link.bell.ring();
+    }
+}
+
+/// A worker's way to emit records and progress to the collector.
+#[derive(Debug)]
+pub struct Emitter<R, St> {
+    tx: Producer<Out<R, St>>,
+    collector: Doorbell,
+    own_bell: Doorbell,
+}
+
+/// Messages from a worker to the collector.
+#[derive(Debug)]
+enum Out<R, St> {
+    Record {
+        seq: u64,
+        record: R,
+    },
+    /// Everything up to and including tick `tick_seq` has been emitted.
+    Progress {
+        tick_seq: u64,
+        clock: Nanos,
+    },
+    Done(St),
+}
+
+impl<R, St> Emitter<R, St> {
+    /// Emits a record caused by input position `seq`. Waits (rarely) when the collector is
+    /// behind; records are never dropped.
+    pub fn emit(&mut self, seq: u64, record: R) {
+        self.send(Out::Record { seq, record });
+    }
+
+    fn send(&mut self, mut msg: Out<R, St>) {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.tx.push(msg) {
+                Ok(()) => return,
+                Err(rtrb::PushError::Full(m)) => {
+                    msg = m;
+                    self.collector.ring();
+                    let tx = &self.tx;
+                    backoff.snooze(&self.own_bell, || !tx.is_full());
+                }
+            }
+        }
+    }
+}
+
+/// A worker thread: process blocks in order until the receive side hangs up.
+fn worker_loop<S: WorkerStage>(
+    mut stage: S,
+    mut rx: Consumer<FrameBlock>,
+    mut free: Producer<FrameBlock>,
+    mut out: Emitter<S::Record, S::Stats>,
+    own_bell: &Doorbell,
+    dispatcher_bell: &Doorbell,
+) {
+    let mut backoff = Backoff::new();
+    let mut last_tick = 0;
+    loop {
+        match rx.pop() {
+            Ok(block) => {
+                backoff.reset();
+                for (pos, frame) in block.iter() {
+                    stage.on_frame(pos, frame, &mut out);
+                }
+                stage.on_clock(block.clock, block.tick_seq, &mut out);
+                last_tick = block.tick_seq;
+                out.send(Out::Progress { tick_seq: block.tick_seq, clock: block.clock });
+                out.collector.ring();
+                // The free ring holds every block that exists, so this cannot fail.
+                let _ = free.push(block);
+                dispatcher_bell.ring();
+            }
+            Err(_) => {
+                if rx.is_abandoned() && rx.is_empty() {
+                    break;
+                }
+                let rx = &rx;
+                backoff.snooze(own_bell, || !rx.is_empty() || rx.is_abandoned());
+            }
+        }
+    }
+    // The last block is the final flush, which every worker receives: `last_tick + 1` is the
+    // same on every worker and beyond the whole input.
+    let stats = stage.finish(last_tick + 1, &mut out);
+    out.send(Out::Done(stats));
+    out.collector.ring();
+}
+
+/// What the collector hands to the caller, in deterministic order.
+#[derive(Debug)]
+pub enum Merged<R> {
+    /// A record from a worker.
+    Record {
+        /// Input position that caused it.
+        seq: u64,
+        /// Worker that emitted it.
+        worker: usize,
+        /// The record.
+        record: R,
+    },
+    /// Every worker has processed all input up to this event time.
+    Watermark(Nanos),
+}
+
+/// Per-worker merge state on the collector side.
+#[derive(Debug)]
+struct MergeInput<R, St> {
+    rx: Consumer<Out<R, St>>,
+    queue: VecDeque<(u64, R)>,
+    /// Ticks reported and not yet released, in order.
+    ticks: VecDeque<(u64, Nanos)>,
+    /// The latest tick reported (everything up to it has been emitted).
+    reported: Option<u64>,
+    done: Option<St>,
+}
+
+impl<R, St> MergeInput<R, St> {
+    /// Moves everything the worker has sent into the queue. Returns true if anything came.
+    fn pump(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(msg) = self.rx.pop() {
+            any = true;
+            match msg {
+                Out::Record { seq, record } => self.queue.push_back((seq, record)),
+                Out::Progress { tick_seq, clock } => {
+                    self.ticks.push_back((tick_seq, clock));
+                    self.reported = Some(tick_seq);
+                }
+                Out::Done(st) => self.done = Some(st),
+            }
+        }
+        any
+    }
+}
+
+/// Merges the workers' record streams into one deterministic stream.
+#[derive(Debug)]
+struct Merger<R, St> {
+    inputs: Vec<MergeInput<R, St>>,
+    watermark: Nanos,
+}
+
+impl<R, St> Merger<R, St> {
+    fn all_done(&self) -> bool {
+        self.inputs.iter().all(|i| i.done.is_some())
+    }
+
+    /// Hands every final record to `sink` in order, with a watermark after each tick whose
+    /// clock moved forward.
+    fn release(&mut self, sink: &mut impl FnMut(Merged<R>)) {
+        // The earliest tick some worker reported and not yet released.
+        while let Some(target) = self.inputs.iter().filter_map(|i| i.ticks.front().map(|t| t.0)).min() {
+            // Final once every unfinished worker has reported that tick or a later one.
+            let complete =
+                self.inputs.iter().all(|i| i.done.is_some() || i.reported.is_some_and(|r| r >= target));
+            if !complete {
+                break;
+            }
+            self.drain_through(target, sink);
+            let mut clock = Nanos::ZERO;
+            for input in &mut self.inputs {
+                if let Some(&(t, c)) = input.ticks.front() {
+                    if t == target {
+                        input.ticks.pop_front();
+                        clock = clock.max(c);
+                    }
+                }
+            }
+            if clock > self.watermark {
+                self.watermark = clock;
+                sink(Merged::Watermark(clock));
+            }
+        }
+        if self.all_done() {
+            self.drain_through(u64::MAX, sink);
+        }
+    }
+
+    /// Hands `sink` every queued record with `seq ≤ limit`, merged by `(seq, worker)`.
+    fn drain_through(&mut self, limit: u64, sink: &mut impl FnMut(Merged<R>)) {
+        loop {
+            let mut best: Option<(u64, usize)> = None;
+            for (w, input) in self.inputs.iter().enumerate() {
+                if let Some(&(seq, _)) = input.queue.front() {
+                    if seq <= limit && best.is_none_or(|(s, _)| seq < s) {
+                        best = Some((seq, w));
+                    }
+                }
+            }
+            let Some((_, w)) = best else { break };
+            if let Some((seq, record)) = self.inputs.get_mut(w).and_then(|i| i.queue.pop_front()) {
+                sink(Merged::Record { seq, worker: w, record });
+            }
+        }
+    }
+}
+
+/// Result of a pipeline run.
+#[derive(Debug)]
+pub struct PipelineReport<St> {
+    /// The source's counters.
+    pub source: SourceStats,
+    /// The receive thread's counters.
+    pub dispatch: DispatchStats,
+    /// Each worker's counters, by worker index.
+    pub workers: Vec<St>,
+    /// Problems with the input, in the order met (each after all frames before it were
+    /// processed).
+    pub source_errors: Vec<SourceError>,
+    /// Cores that could not be pinned (the thread ran unpinned).
+    pub pin_failures: Vec<usize>,
+    /// Wall-clock time of the run (for throughput reports only; never used by the pipeline).
+    pub wall: Duration,
+}
+
+/// Why a pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A thread could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker or the receive thread panicked (a bug; the message is the panic payload).
+    #[error("thread {name} panicked: {message}")]
+    Panicked {
+        /// Thread name.
+        name: String,
+        /// Panic message.
+        message: String,
+    },
+}
+
+/// Pins the calling thread; returns false when the OS refused.
+fn pin(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// What the receive thread hands back when it ends.
+type ReceiveResult = (SourceStats, DispatchStats, Vec<SourceError>);
+
+/// The receive thread: read batches, dispatch, flush after each batch; then hang up.
+fn receive_loop<Src: PacketSource>(mut source: Src, mut d: Dispatcher, stop: &AtomicBool) -> ReceiveResult {
+    d.own_bell.bind_current();
+    let mut errors = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let idle = match source.next_batch() {
+            Ok(Some(batch)) if batch.is_empty() => true,
+            Ok(Some(batch)) => {
+                d.dispatch(&batch);
+                d.flush();
+                false
+            }
+            Ok(None) => break,
+            Err(e) => {
+                errors.push(e);
+                false
+            }
+        };
+        if idle {
+            // A live source with nothing to give: its idle clock still moves time forward.
+            if let Some(t) = source.idle_time() {
+                d.advance_clock(t);
+            }
+            d.flush();
+        }
+    }
+    d.flush();
+    let stats = d.stats.clone();
+    drop(d);
+    (source.stats(), stats, errors)
+}
+
+/// Runs `source` through `config.workers` instances of a stage made by `make_stage`, handing
+/// merged records to `sink` on the calling thread. Returns when the source is exhausted (or
+/// `stop` is set) and every worker has finished.
+///
+/// # Errors
+/// [`PipelineError`] when a thread cannot start or panics. Problems with the input itself are
+/// not errors of the run: they are listed in [`PipelineReport::source_errors`].
+pub fn run_pipeline<Src, S, F, C>(
+    source: Src,
+    config: &PipelineConfig,
+    mut make_stage: F,
+    stop: Arc<AtomicBool>,
+    mut sink: C,
+) -> Result<PipelineReport<S::Stats>, PipelineError>
+where
+    Src: PacketSource + 'static,
+    S: WorkerStage,
+    F: FnMut(usize) -> S,
+    C: FnMut(Merged<S::Record>),
+{
+    let started = Instant::now();
+    let n = config.workers.max(1);
+    let ring_blocks = config.ring_blocks.max(2);
+    let collector_bell = Doorbell::for_current_thread();
+    let dispatcher_bell = Doorbell::new();
+    let pin_failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+
+    let mut links = Vec::with_capacity(n);
+    let mut inputs = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n + 1);
+    for w in 0..n {
+        let (tx, rx) = RingBuffer::<FrameBlock>::new(ring_blocks);
+        let (free_tx, free_rx) = RingBuffer::<FrameBlock>::new(ring_blocks + 2);
+        let (out_tx, out_rx) = RingBuffer::<Out<S::Record, S::Stats>>::new(config.record_ring.max(16));
+        let stage = make_stage(w);
+        let core = config.worker_cores.get(w % config.worker_cores.len().max(1)).copied();
+        let worker_bell = Doorbell::new();
+        let emitter =
+            Emitter { tx: out_tx, collector: collector_bell.clone(), own_bell: worker_bell.clone() };
+        let (failures, dbell, wbell) = (pin_failures.clone(), dispatcher_bell.clone(), worker_bell.clone());
+        let name = format!("outpost-worker-{w}");
+        let handle = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                wbell.bind_current();
+                if let Some(c) = core {
+                    if !pin(c) {
+                        if let Ok(mut f) = failures.lock() {
+                            f.push(c);
+                        }
+                    }
+                }
+                worker_loop(stage, rx, free_tx, emitter, &wbell, &dbell);
+            })
+            .map_err(|source| PipelineError::Spawn { name: name.clone(), source })?;
+        handles.push((name, handle));
+        links.push(WorkerLink {
+            tx,
+            free: free_rx,
+            current: FrameBlock::new(config.block),
+            bell: worker_bell,
+            allocated: 1,
+        });
+        inputs.push(MergeInput {
+            rx: out_rx,
+            queue: VecDeque::new(),
+            ticks: VecDeque::new(),
+            reported: None,
+            done: None,
+        });
+    }
+
+    let dispatcher = Dispatcher {
+        links,
+        limits: config.block,
+        max_blocks: ring_blocks + 2,
+        backpressure: config.backpressure,
+        seq: 0,
+        clock: Nanos::ZERO,
+        own_bell: dispatcher_bell,
+        stats: DispatchStats { frames: 0, per_worker: vec![0; n], ring_full_drops: vec![0; n] },
+    };
+    let receive_core = config.receive_core;
+    let failures = pin_failures.clone();
+    let stop_rx = stop.clone();
+    let receiver = thread::Builder::new()
+        .name("outpost-receive".into())
+        .spawn(move || {
+            if let Some(c) = receive_core {
+                if !pin(c) {
+                    if let Ok(mut f) = failures.lock() {
+                        f.push(c);
+                    }
+                }
+            }
+            receive_loop(source, dispatcher, &stop_rx)
+        })
+        .map_err(|source| PipelineError::Spawn { name: "outpost-receive".into(), source })?;
+
+    // Collect on this thread until every worker is done.
+    let mut merger = Merger { inputs, watermark: Nanos::ZERO };
+    let mut backoff = Backoff::new();
+    let mut panicked = None;
+    loop {
+        let mut any = false;
+        for input in &mut merger.inputs {
+            any |= input.pump();
+        }
+        if any {
+            backoff.reset();
+            merger.release(&mut sink);
+        }
+        if merger.all_done() {
+            break;
+        }
+        if !any {
+            // A worker that panicked never sends Done: notice it instead of waiting forever.
+            let dead = handles.iter().enumerate().position(|(i, (_, h))| {
+                h.is_finished() && merger.inputs.get(i).is_some_and(|m| m.done.is_none())
+            });
+            if let Some(i) = dead {
+                {
+                    // Drain what it sent before it ended.
+                    if let Some(m) = merger.inputs.get_mut(i) {
+                        m.pump();
+                    }
+                    if merger.inputs.get(i).is_some_and(|m| m.done.is_none()) {
+                        panicked = Some(i);
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let inputs = &merger.inputs;
+            backoff.snooze(&collector_bell, || inputs.iter().any(|i| !i.rx.is_empty()));
+        }
+    }
+    if let Some(i) = panicked {
+        // Stop the receive thread; its rings to the dead worker would otherwise fill up.
+        stop.store(true, Ordering::Relaxed);
+        let (name, handle) = handles.swap_remove(i);
+        let message = match handle.join() {
+            Err(p) => panic_message(p.as_ref()),
+            Ok(()) => "worker ended without finishing".into(),
+        };
+        return Err(PipelineError::Panicked { name, message });
+    }
+    merger.release(&mut sink);
+
+    let (source_stats, dispatch, source_errors) = receiver.join().map_err(|p| PipelineError::Panicked {
+        name: "outpost-receive".into(),
+        message: panic_message(p.as_ref()),
+    })?;
+    for (name, handle) in handles {
+        handle.join().map_err(|p| PipelineError::Panicked { name, message: panic_message(p.as_ref()) })?;
+    }
+    let workers = merger.inputs.into_iter().filter_map(|i| i.done).collect();
+    let pin_failures = pin_failures.lock().map(|f| f.clone()).unwrap_or_default();
+    Ok(PipelineReport {
+        source: source_stats,
+        dispatch,
+        workers,
+        source_errors,
+        pin_failures,
+        wall: started.elapsed(),
+    })
+}
