@@ -3,3 +3,5 @@
 
 pub mod frame;
 pub mod pcap;
+pub mod seed;
+pub mod timearg;
