@@ -1,0 +1,93 @@
+# Outpost — build, demo, test, bench.
+#
+#   make demo    installs what is missing, builds release, generates the seed scenario,
+#                replays it, shows alerts and alert windows, and checks them against the truth
+#   make test    installs what is missing, runs fmt/clippy checks, every test, a fuzz smoke run
+#   make bench   replay and decode throughput (see BENCHMARKS.md)
+#   make fuzz    the decoder fuzz target for FUZZ_SECONDS (default 300)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+OUT ?= out
+DEMO_EVENTS ?= 1000000
+DEMO_CLIENTS ?= 1000
+DEMO_ERROR_PROB ?= 0.001
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 30
+OUTPOST := target/release/outpost
+
+# Debian packages the tests and demo use (tcpdump is the filter oracle).
+APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool
+
+.PHONY: help deps deps-apt deps-rust build demo test test-rust fuzz fuzz-smoke bench clean
+
+help:
+	@sed -n '3,8p' Makefile
+
+## ---- dependencies ------------------------------------------------------------------------
+
+deps: deps-apt deps-rust
+
+deps-apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+deps-rust:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+## ---- build and demo ----------------------------------------------------------------------
+
+build:
+	$(CARGO) build --release -p outpost-sensor
+
+demo: deps-apt build
+	@mkdir -p $(OUT)/demo
+	@echo "== generating the seed scenario: $(DEMO_EVENTS) events, $(DEMO_CLIENTS) clients, error probability $(DEMO_ERROR_PROB)"
+	$(OUTPOST) gen seed --clients $(DEMO_CLIENTS) --events $(DEMO_EVENTS) --error-prob $(DEMO_ERROR_PROB) \
+	  --seed 42 --out $(OUT)/demo/seed.pcap --truth $(OUT)/demo/truth.jsonl
+	@echo "== replaying it through the sensor (built-in config/outpost.toml)"
+	$(OUTPOST) replay $(OUT)/demo/seed.pcap --alerts $(OUT)/demo/alerts.jsonl --windows $(OUT)/demo/windows.jsonl
+	@echo "== first alerts ($(OUT)/demo/alerts.jsonl)"
+	@head -n 3 $(OUT)/demo/alerts.jsonl
+	@echo "== first alert windows ($(OUT)/demo/windows.jsonl)"
+	@head -n 4 $(OUT)/demo/windows.jsonl
+	@echo "== alerts against ground truth"
+	@alerts=$$(wc -l < $(OUT)/demo/alerts.jsonl); truth=$$(wc -l < $(OUT)/demo/truth.jsonl); \
+	 echo "alerts: $$alerts, injected invalid transitions: $$truth"; \
+	 test "$$alerts" -eq "$$truth" || { echo "MISMATCH"; exit 1; }
+
+## ---- tests --------------------------------------------------------------------------------
+
+test: deps test-rust fuzz-smoke
+
+test-rust:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --profile test-release
+
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run decode -- -max_total_time=$(FUZZ_SECONDS)
+
+fuzz-smoke:
+	cd fuzz && $(CARGO) +nightly fuzz run decode -- -max_total_time=$(FUZZ_SMOKE_SECONDS)
+
+## ---- benchmarks ---------------------------------------------------------------------------
+
+bench: deps-apt
+	bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(OUT)

@@ -1,0 +1,675 @@
+//! Per-key state machines: a rule compiled from [`StateMachineConfig`], and the per-worker
+//! table of keys that runs it.
+//!
+//! # Semantics
+//! - A key with no entry is in the initial state. Entries exist only for keys in a non-initial,
+//!   non-terminal state, so memory is proportional to machines in progress.
+//! - A packet is an event when one of the rule's event filters matches it; the first matching
+//!   event (in configuration order) wins, and packets matching none are ignored.
+//! - A valid event moves the key to the transition's target. Reaching a terminal state releases
+//!   the key (counted as `terminated`).
+//! - An event with no transition from the key's state is an **invalid transition**: it raises
+//!   one alert, and the key restarts in the initial state (its entry is released). Restarting —
+//!   rather than keeping the old state as the Flink example does — means one stray packet gives
+//!   one alert, not an alert for every later event of a machine stuck in a state it can no
+//!   longer leave validly; and it makes the outcome of every event depend only on the events
+//!   since the last alert, which is what ground truth in tests can state exactly.
+//! - **Idle timeout.** A key with no event for `idle_timeout` is released (counted as
+//!   `idle_released`): an event at time `t ≥ last + idle_timeout` sees the initial state. The
+//!   check happens on the event itself (exact, whatever the timer granularity); a timer wheel
+//!   frees idle entries as event time advances so memory stays bounded without traffic from
+//!   those keys.
+//! - **Capacity.** At most `max_keys` entries per worker; a new key beyond that evicts the entry
+//!   scheduled to expire soonest (counted as `evicted`).
+
+use hashbrown::HashMap;
+use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
+use outpost_filter::Filter;
+
+use crate::config::{ConfigError, Severity, SourceText, StateMachineConfig};
+use crate::wheel::TimerWheel;
+
+/// No transition (an invalid event) in the transition table.
+const INVALID: u16 = u16::MAX;
+
+/// A compiled state-machine rule. Immutable and shared by all workers.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    /// Rule name.
+    pub name: String,
+    /// Description from the configuration.
+    pub description: String,
+    /// Alert severity.
+    pub severity: Severity,
+    /// Alert category.
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    pub mitre: Option<String>,
+    /// State names; index 0 is the initial state.
+    pub states: Vec<String>,
+    /// Whether each state is terminal.
+    pub terminal: Vec<bool>,
+    /// Event names, in matching order.
+    pub events: Vec<String>,
+    filters: Vec<Filter>,
+    /// `next[state * events.len() + event]`: the target state, or `INVALID`.
+    next: Vec<u16>,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Most keys per worker.
+    pub max_keys: usize,
+}
+
+/// Splits `FROM --EVENT--> TO`.
+fn parse_transition(s: &str) -> Option<(&str, &str, &str)> {
+    let (from, rest) = s.split_once("--")?;
+    let (event, to) = rest.split_once("-->")?;
+    let (from, event, to) = (from.trim(), event.trim(), to.trim());
+    let ident = |x: &str| !x.is_empty() && !x.contains(char::is_whitespace) && !x.contains('-');
+    (ident(from) && ident(event) && ident(to)).then_some((from, event, to))
+}
+
+impl StateMachine {
+    /// Compiles one rule. `key` is the rule's configuration path for messages
+    /// (`rules.state_machine[0]`).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the offending value: a bad filter, a malformed or duplicate
+    /// transition, an unknown event, a terminal state with transitions out of it, too many
+    /// states or events.
+    pub fn compile(
+        cfg: &StateMachineConfig,
+        src: &SourceText,
+        key: &str,
+    ) -> Result<StateMachine, ConfigError> {
+        let err = |span: std::ops::Range<usize>, k: String, m: String| src.error(span, k, m);
+        let name = cfg.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(err(cfg.name.span(), format!("{key}.name"), "a rule needs a name".into()));
+        }
+        if cfg.events.is_empty() {
+            return Err(src.error(cfg.name.span(), format!("{key}.events"), "a state machine needs events"));
+        }
+        if cfg.max_keys == 0 {
+            return Err(src.error(cfg.name.span(), format!("{key}.max_keys"), "must be at least 1"));
+        }
+
+        let mut events = Vec::with_capacity(cfg.events.len());
+        let mut filters = Vec::with_capacity(cfg.events.len());
+        for (i, ev) in cfg.events.iter().enumerate() {
+            let ev_name = ev.name.get_ref().trim().to_string();
+            if ev_name.is_empty() || ev_name.contains(char::is_whitespace) || ev_name.contains('-') {
+                return Err(err(
+                    ev.name.span(),
+                    format!("{key}.events[{i}].name"),
+                    format!("event name `{ev_name}` must be one word without `-`"),
+                ));
+            }
+            if events.contains(&ev_name) {
+                return Err(err(
+                    ev.name.span(),
+                    format!("{key}.events[{i}].name"),
+                    format!("event `{ev_name}` is declared twice"),
+                ));
+            }
+            let filter = Filter::parse(ev.filter.get_ref()).map_err(|e| {
+                err(
+                    ev.filter.span(),
+                    format!("{key}.events[{i}].filter"),
+                    format!("bad filter expression: {e}"),
+                )
+            })?;
+            events.push(ev_name);
+            filters.push(filter);
+        }
+
+        let initial = cfg.initial.get_ref().trim().to_string();
+        let mut states = vec![initial.clone()];
+        let mut triples = Vec::with_capacity(cfg.transitions.len());
+        for (i, t) in cfg.transitions.iter().enumerate() {
+            let k = format!("{key}.transitions[{i}]");
+            let Some((from, ev, to)) = parse_transition(t.get_ref()) else {
+                return Err(err(
+                    t.span(),
+                    k,
+                    format!("`{}` is not of the form `FROM --EVENT--> TO`", t.get_ref()),
+                ));
+            };
+            let Some(e) = events.iter().position(|x| x == ev) else {
+                return Err(err(t.span(), k, format!("event `{ev}` is not declared in `events`")));
+            };
+            let mut state_index = |s: &str| match states.iter().position(|x| x == s) {
+                Some(i) => i,
+                None => {
+                    states.push(s.to_string());
+                    states.len() - 1
+                }
+            };
+            let (f, to_i) = (state_index(from), state_index(to));
+            triples.push((f, e, to_i, t.span(), k));
+        }
+        if states.len() >= usize::from(INVALID) || events.len() >= usize::from(INVALID) {
+            return Err(src.error(cfg.name.span(), key.to_string(), "too many states or events"));
+        }
+        let mut terminal = vec![false; states.len()];
+        for (i, t) in cfg.terminal.iter().enumerate() {
+            let k = format!("{key}.terminal[{i}]");
+            let name = t.get_ref().trim();
+            let Some(s) = states.iter().position(|x| x == name) else {
+                return Err(err(
+                    t.span(),
+                    k,
+                    format!("terminal state `{name}` is not the target of any transition"),
+                ));
+            };
+            if s == 0 {
+                return Err(err(t.span(), k, format!("the initial state `{name}` cannot be terminal")));
+            }
+            if let Some(slot) = terminal.get_mut(s) {
+                *slot = true;
+            }
+        }
+        let n_ev = events.len();
+        let mut next = vec![INVALID; states.len() * n_ev];
+        for (f, e, to, span, k) in triples {
+            if terminal.get(f).copied().unwrap_or(false) {
+                return Err(err(span, k, format!("`{}` is terminal: no transition can leave it", states[f])));
+            }
+            let Some(slot) = next.get_mut(f * n_ev + e) else { continue };
+            if *slot != INVALID && usize::from(*slot) != to {
+                return Err(err(
+                    span,
+                    k,
+                    format!(
+                        "`{} --{}-->` already leads to `{}`: the machine must be deterministic",
+                        states[f],
+                        events[e],
+                        states[usize::from(*slot)]
+                    ),
+                ));
+            }
+            // Sizes checked above: indices fit u16.
+            *slot = u16::try_from(to).unwrap_or(INVALID);
+        }
+        Ok(StateMachine {
+            name,
+            description: cfg.description.clone(),
+            severity: cfg.severity,
+            category: cfg.category.clone(),
+            mitre: cfg.mitre.clone(),
+            states,
+            terminal,
+            events,
+            filters,
+            next,
+            idle_timeout: cfg.idle_timeout.0,
+            max_keys: cfg.max_keys,
+        })
+    }
+
+    /// The event a packet is, if any: the first event whose filter matches.
+    #[inline]
+    #[must_use]
+    pub fn classify(&self, meta: &PacketMeta) -> Option<u16> {
+        let i = self.filters.iter().position(|f| f.matches(meta))?;
+        u16::try_from(i).ok()
+    }
+
+    /// The state `event` leads to from `state`, or `None` for an invalid transition.
+    #[inline]
+    #[must_use]
+    pub fn next(&self, state: u16, event: u16) -> Option<u16> {
+        let i = usize::from(state) * self.events.len() + usize::from(event);
+        self.next.get(i).copied().filter(|&s| s != INVALID)
+    }
+
+    /// True for terminal states.
+    #[inline]
+    #[must_use]
+    pub fn is_terminal(&self, state: u16) -> bool {
+        self.terminal.get(usize::from(state)).copied().unwrap_or(false)
+    }
+
+    /// Name of a state.
+    #[must_use]
+    pub fn state_name(&self, state: u16) -> &str {
+        self.states.get(usize::from(state)).map_or("?", String::as_str)
+    }
+
+    /// Name of an event.
+    #[must_use]
+    pub fn event_name(&self, event: u16) -> &str {
+        self.events.get(usize::from(event)).map_or("?", String::as_str)
+    }
+
+    /// The events valid in `state`, in configuration order.
+    pub fn expected(&self, state: u16) -> impl Iterator<Item = &str> + '_ {
+        (0..self.events.len()).filter_map(move |e| {
+            let e16 = u16::try_from(e).ok()?;
+            self.next(state, e16).map(|_| self.event_name(e16))
+        })
+    }
+
+    /// The filter expression of an event.
+    #[must_use]
+    pub fn event_filter(&self, event: u16) -> Option<&Filter> {
+        self.filters.get(usize::from(event))
+    }
+}
+
+/// A key's machine in progress.
+#[derive(Debug, Clone, Copy)]
+struct KeyState {
+    state: u16,
+    generation: u32,
+    /// Events seen since the machine (re)started.
+    events: u32,
+    /// Time of the last event.
+    last: Nanos,
+    /// Time the machine started (its first event after the initial state).
+    started: Nanos,
+}
+
+/// Counters of one state-machine rule on one worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MachineStats {
+    /// Packets that were one of the rule's events.
+    pub events: u64,
+    /// Valid transitions taken.
+    pub transitions: u64,
+    /// Invalid transitions (each raised one alert).
+    pub invalid: u64,
+    /// Machines that reached a terminal state.
+    pub terminated: u64,
+    /// Machines released after the idle timeout.
+    pub idle_released: u64,
+    /// Machines evicted because the key table was full.
+    pub evicted: u64,
+    /// Keys held now.
+    pub keys: u64,
+    /// Most keys held at once.
+    pub peak_keys: u64,
+}
+
+impl MachineStats {
+    /// Adds another worker's counters (`keys` and `peak_keys` add up: workers hold disjoint
+    /// keys).
+    pub fn merge(&mut self, o: &MachineStats) {
+        self.events += o.events;
+        self.transitions += o.transitions;
+        self.invalid += o.invalid;
+        self.terminated += o.terminated;
+        self.idle_released += o.idle_released;
+        self.evicted += o.evicted;
+        self.keys += o.keys;
+        self.peak_keys += o.peak_keys;
+    }
+}
+
+/// An invalid transition found by a [`MachineRunner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidTransition {
+    /// The key's state before the event.
+    pub state: u16,
+    /// The event.
+    pub event: u16,
+    /// Events the machine had taken since it started (0 in the initial state).
+    pub events_before: u32,
+    /// When the machine started (the event time of its first event), if it had.
+    pub started: Option<Nanos>,
+}
+
+/// One worker's keys for one state-machine rule.
+#[derive(Debug)]
+pub struct MachineRunner {
+    keys: HashMap<IpAddress, KeyState, foldhash::fast::RandomState>,
+    wheel: TimerWheel<IpAddress>,
+    next_generation: u32,
+    idle_timeout: Duration,
+    max_keys: usize,
+    /// Counters.
+    pub stats: MachineStats,
+}
+
+impl MachineRunner {
+    /// Empty state for `rule`.
+    #[must_use]
+    pub fn new(rule: &StateMachine) -> MachineRunner {
+        MachineRunner {
+            keys: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            wheel: TimerWheel::for_timeout(rule.idle_timeout),
+            next_generation: 0,
+            idle_timeout: rule.idle_timeout,
+            max_keys: rule.max_keys,
+            stats: MachineStats::default(),
+        }
+    }
+
+    /// Applies `event` for `key` at time `ts`. Returns the invalid transition, if it was one.
+    #[inline]
+    pub fn on_event(
+        &mut self,
+        rule: &StateMachine,
+        key: IpAddress,
+        event: u16,
+        ts: Nanos,
+    ) -> Option<InvalidTransition> {
+        self.stats.events += 1;
+        let timeout = self.idle_timeout;
+        let current = match self.keys.get(&key) {
+            Some(k) if ts.since(k.last) >= timeout && ts >= k.last => {
+                // Idle past the timeout: released now, exactly, whatever the wheel did.
+                self.keys.remove(&key);
+                self.stats.idle_released += 1;
+                None
+            }
+            Some(k) => Some(*k),
+            None => None,
+        };
+        let state = current.map_or(0, |k| k.state);
+        let Some(next) = rule.next(state, event) else {
+            self.stats.invalid += 1;
+            if current.is_some() {
+                self.keys.remove(&key);
+            }
+            self.stats.keys = self.keys.len() as u64;
+            return Some(InvalidTransition {
+                state,
+                event,
+                events_before: current.map_or(0, |k| k.events),
+                started: current.map(|k| k.started),
+            });
+        };
+        self.stats.transitions += 1;
+        if rule.is_terminal(next) {
+            if current.is_some() {
+                self.keys.remove(&key);
+            }
+            self.stats.terminated += 1;
+        } else if next == 0 {
+            // Back to the initial state: no entry needed.
+            if current.is_some() {
+                self.keys.remove(&key);
+            }
+        } else if let Some(k) = current {
+            if let Some(e) = self.keys.get_mut(&key) {
+                e.state = next;
+                e.last = ts;
+                e.events = k.events.saturating_add(1);
+            }
+        } else {
+            self.insert(key, KeyState { state: next, generation: 0, events: 1, last: ts, started: ts });
+        }
+        self.stats.keys = self.keys.len() as u64;
+        None
+    }
+
+    fn insert(&mut self, key: IpAddress, mut entry: KeyState) {
+        while self.keys.len() >= self.max_keys {
+            let Some((k, generation)) = self.wheel.pop_earliest() else { break };
+            if self.keys.get(&k).is_some_and(|e| e.generation == generation) {
+                self.keys.remove(&k);
+                self.stats.evicted += 1;
+            }
+        }
+        self.next_generation = self.next_generation.wrapping_add(1);
+        entry.generation = self.next_generation;
+        self.wheel.schedule(key, entry.generation, entry.last.saturating_add(self.idle_timeout));
+        self.keys.insert(key, entry);
+        self.stats.peak_keys = self.stats.peak_keys.max(self.keys.len() as u64);
+    }
+
+    /// Releases keys idle for the timeout as of `now`.
+    pub fn expire(&mut self, now: Nanos) {
+        let (keys, stats, timeout) = (&mut self.keys, &mut self.stats, self.idle_timeout);
+        self.wheel.advance(now, |key, generation| {
+            let entry = keys.get(&key)?;
+            if entry.generation != generation {
+                return None;
+            }
+            let deadline = entry.last.saturating_add(timeout);
+            if deadline <= now {
+                keys.remove(&key);
+                stats.idle_released += 1;
+                None
+            } else {
+                Some(deadline)
+            }
+        });
+        self.stats.keys = self.keys.len() as u64;
+    }
+
+    /// The state of `key` (0, the initial state, when it has no entry).
+    #[must_use]
+    pub fn state_of(&self, key: &IpAddress) -> u16 {
+        self.keys.get(key).map_or(0, |k| k.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RulesConfig;
+    use std::net::IpAddr;
+
+    const SEED: &str = r#"
+[[state_machine]]
+name = "seed"
+terminal = ["TERM"]
+idle_timeout = "60s"
+max_keys = 4
+events = [
+  { name = "a", filter = "udp dst port 7001" },
+  { name = "b", filter = "udp dst port 7002" },
+  { name = "c", filter = "udp dst port 7003" },
+  { name = "d", filter = "udp dst port 7004" },
+  { name = "e", filter = "udp dst port 7005" },
+  { name = "f", filter = "udp dst port 7006" },
+  { name = "g", filter = "udp dst port 7007" },
+]
+transitions = [
+  "INITIAL --a--> W", "INITIAL --c--> X", "W --b--> Y", "X --b--> Y", "X --d--> Z",
+  "Y --e--> Z", "Z --f--> Z", "Z --g--> TERM",
+]
+"#;
+
+    fn compile(text: &str) -> Result<StateMachine, ConfigError> {
+        let src = SourceText::new("t.toml", text);
+        let cfg: RulesConfig = src.parse()?;
+        StateMachine::compile(&cfg.state_machine[0], &src, "state_machine[0]")
+    }
+
+    fn seed() -> StateMachine {
+        compile(SEED).expect("seed machine compiles")
+    }
+
+    fn packet(src: &str, dport: u16, secs: u64) -> PacketMeta {
+        let s: IpAddr = src.parse().unwrap();
+        let frame = outpost_tools::frame::FrameBuilder::new(
+            s,
+            "192.168.1.10".parse().unwrap(),
+            outpost_tools::frame::udp(40000, dport),
+        )
+        .build();
+        let len = u32::try_from(frame.len()).unwrap();
+        outpost_decode::decode(outpost_decode::LinkType::Ethernet, &frame, Nanos::from_secs(secs), len)
+            .unwrap()
+    }
+
+    /// Feeds `(event letter, second)` pairs for one source; returns the invalid transitions as
+    /// (state name, event name).
+    fn run(
+        m: &StateMachine,
+        r: &mut MachineRunner,
+        src: &str,
+        events: &[(char, u64)],
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for &(e, t) in events {
+            let port = 7001 + u16::from(e as u8 - b'a');
+            let p = packet(src, port, t);
+            let ev = m.classify(&p).expect("an event packet");
+            if let Some(bad) = r.on_event(m, p.src, ev, p.ts) {
+                out.push((m.state_name(bad.state).to_string(), m.event_name(bad.event).to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn valid_walks_raise_nothing_and_term_releases_the_source() {
+        let m = seed();
+        let mut r = MachineRunner::new(&m);
+        let walk = [('a', 1), ('b', 2), ('e', 3), ('f', 4), ('f', 5), ('g', 6)];
+        assert!(run(&m, &mut r, "10.0.0.1", &walk).is_empty());
+        assert_eq!(r.stats.keys, 0, "TERM releases the state");
+        assert_eq!(r.stats.terminated, 1);
+        let walk = [('c', 7), ('b', 8), ('e', 9), ('g', 10)];
+        assert!(run(&m, &mut r, "10.0.0.1", &walk).is_empty(), "the source starts over after TERM");
+        let walk = [('c', 11), ('d', 12), ('g', 13)];
+        assert!(run(&m, &mut r, "10.0.0.2", &walk).is_empty());
+    }
+
+    #[test]
+    fn in_initial_only_a_and_c_are_valid() {
+        let m = seed();
+        for bad in ['b', 'd', 'e', 'f', 'g'] {
+            let mut r = MachineRunner::new(&m);
+            assert_eq!(run(&m, &mut r, "10.0.0.1", &[(bad, 1)]), vec![("INITIAL".into(), bad.to_string())]);
+            assert_eq!(r.stats.keys, 0);
+        }
+        assert_eq!(m.expected(0).collect::<Vec<_>>(), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn in_w_only_b_is_valid() {
+        let m = seed();
+        for bad in ['a', 'c', 'd', 'e', 'f', 'g'] {
+            let mut r = MachineRunner::new(&m);
+            assert_eq!(
+                run(&m, &mut r, "10.0.0.1", &[('a', 1), (bad, 2)]),
+                vec![("W".into(), bad.to_string())]
+            );
+        }
+    }
+
+    #[test]
+    fn in_x_b_and_d_are_valid() {
+        let m = seed();
+        for bad in ['a', 'c', 'e', 'f', 'g'] {
+            let mut r = MachineRunner::new(&m);
+            assert_eq!(
+                run(&m, &mut r, "10.0.0.1", &[('c', 1), (bad, 2)]),
+                vec![("X".into(), bad.to_string())]
+            );
+        }
+    }
+
+    #[test]
+    fn in_y_only_e_is_valid() {
+        let m = seed();
+        for bad in ['a', 'b', 'c', 'd', 'f', 'g'] {
+            let mut r = MachineRunner::new(&m);
+            let got = run(&m, &mut r, "10.0.0.1", &[('a', 1), ('b', 2), (bad, 3)]);
+            assert_eq!(got, vec![("Y".into(), bad.to_string())]);
+        }
+    }
+
+    #[test]
+    fn in_z_f_and_g_are_valid() {
+        let m = seed();
+        for bad in ['a', 'b', 'c', 'd', 'e'] {
+            let mut r = MachineRunner::new(&m);
+            let got = run(&m, &mut r, "10.0.0.1", &[('c', 1), ('d', 2), ('f', 3), (bad, 4)]);
+            assert_eq!(got, vec![("Z".into(), bad.to_string())]);
+        }
+    }
+
+    #[test]
+    fn alerts_once_per_invalid_transition_and_restarts_at_initial() {
+        let m = seed();
+        let mut r = MachineRunner::new(&m);
+        // W --e--> invalid: one alert, then `a` is valid again from INITIAL, and so is the
+        // rest of a fresh walk.
+        let got = run(&m, &mut r, "10.0.0.1", &[('a', 1), ('e', 2), ('a', 3), ('b', 4), ('e', 5), ('g', 6)]);
+        assert_eq!(got, vec![("W".into(), "e".into())]);
+        assert_eq!((r.stats.invalid, r.stats.terminated, r.stats.keys), (1, 1, 0));
+    }
+
+    #[test]
+    fn idle_sources_are_released_exactly_at_the_timeout() {
+        let m = seed();
+        let mut r = MachineRunner::new(&m);
+        // 59 s gap: still in W, `b` is valid.
+        assert!(run(&m, &mut r, "10.0.0.1", &[('a', 100), ('b', 159)]).is_empty());
+        // Exactly 60 s after the last event: released, so `e` meets INITIAL.
+        assert_eq!(run(&m, &mut r, "10.0.0.1", &[('e', 219)]), vec![("INITIAL".into(), "e".into())]);
+        assert_eq!(r.stats.idle_released, 1);
+    }
+
+    #[test]
+    fn the_timer_wheel_frees_idle_state_without_traffic_from_it() {
+        let m = seed();
+        let mut r = MachineRunner::new(&m);
+        assert!(run(&m, &mut r, "10.0.0.1", &[('a', 10)]).is_empty());
+        assert!(run(&m, &mut r, "10.0.0.2", &[('c', 40)]).is_empty());
+        r.expire(Nanos::from_secs(69));
+        assert_eq!(r.stats.keys, 2);
+        r.expire(Nanos::from_secs(75));
+        assert_eq!((r.stats.keys, r.stats.idle_released), (1, 1));
+        assert_eq!(r.state_of(&"10.0.0.2".parse().unwrap()), 2, "X is still held");
+        r.expire(Nanos::from_secs(200));
+        assert_eq!((r.stats.keys, r.stats.idle_released), (0, 2));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_entry() {
+        let m = seed(); // max_keys = 4
+        let mut r = MachineRunner::new(&m);
+        for (i, t) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)] {
+            assert!(run(&m, &mut r, &format!("10.0.0.{i}"), &[('a', t)]).is_empty());
+        }
+        assert_eq!((r.stats.keys, r.stats.evicted, r.stats.peak_keys), (4, 1, 4));
+        assert_eq!(r.state_of(&"10.0.0.1".parse().unwrap()), 0, "the oldest was evicted");
+        assert_ne!(r.state_of(&"10.0.0.5".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn packets_that_are_no_event_are_ignored() {
+        let m = seed();
+        assert_eq!(m.classify(&packet("10.0.0.1", 53, 1)), None);
+        assert_eq!(m.classify(&packet("10.0.0.1", 7008, 1)), None);
+        assert_eq!(m.classify(&packet("10.0.0.1", 7007, 1)), Some(6));
+    }
+
+    #[test]
+    fn bad_machines_are_rejected_at_the_offending_line() {
+        let with = |transitions: &str, terminal: &str| {
+            SEED.replace("terminal = [\"TERM\"]", terminal)
+                .replace("\"Y --e--> Z\", \"Z --f--> Z\", \"Z --g--> TERM\",", transitions)
+        };
+        let e = compile(&with(
+            "\"Y --e--> Z\", \"Z --f--> Z\", \"Z --g--> TERM\", \"Z --f--> Y\",",
+            "terminal = [\"TERM\"]",
+        ))
+        .expect_err("nondeterministic");
+        assert!(e.message.contains("must be deterministic"), "{e}");
+        assert_eq!(e.line, 18, "{e}");
+        let e = compile(&with(
+            "\"Y --e--> Z\", \"Z --f--> Z\", \"Z --g--> TERM\", \"TERM --a--> W\",",
+            "terminal = [\"TERM\"]",
+        ))
+        .expect_err("leaves terminal");
+        assert!(e.message.contains("is terminal"), "{e}");
+        let e = compile(&with("\"Y --e--> Z\", \"Z --f--> Z\", \"Z --g-> TERM\",", "terminal = [\"TERM\"]"))
+            .expect_err("malformed");
+        assert!(e.message.contains("FROM --EVENT--> TO"), "{e}");
+        assert_eq!(e.key, "state_machine[0].transitions[7]");
+        let e = compile(&with("\"Y --e--> Z\", \"Z --f--> Z\", \"Z --g--> TERM\",", "terminal = [\"END\"]"))
+            .expect_err("unknown terminal");
+        assert!(e.message.contains("`END`"), "{e}");
+        let e = compile(&SEED.replace("udp dst port 7004", "udp dst port 70000")).expect_err("bad filter");
+        assert_eq!(e.key, "state_machine[0].events[3].filter");
+        assert_eq!(e.line, 11);
+    }
+}

@@ -1,0 +1,87 @@
+//! `outpost`: the Outpost network-security sensor.
+//!
+//! Subcommands: `replay` (capture files through the detection pipeline), `gen` (traffic
+//! scenarios with ground truth), `check-config` (validate a configuration).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod output;
+mod replay;
+mod worker;
+
+/// Outpost: a network-security sensor — flows, detection rules and alerts from live traffic
+/// or capture files.
+#[derive(Debug, Parser)]
+#[command(name = "outpost", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay capture files through the detection pipeline and write alerts as JSON lines.
+    Replay(replay::ReplayArgs),
+    /// Generate traffic scenarios (pcap) with ground truth.
+    Gen {
+        #[command(subcommand)]
+        scenario: GenScenario,
+    },
+    /// Check a configuration file and list its rules.
+    CheckConfig {
+        /// Configuration file (default: the built-in configuration).
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GenScenario {
+    /// The Flink state-machine scenario: clients walking a per-source event machine as UDP
+    /// datagrams to ports 7001..7007, with injected invalid transitions as ground truth.
+    Seed(outpost_tools::seed::SeedArgs),
+}
+
+fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let loaded = config::Loaded::load(path)?;
+    println!("{}: OK", loaded.origin.display());
+    println!("  sensor: {}", loaded.config.sensor.name);
+    println!("  networks: {}", loaded.networks.networks().len());
+    for sm in &loaded.rules.state_machines {
+        println!(
+            "  rule {} (state_machine, {}): {} states, {} events, idle timeout {:.0} s",
+            sm.name,
+            sm.severity.name(),
+            sm.states.len(),
+            sm.events.len(),
+            sm.idle_timeout.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Replay(args) => replay::run(&args),
+        Command::Gen { scenario: GenScenario::Seed(args) } => {
+            let summary = outpost_tools::seed::generate_seed(&args)?;
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => check_config(config.as_deref()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("outpost: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! `outpost replay`: run capture files through the same pipeline a live sensor uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use outpost_capture::{Merged, PcapFiles, PipelineConfig, run_pipeline};
+use outpost_detector::{AlertJson, AlertWindows, WindowJson};
+use serde::Serialize;
+
+use crate::config::Loaded;
+use crate::output::JsonLines;
+use crate::worker::{SensorStage, WorkerStats};
+
+/// Options of `outpost replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng, any supported link type), replayed in order as one input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Configuration file (default: the built-in demo configuration).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where alerts go, as JSON lines: a file, or `-` for standard output.
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    pub alerts: PathBuf,
+    /// Where alert-window summaries (alerts per network id and window) go, as JSON lines: a
+    /// file, or `-` for standard output. Not written unless given.
+    #[arg(long, value_name = "FILE|-")]
+    pub windows: Option<PathBuf>,
+    /// Worker threads (overrides `pipeline.workers`; 0 = one per core).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Also write the end-of-run summary as JSON to this file (`-` for standard output).
+    #[arg(long, value_name = "FILE|-")]
+    pub summary_json: Option<PathBuf>,
+    /// Do not print the summary on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// End-of-run counters, printed on standard error and optionally written as JSON.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Input files.
+    pub files: Vec<String>,
+    /// Frames read.
+    pub frames: u64,
+    /// Bytes on the wire of those frames.
+    pub wire_bytes: u64,
+    /// Frames skipped because of an unsupported link type.
+    pub unsupported_link_frames: u64,
+    /// Decode outcome counts.
+    pub decode: DecodeSummary,
+    /// Alerts written.
+    pub alerts: u64,
+    /// Alert-window summaries produced.
+    pub alert_windows: u64,
+    /// Alerts whose window had already closed.
+    pub late_alerts: u64,
+    /// Per-rule counters.
+    pub rules: Vec<RuleSummary>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Frames handed to each worker.
+    pub frames_per_worker: Vec<u64>,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// Frames per wall-clock second.
+    pub packets_per_second: f64,
+    /// Problems with the input (each after everything before it was processed).
+    pub input_errors: Vec<String>,
+    /// True when the run was interrupted by a signal before the end of the input.
+    pub interrupted: bool,
+}
+
+/// Decode counters.
+#[derive(Debug, Serialize)]
+pub struct DecodeSummary {
+    /// IPv4 packets.
+    pub ipv4: u64,
+    /// IPv6 packets.
+    pub ipv6: u64,
+    /// ARP frames.
+    pub arp: u64,
+    /// Other EtherTypes.
+    pub other: u64,
+    /// Frames rejected below the transport layer.
+    pub rejected: u64,
+    /// Problems by reason (rejected frames and damaged transport headers).
+    pub malformed: BTreeMap<&'static str, u64>,
+}
+
+/// One rule's counters.
+#[derive(Debug, Serialize)]
+pub struct RuleSummary {
+    /// Rule name.
+    pub name: String,
+    /// Rule kind.
+    pub kind: &'static str,
+    /// The counters.
+    #[serde(flatten)]
+    pub counters: outpost_detector::MachineStats,
+}
+
+/// An identity for alert ids: the sensor name and each input file's name and size, so the
+/// same files replayed by the same sensor give the same alert ids.
+fn run_key(sensor: &str, files: &[PathBuf]) -> u64 {
+    let mut h = Vec::new();
+    h.extend_from_slice(sensor.as_bytes());
+    for f in files {
+        h.push(0);
+        h.extend_from_slice(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.push(0);
+        let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        h.extend_from_slice(&len.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&h)
+}
+
+/// Runs `outpost replay`.
+///
+/// # Errors
+/// Configuration or output problems. Damaged input is not an error of the command: it is
+/// reported in the summary and gives exit status 2 after all output is written.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let loaded = Loaded::load(args.config.as_deref())?;
+    for f in &args.files {
+        std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
+    }
+    let workers = loaded.workers(args.workers);
+    let config = PipelineConfig {
+        workers,
+        worker_cores: loaded.config.pipeline.worker_cores.clone(),
+        receive_core: loaded.config.pipeline.receive_core,
+        ..PipelineConfig::default()
+    };
+    let mut alerts_out = JsonLines::open(&args.alerts)?;
+    let mut windows_out = JsonLines::open_opt(args.windows.as_ref())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
+    }
+
+    let sensor = loaded.config.sensor.name.clone();
+    let key = run_key(&sensor, &args.files);
+    let (rules, networks) = (loaded.rules.clone(), loaded.networks.clone());
+    let mut windows = AlertWindows::new(loaded.config.alerts.window.0, loaded.config.alerts.lateness.0);
+    let mut window_count = 0u64;
+    let mut write_error: Option<anyhow::Error> = None;
+    let mut write_windows = |closed: Vec<outpost_detector::WindowSummary>,
+                             out: &mut Option<JsonLines>,
+                             err: &mut Option<anyhow::Error>| {
+        for w in &closed {
+            window_count += 1;
+            if let (Some(o), None) = (out.as_mut(), err.as_ref()) {
+                if let Err(e) = o.write(&WindowJson { summary: w, rules: &rules, networks: &networks }) {
+                    *err = Some(e);
+                }
+            }
+        }
+    };
+
+    let source = PcapFiles::new(args.files.clone());
+    let stage_rules = loaded.rules.clone();
+    let report = run_pipeline(
+        source,
+        &config,
+        |_| SensorStage::new(stage_rules.clone(), key),
+        stop.clone(),
+        |m| match m {
+            Merged::Record { record: alert, .. } => {
+                let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
+                windows.add(&alert, net);
+                if write_error.is_none() {
+                    let json =
+                        AlertJson { alert: &alert, rules: &rules, networks: &networks, sensor: &sensor };
+                    if let Err(e) = alerts_out.write(&json) {
+                        write_error = Some(e);
+                    }
+                }
+            }
+            Merged::Watermark(t) => {
+                let closed = windows.advance(t);
+                write_windows(closed, &mut windows_out, &mut write_error);
+            }
+        },
+    )?;
+    let closed = windows.finish();
+    write_windows(closed, &mut windows_out, &mut write_error);
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    alerts_out.flush()?;
+    if let Some(w) = windows_out.as_mut() {
+        w.flush()?;
+    }
+
+    let mut total = WorkerStats::default();
+    for w in &report.workers {
+        total.merge(w);
+    }
+    let wall = report.wall.as_secs_f64();
+    let summary = Summary {
+        files: args.files.iter().map(|f| f.display().to_string()).collect(),
+        frames: report.dispatch.frames,
+        wire_bytes: total.decode.wire_bytes,
+        unsupported_link_frames: report.source.unsupported_link,
+        decode: DecodeSummary {
+            ipv4: total.decode.ipv4,
+            ipv6: total.decode.ipv6,
+            arp: total.decode.arp,
+            other: total.decode.other_ethertype,
+            rejected: total.decode.rejected,
+            malformed: total.decode.malformed_by_reason().collect(),
+        },
+        alerts: alerts_out.written,
+        alert_windows: window_count,
+        late_alerts: windows.late,
+        rules: loaded
+            .rules
+            .state_machines
+            .iter()
+            .zip(total.detect.machines.iter())
+            .map(|(r, c)| RuleSummary { name: r.name.clone(), kind: "state_machine", counters: c.clone() })
+            .collect(),
+        workers,
+        frames_per_worker: report.dispatch.per_worker.clone(),
+        wall_seconds: wall,
+        packets_per_second: if wall > 0.0 { report.dispatch.frames as f64 / wall } else { 0.0 },
+        input_errors: report.source_errors.iter().map(ToString::to_string).collect(),
+        interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    if let Some(p) = &args.summary_json {
+        let mut out = JsonLines::open(p)?;
+        out.write(&summary)?;
+        out.flush()?;
+    }
+    if !args.quiet {
+        eprint!("{}", render_summary(&summary));
+    }
+    for e in &summary.input_errors {
+        eprintln!("outpost replay: error: {e}");
+    }
+    Ok(if summary.input_errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The summary as text for a terminal.
+#[must_use]
+pub fn render_summary(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let mbit = if s.wall_seconds > 0.0 { s.wire_bytes as f64 * 8.0 / s.wall_seconds / 1e6 } else { 0.0 };
+    let _ = writeln!(
+        o,
+        "outpost replay: {} file(s), {} frames, {} bytes in {:.3} s ({:.2} Mpps, {:.0} Mbit/s), {} worker(s)",
+        s.files.len(),
+        s.frames,
+        s.wire_bytes,
+        s.wall_seconds,
+        s.packets_per_second / 1e6,
+        mbit,
+        s.workers
+    );
+    let _ = writeln!(
+        o,
+        "  decoded: {} IPv4, {} IPv6, {} ARP, {} other; {} rejected; unsupported link type: {}",
+        s.decode.ipv4,
+        s.decode.ipv6,
+        s.decode.arp,
+        s.decode.other,
+        s.decode.rejected,
+        s.unsupported_link_frames
+    );
+    if s.decode.malformed.is_empty() {
+        let _ = writeln!(o, "  malformed: none");
+    } else {
+        let parts: Vec<String> = s.decode.malformed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(o, "  malformed: {}", parts.join(", "));
+    }
+    for r in &s.rules {
+        let c = &r.counters;
+        let _ = writeln!(
+            o,
+            "  rule {} ({}): events {}, transitions {}, invalid {}, terminated {}, idle released {}, evicted {}, keys held {} (peak {})",
+            r.name,
+            r.kind,
+            c.events,
+            c.transitions,
+            c.invalid,
+            c.terminated,
+            c.idle_released,
+            c.evicted,
+            c.keys,
+            c.peak_keys
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  alerts: {} (alert windows: {}, late for their window: {})",
+        s.alerts, s.alert_windows, s.late_alerts
+    );
+    let per: Vec<String> = s.frames_per_worker.iter().map(u64::to_string).collect();
+    let _ = writeln!(o, "  frames per worker: {}", per.join(" / "));
+    if s.interrupted {
+        let _ = writeln!(o, "  interrupted before the end of the input");
+    }
+    o
+}

@@ -1,0 +1,305 @@
+//! End to end: generate the seed scenario, replay it with the `outpost` binary, and hold the
+//! alerts to the generator's ground truth.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use outpost_tools::seed::{SeedArgs, TruthRecord, generate_seed, read_truth_file};
+use serde_json::Value;
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+
+/// Options for a generated scenario.
+struct Scenario {
+    events: u64,
+    clients: u32,
+    error_prob: f64,
+    seed: u64,
+    extra: Vec<&'static str>,
+}
+
+impl Scenario {
+    fn new(events: u64, error_prob: f64, seed: u64) -> Scenario {
+        Scenario { events, clients: 500, error_prob, seed, extra: Vec::new() }
+    }
+
+    /// Writes the pcap and truth into `dir`; returns (pcap, truth records).
+    fn generate(&self, dir: &Path, name: &str) -> (PathBuf, Vec<TruthRecord>) {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SeedArgs,
+        }
+        let pcap = dir.join(format!("{name}.pcap"));
+        let truth = dir.join(format!("{name}.truth.jsonl"));
+        let mut argv: Vec<String> = vec![
+            "gen".into(),
+            "--out".into(),
+            pcap.display().to_string(),
+            "--truth".into(),
+            truth.display().to_string(),
+            "--events".into(),
+            self.events.to_string(),
+            "--clients".into(),
+            self.clients.to_string(),
+            "--error-prob".into(),
+            self.error_prob.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+        ];
+        argv.extend(self.extra.iter().map(|s| (*s).to_string()));
+        let cli = Cli::try_parse_from(argv).expect("valid generator options");
+        generate_seed(&cli.args).expect("generation succeeds");
+        (pcap.clone(), read_truth_file(&truth).expect("truth file reads back"))
+    }
+}
+
+fn replay(pcap: &Path, alerts: &Path, extra: &[&str]) -> Output {
+    Command::new(OUTPOST)
+        .arg("replay")
+        .arg(pcap)
+        .arg("--alerts")
+        .arg(alerts)
+        .args(extra)
+        .output()
+        .expect("outpost runs")
+}
+
+fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .expect("output exists")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect()
+}
+
+/// What an alert and a truth record must agree on.
+type Key = (u64, String, String, String, String);
+
+fn alert_keys(alerts: &[Value]) -> Vec<Key> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a["ts_ns"].as_u64().expect("ts_ns"),
+                a["src_ip"].as_str().expect("src_ip").to_string(),
+                a["dst_ip"].as_str().expect("dst_ip").to_string(),
+                a["state"].as_str().expect("state").to_string(),
+                a["event"].as_str().expect("event").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn truth_keys(truth: &[TruthRecord]) -> Vec<Key> {
+    truth
+        .iter()
+        .map(|t| {
+            let v = serde_json::to_value(t).expect("truth serializes");
+            (
+                t.ts_ns,
+                t.src_ip.to_string(),
+                t.dst_ip.to_string(),
+                v["state"].as_str().expect("state").to_string(),
+                v["event"].as_str().expect("event").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_equal_ground_truth_at_one_million_events_for_every_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scenario::new(1_000_000, 0.01, 7);
+    s.clients = 2_000;
+    let (pcap, truth) = s.generate(dir.path(), "seed");
+    assert!(truth.len() > 5_000, "the scenario must inject errors ({} injected)", truth.len());
+    let want = truth_keys(&truth);
+    let mut first: Option<String> = None;
+    for workers in ["1", "2", "4"] {
+        let out = dir.path().join(format!("alerts-{workers}.jsonl"));
+        let r = replay(&pcap, &out, &["--workers", workers]);
+        assert!(r.status.success(), "replay failed: {}", String::from_utf8_lossy(&r.stderr));
+        let alerts = read_jsonl(&out);
+        let got = alert_keys(&alerts);
+        assert_eq!(got.len(), want.len(), "{workers} workers: alert count differs from truth");
+        assert_eq!(got, want, "{workers} workers: alerts differ from truth");
+        // Identical bytes whatever the worker count: order is input order, ids derive from
+        // the input.
+        let text = std::fs::read_to_string(&out).unwrap();
+        match &first {
+            None => first = Some(text),
+            Some(f) => assert!(*f == text, "{workers} workers wrote different alerts than 1 worker"),
+        }
+    }
+}
+
+#[test]
+fn no_alerts_without_injected_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth) = Scenario::new(300_000, 0.0, 11).generate(dir.path(), "clean");
+    assert!(truth.is_empty());
+    let out = dir.path().join("alerts.jsonl");
+    let r = replay(
+        &pcap,
+        &out,
+        &["--workers", "2", "--summary-json", dir.path().join("s.json").to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "", "a clean scenario must raise no alert");
+    let summary = &read_jsonl(&dir.path().join("s.json"))[0];
+    let rule = &summary["rules"][0];
+    assert_eq!(rule["events"].as_u64(), Some(300_000), "every event packet is classified");
+    assert_eq!(rule["invalid"].as_u64(), Some(0));
+    assert!(rule["terminated"].as_u64().unwrap() > 10_000);
+    assert!(summary["decode"]["malformed"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn alerts_carry_ids_networks_and_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth) = Scenario::new(50_000, 0.02, 3).generate(dir.path(), "small");
+    let out = dir.path().join("alerts.jsonl");
+    let r = replay(&pcap, &out, &[]);
+    assert!(r.status.success());
+    let alerts = read_jsonl(&out);
+    assert_eq!(alerts.len(), truth.len());
+    let mut ids = std::collections::HashSet::new();
+    for a in &alerts {
+        assert_eq!(a["type"], "alert");
+        assert_eq!(a["rule"], "seed-state-machine");
+        assert_eq!(a["proto"], "udp");
+        assert_eq!(a["sensor"], "outpost-demo");
+        assert!(ids.insert(a["id"].as_str().unwrap().to_string()), "duplicate id");
+        let net = a["network_id"].as_u64().unwrap();
+        assert!((1..=4).contains(&net), "clients live in networks 1..4, got {net}");
+        assert!(a["ts"].as_str().unwrap().ends_with('Z'));
+        assert!(a["frame"].as_u64().unwrap() >= 1);
+        let expected: Vec<&str> =
+            a["expected"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(!expected.contains(&a["event"].as_str().unwrap()), "the event was not a valid one");
+        assert_eq!(
+            a["dst_port"].as_u64().unwrap(),
+            7000 + u64::from(a["event"].as_str().unwrap().as_bytes()[0] - b'a' + 1)
+        );
+    }
+}
+
+#[test]
+fn alert_windows_count_every_alert_once_per_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth) = Scenario::new(200_000, 0.01, 5).generate(dir.path(), "win");
+    let (alerts_p, windows_p) = (dir.path().join("a.jsonl"), dir.path().join("w.jsonl"));
+    let r = replay(&pcap, &alerts_p, &["--windows", windows_p.to_str().unwrap(), "--workers", "3"]);
+    assert!(r.status.success());
+    let alerts = read_jsonl(&alerts_p);
+    let windows = read_jsonl(&windows_p);
+    assert_eq!(alerts.len(), truth.len());
+    // Expected: alerts per (30 s window, network id of the source).
+    let mut want: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for a in &alerts {
+        let w = a["ts_ns"].as_u64().unwrap() / 30_000_000_000 * 30_000_000_000;
+        *want.entry((w, a["network_id"].as_u64().unwrap())).or_default() += 1;
+    }
+    let mut got: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    let mut last_end = String::new();
+    for w in &windows {
+        assert_eq!(w["type"], "alert_window");
+        let end = w["window_end"].as_str().unwrap().to_string();
+        assert!(end >= last_end, "windows come out in end order");
+        last_end = end;
+        let start_ns = alerts
+            .iter()
+            .map(|a| a["ts_ns"].as_u64().unwrap())
+            .find(|t| {
+                let s = outpost_decode::Nanos(*t).window_start(outpost_decode::Duration::from_secs(30));
+                s.to_string() == w["window_start"].as_str().unwrap()
+            })
+            .expect("a window holds at least one alert");
+        let key = (start_ns / 30_000_000_000 * 30_000_000_000, w["network_id"].as_u64().unwrap());
+        assert!(got.insert(key, w["alerts"].as_u64().unwrap()).is_none(), "window reported twice");
+        assert!(w["latitude"].is_f64(), "client networks have a location");
+        assert!(w["sources"].as_u64().unwrap() <= w["alerts"].as_u64().unwrap());
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn other_formats_and_link_types_give_the_same_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = Scenario::new(40_000, 0.02, 9);
+    let (pcap, truth) = base.generate(dir.path(), "eth");
+    let want = truth_keys(&truth);
+    for (name, extra) in [
+        ("ng", vec!["--format", "pcapng"]),
+        ("usec", vec!["--format", "pcap-usec"]),
+        ("sll2", vec!["--link", "sll2"]),
+        ("sll", vec!["--link", "sll"]),
+        ("raw", vec!["--link", "raw"]),
+    ] {
+        base.extra = extra;
+        let (p, t) = base.generate(dir.path(), name);
+        let out = dir.path().join(format!("{name}.jsonl"));
+        let r = replay(&p, &out, &[]);
+        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        if name == "usec" {
+            // Microsecond timestamps: same events, timestamps truncated.
+            assert_eq!(read_jsonl(&out).len(), t.len(), "{name}");
+        } else {
+            assert_eq!(alert_keys(&read_jsonl(&out)), want, "{name}");
+        }
+    }
+    let _ = pcap;
+}
+
+#[test]
+fn a_truncated_capture_is_reported_with_file_and_offset_after_everything_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth) = Scenario::new(100_000, 0.01, 13).generate(dir.path(), "cut");
+    let full = std::fs::read(&pcap).unwrap();
+    let cut_at = full.len() - 37;
+    let cut = dir.path().join("cut-short.pcap");
+    std::fs::write(&cut, &full[..cut_at]).unwrap();
+    let out = dir.path().join("alerts.jsonl");
+    let r = replay(&cut, &out, &["--workers", "2"]);
+    assert_eq!(r.status.code(), Some(2), "damaged input gives exit status 2");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("cut-short.pcap"), "{stderr}");
+    assert!(stderr.contains("truncated at byte offset"), "{stderr}");
+    // Everything before the damaged record was processed: all truth but (at most) the last
+    // packet's alert.
+    let got = alert_keys(&read_jsonl(&out));
+    let want = truth_keys(&truth);
+    assert!(got.len() + 1 >= want.len() && got.len() <= want.len(), "{} vs {}", got.len(), want.len());
+    assert_eq!(got[..], want[..got.len()]);
+}
+
+#[test]
+fn not_a_capture_and_missing_files_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file at all").unwrap();
+    let r = replay(&junk, &dir.path().join("a.jsonl"), &[]);
+    assert_eq!(r.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("junk.pcap: not a pcap or pcapng file"), "{stderr}");
+
+    let r = replay(&dir.path().join("missing.pcap"), &dir.path().join("a.jsonl"), &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("missing.pcap"));
+}
+
+#[test]
+fn a_bad_config_names_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[sensor]\nname = \"s\"\n\n[alerts]\nwindow = \"thirty\"\n").unwrap();
+    let r = Command::new(OUTPOST).args(["check-config"]).arg(&cfg).output().unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("bad.toml:5:"), "{stderr}");
+    assert!(stderr.contains("`window`"), "{stderr}");
+    assert!(stderr.contains("invalid duration `thirty`"), "{stderr}");
+}
