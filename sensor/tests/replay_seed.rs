@@ -303,3 +303,57 @@ fn a_bad_config_names_the_key_and_line() {
     assert!(stderr.contains("`window`"), "{stderr}");
     assert!(stderr.contains("invalid duration `thirty`"), "{stderr}");
 }
+
+#[test]
+fn malformed_frames_are_counted_by_reason_and_change_no_alert() {
+    use outpost_capture::{PacketSource, PcapFileSource};
+    use outpost_tools::pcap::{PcapWriter, Precision};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth) = Scenario::new(60_000, 0.02, 21).generate(dir.path(), "clean");
+    let dirty = dir.path().join("dirty.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&dirty).unwrap(), outpost_decode::LinkType::Ethernet, Precision::Nano)
+        .unwrap();
+    let mut src = PcapFileSource::open(&pcap).unwrap();
+    let (mut cut_v4, mut cut_v6, mut bad_version, mut other, mut n) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut lcg = 0x2545_f491_4f6c_dd1du64;
+    while let Some(batch) = src.next_batch().unwrap() {
+        for f in batch.iter() {
+            w.write_packet(f.ts, f.data, f.wire_len).unwrap();
+            n += 1;
+            if n % 10 != 0 {
+                continue;
+            }
+            lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            // A copy cut inside the IP header by a snap length (wire length kept).
+            let cut = 14 + (lcg >> 33) as usize % 19;
+            w.write_packet(f.ts, &f.data[..cut], f.wire_len).unwrap();
+            if f.data[12..14] == [0x86, 0xdd] { cut_v6 += 1 } else { cut_v4 += 1 }
+            // A copy whose IP version nibble is wrong.
+            let mut bad = f.data.to_vec();
+            bad[14] = 0x55;
+            w.write_packet(f.ts, &bad, f.wire_len).unwrap();
+            bad_version += 1;
+            // Random bytes with an EtherType Outpost does not decode.
+            let len = 14 + (lcg >> 40) as usize % 100;
+            let mut junk: Vec<u8> = (0..len).map(|i| (lcg >> (i % 56)) as u8).collect();
+            junk[12..14].copy_from_slice(&0x88ccu16.to_be_bytes()); // LLDP
+            w.write_packet(f.ts, &junk, len as u32).unwrap();
+            other += 1;
+        }
+    }
+    w.finish().unwrap();
+
+    let out = dir.path().join("a.jsonl");
+    let summary_p = dir.path().join("s.json");
+    let r = replay(&dirty, &out, &["--workers", "2", "--summary-json", summary_p.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(alert_keys(&read_jsonl(&out)), truth_keys(&truth));
+    let s = &read_jsonl(&summary_p)[0];
+    let m = &s["decode"]["malformed"];
+    assert_eq!(m["truncated_ipv4"].as_u64().unwrap_or(0), cut_v4);
+    assert_eq!(m["truncated_ipv6"].as_u64().unwrap_or(0), cut_v6);
+    assert_eq!(m["bad_ip_version"].as_u64().unwrap_or(0), bad_version);
+    assert_eq!(s["decode"]["other"].as_u64().unwrap(), other);
+    assert_eq!(s["decode"]["rejected"].as_u64().unwrap(), cut_v4 + cut_v6 + bad_version);
+}
