@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Profile costs per thread and per source file, inlined code charged to the code that
+inlined it.
+
+Release builds inline nearly everything into each thread's main loop, so per-function
+views say little ("std::sys::backtrace::__rust_begin_short_backtrace"). This resolves every
+sampled or counted address of the program binary with `addr2line -i` (the inline chain from
+the debug line tables) and charges it to the innermost frame that is not the Rust standard
+library: a `slice::get` inlined into the filter interpreter counts as filter code. Costs in
+other objects (libc's memcpy, the kernel) are listed by object and function.
+
+  by_source.py callgrind BINARY FRAMES PROFILE...
+      PROFILE: callgrind output taken with --separate-threads=yes --dump-instr=yes
+      --compress-strings=no --compress-pos=no (one file per thread); cost = instructions.
+  by_source.py perf BINARY FRAMES HZ PERF_DATA
+      PERF_DATA: `perf record -e cpu-clock -F HZ` output; cost = samples, per thread name,
+      also shown as CPU nanoseconds per frame (samples / HZ / FRAMES).
+
+FRAMES divides the totals into per-frame figures. Needs only the standard library, addr2line
+(binutils) and, for perf data, perf.
+"""
+
+import collections
+import os
+import re
+import subprocess
+import sys
+
+TOP = 25
+
+
+def parse_callgrind(path):
+    """Self instructions per (object, function, address) of one callgrind file."""
+    cost = collections.Counter()
+    ob = fn = ""
+    skip_next = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("ob="):
+                ob = line[3:].strip()
+            elif line.startswith("fn="):
+                fn = line[3:].strip()
+            elif line.startswith("calls="):
+                skip_next = True  # the next cost line is the call's inclusive cost
+            elif line.startswith("0x"):
+                if skip_next:
+                    skip_next = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 3:
+                    cost[(ob, fn, int(parts[0], 16))] += int(parts[-1])
+    return cost
+
+
+def load_segments(binary):
+    """(file offset, size, vaddr - offset) of each LOAD segment."""
+    out = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True, check=True).stdout
+    segs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "LOAD":
+            off, vaddr, filesz = int(parts[1], 16), int(parts[2], 16), int(parts[4], 16)
+            segs.append((off, filesz, vaddr - off))
+    return segs
+
+
+SAMPLE = re.compile(r"^\s*(.+?)\s+(\d+)\s+([0-9a-f]+)\s+(.*?)\s*\((.*)\)\s*$")
+MMAP = re.compile(r"PERF_RECORD_MMAP2? .*?\[0x([0-9a-f]+)\(0x([0-9a-f]+)\) @ 0x([0-9a-f]+) .*?\]: \S+ (.*)$")
+
+
+def parse_perf(binary, data):
+    """Samples per thread name: Counter of (object, symbol, address)."""
+    real = os.path.realpath(binary)
+    segs = load_segments(binary)
+    maps = []
+    per_thread = collections.defaultdict(collections.Counter)
+    script = subprocess.run(
+        ["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso", "--show-mmap-events"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in script.splitlines():
+        m = MMAP.search(line)
+        if m:
+            if os.path.realpath(m.group(4).strip()) == real:
+                maps.append((int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)))
+            continue
+        s = SAMPLE.match(line)
+        if not s:
+            continue
+        comm, ip, sym, dso = s.group(1), int(s.group(3), 16), s.group(4), s.group(5)
+        if os.path.realpath(dso) == real:
+            addr = None
+            for start, size, pgoff in maps:
+                if start <= ip < start + size:
+                    off = ip - start + pgoff
+                    for soff, ssize, delta in segs:
+                        if soff <= off < soff + ssize:
+                            addr = off + delta
+            per_thread[comm][(dso, sym, addr)] += 1
+        else:
+            per_thread[comm][(dso, sym, None)] += 1
+    return per_thread
+
+
+def resolve(binary, addrs):
+    """Maps each address to the source file of its innermost non-std inlined frame."""
+    out = {}
+    proc = subprocess.run(
+        ["addr2line", "-i", "-a", "-e", binary],
+        input="".join(f"{a:#x}\n" for a in sorted(addrs)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    current, chain = None, []
+
+    def finish():
+        if current is None:
+            return
+        files = [loc.rsplit(":", 1)[0] for loc in chain]
+        ours = [f for f in files if "/rustc/" not in f and not f.startswith("??")]
+        out[current] = ours[0] if ours else (files[0] if files else "??")
+
+    for line in proc.stdout.splitlines():
+        if line.startswith("0x"):
+            finish()
+            current, chain = int(line, 16), []
+        else:
+            chain.append(line.strip())
+    finish()
+    return out
+
+
+def short(path):
+    """A readable name for a source path."""
+    marker = "/registry/src/"
+    if marker in path:
+        return "crate " + path.split(marker, 1)[1].split("/", 1)[1]
+    root = os.getcwd() + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+def report(title, cost, binary, frames, unit, hz=None):
+    """Prints one thread's costs by source; with `hz`, samples also as CPU ns per frame."""
+    real = os.path.realpath(binary)
+    ours = {a for (ob, _, a) in cost if a is not None and os.path.realpath(ob) == real}
+    where = resolve(binary, ours) if ours else {}
+    by_source = collections.Counter()
+    for (ob, fn, a), n in cost.items():
+        if a is not None and os.path.realpath(ob) == real:
+            by_source[short(where.get(a, "??"))] += n
+        else:
+            by_source[f"{os.path.basename(ob)}: {fn}"] += n
+    total = sum(by_source.values())
+    scale = 1e9 / hz if hz else 1.0
+    per = "CPU ns/frame" if hz else f"{unit}/frame"
+    print(f"-- {title}: {total:,} {unit}, {total * scale / max(frames, 1):.1f} {per}")
+    print(f"{unit:>13} {'share':>6} {per:>12}  source")
+    for src, n in by_source.most_common(TOP):
+        if n * 200 < total:
+            break
+        print(f"{n:>13,} {100 * n / total:>5.1f}% {n * scale / max(frames, 1):>12.1f}  {src}")
+    print()
+
+
+def main():
+    if len(sys.argv) < 5 or sys.argv[1] not in ("callgrind", "perf"):
+        sys.exit(__doc__)
+    mode, binary, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "callgrind":
+        for path in sys.argv[4:]:
+            report(path, parse_callgrind(path), binary, frames, "Ir")
+    else:
+        if len(sys.argv) < 6:
+            sys.exit(__doc__)
+        hz = float(sys.argv[4])
+        threads = parse_perf(binary, sys.argv[5])
+        grand = sum(sum(c.values()) for c in threads.values())
+        print(f"perf samples: {grand:,}")
+        for comm, c in sorted(threads.items(), key=lambda kv: -sum(kv[1].values())):
+            n = sum(c.values())
+            print(f"  thread {comm}: {n:,} samples ({100 * n / max(grand, 1):.1f} %), {n / hz:.3f} CPU s")
+        print()
+        for comm, c in sorted(threads.items(), key=lambda kv: -sum(kv[1].values())):
+            report(f"thread {comm}", c, binary, frames, "samples", hz)
+
+
+if __name__ == "__main__":
+    main()
