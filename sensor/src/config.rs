@@ -8,10 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use outpost_decode::Duration;
 use outpost_detector::{
-    AlertWindowConfig, ConfigError, NetworkConfig, NetworkMap, RuleSet, RulesConfig, SourceText,
+    AlertWindowConfig, ConfigDuration, ConfigError, NetworkConfig, NetworkMap, RuleSet, RulesConfig,
+    SourceText,
 };
+use outpost_flowmeter::{FlowConfig, MAX_ACTIVE_TIMEOUT, TableConfig};
 use serde::Deserialize;
+use toml::Spanned;
+
+/// Most worker threads (the worker number is the top byte of flow ids).
+pub const MAX_WORKERS: usize = 256;
 
 /// The built-in configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/outpost.toml");
@@ -29,6 +36,9 @@ pub struct SensorConfig {
     /// `[alerts]`: alert windows.
     #[serde(default)]
     pub alerts: AlertWindowConfig,
+    /// `[flows]`: the flow meter.
+    #[serde(default)]
+    pub flows: FlowsSection,
     /// `[[networks]]`: network ids for alerts and windows.
     #[serde(default)]
     pub networks: Vec<NetworkConfig>,
@@ -76,6 +86,110 @@ pub struct PipelineSection {
     pub receive_core: Option<usize>,
 }
 
+/// `[flows]`: flow meter sizes and timeouts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsSection {
+    /// Meter flows at all. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Most flows tracked per worker; when full, the flow idle longest is exported with
+    /// `flowEndReason: evicted`. Default 1048576 (about 122 bytes each, allocated up front
+    /// as virtual memory and touched as flows arrive).
+    #[serde(default = "default_flow_capacity")]
+    pub capacity: usize,
+    /// A flow with no packet for this long ends. Default `30s`.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Spanned<ConfigDuration>,
+    /// A flow active this long emits an interim record (delta counters, same flow id) and
+    /// goes on. Default `120s`, at most `1h`.
+    #[serde(default = "default_active")]
+    pub active_timeout: Spanned<ConfigDuration>,
+    /// After both TCP FINs or a RST, how long the flow waits for the last packets (the final
+    /// ACK) before its record is exported. Default `2s`.
+    #[serde(default = "default_linger")]
+    pub close_linger: Spanned<ConfigDuration>,
+    /// How long a first fragment's ports are kept for its later fragments. Default `30s`.
+    #[serde(default = "default_fragment_timeout")]
+    pub fragment_timeout: Spanned<ConfigDuration>,
+    /// Most fragmented datagrams tracked at once per worker. Default 65536.
+    #[serde(default = "default_fragment_capacity")]
+    pub fragment_capacity: usize,
+}
+
+impl Default for FlowsSection {
+    fn default() -> FlowsSection {
+        FlowsSection {
+            enabled: true,
+            capacity: default_flow_capacity(),
+            idle_timeout: default_idle(),
+            active_timeout: default_active(),
+            close_linger: default_linger(),
+            fragment_timeout: default_fragment_timeout(),
+            fragment_capacity: default_fragment_capacity(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_flow_capacity() -> usize {
+    FlowConfig::default().table.capacity
+}
+fn unspanned(d: Duration) -> Spanned<ConfigDuration> {
+    Spanned::new(0..0, ConfigDuration(d))
+}
+fn default_idle() -> Spanned<ConfigDuration> {
+    unspanned(FlowConfig::default().table.idle_timeout)
+}
+fn default_active() -> Spanned<ConfigDuration> {
+    unspanned(FlowConfig::default().table.active_timeout)
+}
+fn default_linger() -> Spanned<ConfigDuration> {
+    unspanned(FlowConfig::default().table.close_linger)
+}
+fn default_fragment_timeout() -> Spanned<ConfigDuration> {
+    unspanned(FlowConfig::default().fragment_timeout)
+}
+fn default_fragment_capacity() -> usize {
+    FlowConfig::default().fragment_capacity
+}
+
+impl FlowsSection {
+    /// The flow meter configuration, checked against its limits.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the offending key.
+    pub fn to_config(&self, src: &SourceText) -> Result<FlowConfig, ConfigError> {
+        let positive = |d: &Spanned<ConfigDuration>, key: &str| {
+            if d.get_ref().0 == Duration::ZERO {
+                Err(src.error(d.span(), format!("flows.{key}"), "must be longer than zero"))
+            } else {
+                Ok(d.get_ref().0)
+            }
+        };
+        let idle_timeout = positive(&self.idle_timeout, "idle_timeout")?;
+        let active_timeout = positive(&self.active_timeout, "active_timeout")?;
+        if active_timeout > MAX_ACTIVE_TIMEOUT {
+            return Err(src.error(self.active_timeout.span(), "flows.active_timeout", "must be at most 1h"));
+        }
+        if self.capacity == 0 || self.capacity > outpost_flowmeter::table::MAX_CAPACITY {
+            return Err(src.error(0..0, "flows.capacity", "must be between 1 and 4294967294"));
+        }
+        Ok(FlowConfig {
+            table: TableConfig {
+                capacity: self.capacity,
+                idle_timeout,
+                active_timeout,
+                close_linger: self.close_linger.get_ref().0,
+            },
+            fragment_timeout: self.fragment_timeout.get_ref().0,
+            fragment_capacity: self.fragment_capacity.max(1),
+        })
+    }
+}
+
 /// A configuration with its rules compiled.
 #[derive(Debug)]
 pub struct Loaded {
@@ -87,6 +201,8 @@ pub struct Loaded {
     pub networks: Arc<NetworkMap>,
     /// Where the configuration came from (a path, or `<built-in>`).
     pub origin: PathBuf,
+    /// The flow meter configuration, or `None` when `flows.enabled` is false.
+    pub flows: Option<FlowConfig>,
 }
 
 impl Loaded {
@@ -126,16 +242,27 @@ impl Loaded {
             }
         }
         let networks = NetworkMap::new(&config.networks);
-        Ok(Loaded { origin: main.path.clone(), config, rules: Arc::new(rules), networks: Arc::new(networks) })
+        let flows = if config.flows.enabled { Some(config.flows.to_config(&main)?) } else { None };
+        if config.pipeline.workers > MAX_WORKERS {
+            return Err(ConfigError::file(&main.path, format!("pipeline.workers: at most {MAX_WORKERS}")));
+        }
+        Ok(Loaded {
+            origin: main.path.clone(),
+            config,
+            rules: Arc::new(rules),
+            networks: Arc::new(networks),
+            flows,
+        })
     }
 
-    /// Worker count: configured, or one per available core.
+    /// Worker count: configured, or one per available core; at most [`MAX_WORKERS`].
     #[must_use]
     pub fn workers(&self, override_workers: Option<usize>) -> usize {
         match override_workers.unwrap_or(self.config.pipeline.workers) {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             n => n,
         }
+        .min(MAX_WORKERS)
     }
 }
 
@@ -176,6 +303,21 @@ mod tests {
         let e = Loaded::load(Some(&p)).expect_err("bad filter");
         assert_eq!(e.line, 4, "{e}");
         assert_eq!(e.key, "rules.state_machine[0].events[0].filter");
+    }
+
+    #[test]
+    fn flow_limits_are_checked_at_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        std::fs::write(&p, "[flows]\ncapacity = 1000\n\nactive_timeout = \"2h\"\n").unwrap();
+        let e = Loaded::load(Some(&p)).expect_err("too long");
+        assert_eq!((e.line, e.key.as_str()), (4, "flows.active_timeout"), "{e}");
+        std::fs::write(&p, "[flows]\nidle_timeout = \"5s\"\nactive_timeout = \"1m\"\n").unwrap();
+        let f = Loaded::load(Some(&p)).expect("valid").flows.expect("enabled");
+        assert_eq!(f.table.idle_timeout, Duration::from_secs(5));
+        assert_eq!(f.table.active_timeout, Duration::from_secs(60));
+        std::fs::write(&p, "[flows]\nenabled = false\n").unwrap();
+        assert!(Loaded::load(Some(&p)).expect("valid").flows.is_none());
     }
 
     #[test]

@@ -9,11 +9,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use outpost_capture::{Merged, PcapFiles, PipelineConfig, run_pipeline};
 use outpost_detector::{AlertJson, AlertWindows, WindowJson};
+use outpost_flowmeter::{EndReason, FlowJson};
 use serde::Serialize;
 
 use crate::config::Loaded;
 use crate::output::JsonLines;
-use crate::worker::{SensorStage, WorkerStats};
+use crate::worker::{SensorRecord, SensorStage, WorkerStats};
 
 /// Options of `outpost replay`.
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,10 @@ pub struct ReplayArgs {
     /// Where alerts go, as JSON lines: a file, or `-` for standard output.
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub alerts: PathBuf,
+    /// Where flow records go, as JSON lines (field names from IPFIX): a file, or `-` for
+    /// standard output. Not written unless given.
+    #[arg(long, value_name = "FILE|-")]
+    pub flows: Option<PathBuf>,
     /// Where alert-window summaries (alerts per network id and window) go, as JSON lines: a
     /// file, or `-` for standard output. Not written unless given.
     #[arg(long, value_name = "FILE|-")]
@@ -63,6 +68,8 @@ pub struct Summary {
     pub late_alerts: u64,
     /// Per-rule counters.
     pub rules: Vec<RuleSummary>,
+    /// Flow meter counters (absent when flows are disabled).
+    pub flows: Option<FlowSummary>,
     /// Worker threads.
     pub workers: usize,
     /// Frames handed to each worker.
@@ -92,6 +99,31 @@ pub struct DecodeSummary {
     pub rejected: u64,
     /// Problems by reason (rejected frames and damaged transport headers).
     pub malformed: BTreeMap<&'static str, u64>,
+}
+
+/// Flow meter counters.
+#[derive(Debug, Serialize)]
+pub struct FlowSummary {
+    /// Flows created.
+    pub flows: u64,
+    /// Records exported, by end reason.
+    pub records: BTreeMap<&'static str, u64>,
+    /// Records written to `--flows`.
+    pub records_written: u64,
+    /// Most flows tracked at once (summed over workers).
+    pub peak_active: u64,
+    /// IP packets metered.
+    pub packets: u64,
+    /// Frames that were not IP.
+    pub not_ip: u64,
+    /// First fragments seen.
+    pub fragments_first: u64,
+    /// Later fragments matched to their first fragment.
+    pub fragments_matched: u64,
+    /// Later fragments whose first fragment was not seen.
+    pub fragments_orphaned: u64,
+    /// Fragment entries dropped from a full tracking table.
+    pub fragment_table_full: u64,
 }
 
 /// One rule's counters.
@@ -139,6 +171,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         ..PipelineConfig::default()
     };
     let mut alerts_out = JsonLines::open(&args.alerts)?;
+    let mut flows_out = JsonLines::open_opt(args.flows.as_ref())?;
     let mut windows_out = JsonLines::open_opt(args.windows.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -166,13 +199,21 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 
     let source = PcapFiles::new(args.files.clone());
     let stage_rules = loaded.rules.clone();
+    let flow_config = loaded.flows;
     let report = run_pipeline(
         source,
         &config,
-        |_| SensorStage::new(stage_rules.clone(), key),
+        |w| SensorStage::new(w, stage_rules.clone(), flow_config, key),
         stop.clone(),
         |m| match m {
-            Merged::Record { record: alert, .. } => {
+            Merged::Record { record: SensorRecord::Flow(flow), .. } => {
+                if let (Some(out), None) = (flows_out.as_mut(), write_error.as_ref()) {
+                    if let Err(e) = out.write(&FlowJson { record: &flow, sensor: &sensor }) {
+                        write_error = Some(e);
+                    }
+                }
+            }
+            Merged::Record { record: SensorRecord::Alert(alert), .. } => {
                 let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
                 windows.add(&alert, net);
                 if write_error.is_none() {
@@ -197,6 +238,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     alerts_out.flush()?;
     if let Some(w) = windows_out.as_mut() {
         w.flush()?;
+    }
+    if let Some(f) = flows_out.as_mut() {
+        f.flush()?;
     }
 
     let mut total = WorkerStats::default();
@@ -227,6 +271,21 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             .zip(total.detect.machines.iter())
             .map(|(r, c)| RuleSummary { name: r.name.clone(), kind: "state_machine", counters: c.clone() })
             .collect(),
+        flows: loaded.flows.map(|_| {
+            let f = &total.flows;
+            FlowSummary {
+                flows: f.table.flows,
+                records: EndReason::ALL.iter().map(|r| (r.name(), f.table.records[r.index()])).collect(),
+                records_written: flows_out.as_ref().map_or(0, |o| o.written),
+                peak_active: f.table.peak,
+                packets: f.packets,
+                not_ip: f.not_ip,
+                fragments_first: f.fragments_first,
+                fragments_matched: f.fragments_matched,
+                fragments_orphaned: f.fragments_orphaned,
+                fragment_table_full: f.fragment_table_full,
+            }
+        }),
         workers,
         frames_per_worker: report.dispatch.per_worker.clone(),
         wall_seconds: wall,
@@ -296,6 +355,20 @@ pub fn render_summary(s: &Summary) -> String {
             c.evicted,
             c.keys,
             c.peak_keys
+        );
+    }
+    if let Some(f) = &s.flows {
+        let reasons: Vec<String> =
+            f.records.iter().filter(|(_, n)| **n > 0).map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            o,
+            "  flows: {} created, peak {} tracked; records: {}; fragments: {} first, {} matched, {} orphaned",
+            f.flows,
+            f.peak_active,
+            if reasons.is_empty() { "none".to_string() } else { reasons.join(", ") },
+            f.fragments_first,
+            f.fragments_matched,
+            f.fragments_orphaned
         );
     }
     let _ = writeln!(

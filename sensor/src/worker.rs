@@ -1,10 +1,20 @@
-//! The work each pipeline worker does per frame: decode, then run the detector.
+//! The work each pipeline worker does per frame: decode, meter flows, run the detector.
 
 use std::sync::Arc;
 
 use outpost_capture::{Emitter, Frame, InputPos, WorkerStage};
 use outpost_decode::{DecodeStats, Decoder, Nanos};
 use outpost_detector::{Alert, Detector, DetectorStats, RuleSet};
+use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord};
+
+/// What a worker emits.
+#[derive(Debug, Clone, Copy)]
+pub enum SensorRecord {
+    /// A detection.
+    Alert(Alert),
+    /// A flow record (final or interim).
+    Flow(FlowRecord),
+}
 
 /// Counters a worker hands back at the end.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +23,8 @@ pub struct WorkerStats {
     pub decode: DecodeStats,
     /// Rule counters.
     pub detect: DetectorStats,
+    /// Flow meter counters (zero when flows are disabled).
+    pub flows: FlowMeterStats,
 }
 
 impl WorkerStats {
@@ -20,40 +32,64 @@ impl WorkerStats {
     pub fn merge(&mut self, o: &WorkerStats) {
         self.decode.merge(&o.decode);
         self.detect.merge(&o.detect);
+        self.flows.merge(&o.flows);
     }
 }
 
-/// One worker: a decoder and a detector, both owned by the worker thread.
+/// One worker: a decoder, a flow meter and a detector, all owned by the worker thread.
 #[derive(Debug)]
 pub struct SensorStage {
     decoder: Decoder,
+    flows: Option<FlowMeter>,
     detector: Detector,
 }
 
 impl SensorStage {
-    /// A worker running `rules`; `run_key` seeds alert ids.
+    /// Worker number `worker` running `rules` (and the flow meter if `flows` is set);
+    /// `run_key` seeds alert ids.
     #[must_use]
-    pub fn new(rules: Arc<RuleSet>, run_key: u64) -> SensorStage {
-        SensorStage { decoder: Decoder::default(), detector: Detector::new(rules, run_key) }
+    pub fn new(worker: usize, rules: Arc<RuleSet>, flows: Option<FlowConfig>, run_key: u64) -> SensorStage {
+        let worker_byte = u8::try_from(worker).unwrap_or(u8::MAX);
+        SensorStage {
+            decoder: Decoder::default(),
+            flows: flows.map(|c| FlowMeter::new(c, worker_byte)),
+            detector: Detector::new(rules, run_key),
+        }
     }
 }
 
+type Out = Emitter<SensorRecord, WorkerStats>;
+
 impl WorkerStage for SensorStage {
-    type Record = Alert;
+    type Record = SensorRecord;
     type Stats = WorkerStats;
 
     #[inline]
-    fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Emitter<Alert, WorkerStats>) {
-        if let Some(meta) = self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) {
-            self.detector.on_packet(&meta, pos.frame, &mut |alert| out.emit(pos.seq, alert));
+    fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Out) {
+        let Some(meta) = self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) else {
+            return;
+        };
+        if let Some(f) = self.flows.as_mut() {
+            f.on_packet(&meta, &mut |r| out.emit(pos.seq, SensorRecord::Flow(r)));
         }
+        self.detector.on_packet(&meta, pos.frame, &mut |a| out.emit(pos.seq, SensorRecord::Alert(a)));
     }
 
-    fn on_clock(&mut self, now: Nanos, _seq: u64, _out: &mut Emitter<Alert, WorkerStats>) {
+    fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut Out) {
+        if let Some(f) = self.flows.as_mut() {
+            f.on_clock(now, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
+        }
         self.detector.on_clock(now);
     }
 
-    fn finish(self, _seq: u64, _out: &mut Emitter<Alert, WorkerStats>) -> WorkerStats {
-        WorkerStats { decode: self.decoder.stats, detect: self.detector.stats() }
+    fn finish(mut self, seq: u64, out: &mut Out) -> WorkerStats {
+        if let Some(f) = self.flows.as_mut() {
+            f.finish(&mut |r| out.emit(seq, SensorRecord::Flow(r)));
+        }
+        WorkerStats {
+            decode: self.decoder.stats,
+            detect: self.detector.stats(),
+            flows: self.flows.as_ref().map(FlowMeter::stats).unwrap_or_default(),
+        }
     }
 }

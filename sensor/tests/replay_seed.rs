@@ -312,8 +312,12 @@ fn malformed_frames_are_counted_by_reason_and_change_no_alert() {
     let dir = tempfile::tempdir().unwrap();
     let (pcap, truth) = Scenario::new(60_000, 0.02, 21).generate(dir.path(), "clean");
     let dirty = dir.path().join("dirty.pcap");
-    let mut w = PcapWriter::new(std::fs::File::create(&dirty).unwrap(), outpost_decode::LinkType::Ethernet, Precision::Nano)
-        .unwrap();
+    let mut w = PcapWriter::new(
+        std::fs::File::create(&dirty).unwrap(),
+        outpost_decode::LinkType::Ethernet,
+        Precision::Nano,
+    )
+    .unwrap();
     let mut src = PcapFileSource::open(&pcap).unwrap();
     let (mut cut_v4, mut cut_v6, mut bad_version, mut other, mut n) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut lcg = 0x2545_f491_4f6c_dd1du64;
@@ -328,7 +332,11 @@ fn malformed_frames_are_counted_by_reason_and_change_no_alert() {
             // A copy cut inside the IP header by a snap length (wire length kept).
             let cut = 14 + (lcg >> 33) as usize % 19;
             w.write_packet(f.ts, &f.data[..cut], f.wire_len).unwrap();
-            if f.data[12..14] == [0x86, 0xdd] { cut_v6 += 1 } else { cut_v4 += 1 }
+            if f.data[12..14] == [0x86, 0xdd] {
+                cut_v6 += 1
+            } else {
+                cut_v4 += 1
+            }
             // A copy whose IP version nibble is wrong.
             let mut bad = f.data.to_vec();
             bad[14] = 0x55;

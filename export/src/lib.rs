@@ -1,0 +1,1 @@
+//! Flow export (being written).

@@ -1,0 +1,272 @@
+//! The flow meter of one worker: decoded packets in, flow records out.
+//!
+//! It turns each IP packet into a [`FlowKey`] (ports, ICMP port equivalents, or — for later
+//! fragments — the ports of their first fragment) and hands it to the [`FlowTable`].
+//!
+//! # Fragments
+//! IPv4 and IPv6 fragments are counted in their flow. A first fragment (offset 0, more
+//! fragments) carries the transport header: its ports are remembered under
+//! `(source, destination, protocol, identification)` for `fragment_timeout`. Later fragments
+//! look their ports up there. A later fragment whose first fragment was not seen (lost,
+//! reordered after it, or expired) is counted in `fragments_orphaned` and in a flow without
+//! ports (source, destination, protocol, ports 0), so its bytes are not lost. The tracking
+//! table holds at most `fragment_capacity` datagrams; when full the oldest entry is dropped
+//! (counted).
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+use outpost_decode::meta::ip_proto;
+use outpost_decode::{Duration, Fragment, IpAddress, Nanos, Network, PacketMeta, Transport};
+
+use crate::key::{FlowKey, icmp_port_equivalents};
+use crate::record::FlowRecord;
+use crate::table::{FlowTable, Observation, TableConfig, TableStats};
+
+/// Flow meter settings (the `[flows]` section of the sensor configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Table sizes and timeouts.
+    pub table: TableConfig,
+    /// How long a first fragment's ports are kept for later fragments.
+    pub fragment_timeout: Duration,
+    /// Most fragmented datagrams tracked at once.
+    pub fragment_capacity: usize,
+}
+
+impl Default for FlowConfig {
+    /// Idle 30 s, active 120 s, close linger 2 s, 1,048,576 flows per worker; fragments kept
+    /// 30 s, 65,536 datagrams.
+    fn default() -> FlowConfig {
+        FlowConfig {
+            table: TableConfig {
+                capacity: 1 << 20,
+                idle_timeout: Duration::from_secs(30),
+                active_timeout: Duration::from_secs(120),
+                close_linger: Duration::from_secs(2),
+            },
+            fragment_timeout: Duration::from_secs(30),
+            fragment_capacity: 1 << 16,
+        }
+    }
+}
+
+/// Counters of a flow meter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowMeterStats {
+    /// IP packets metered.
+    pub packets: u64,
+    /// Frames that were not IP (ARP, other EtherTypes): not part of any flow.
+    pub not_ip: u64,
+    /// First fragments seen.
+    pub fragments_first: u64,
+    /// Later fragments matched to their first fragment's ports.
+    pub fragments_matched: u64,
+    /// Later fragments whose first fragment was not seen.
+    pub fragments_orphaned: u64,
+    /// Fragment entries dropped because the tracking table was full.
+    pub fragment_table_full: u64,
+    /// The flow table's counters.
+    pub table: TableStats,
+}
+
+impl FlowMeterStats {
+    /// Adds another worker's counters (gauges add up: workers hold disjoint flows).
+    pub fn merge(&mut self, o: &FlowMeterStats) {
+        self.packets += o.packets;
+        self.not_ip += o.not_ip;
+        self.fragments_first += o.fragments_first;
+        self.fragments_matched += o.fragments_matched;
+        self.fragments_orphaned += o.fragments_orphaned;
+        self.fragment_table_full += o.fragment_table_full;
+        self.table.flows += o.table.flows;
+        for (a, b) in self.table.records.iter_mut().zip(o.table.records) {
+            *a += b;
+        }
+        self.table.active += o.table.active;
+        self.table.peak += o.table.peak;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: IpAddress,
+    dst: IpAddress,
+    id: u32,
+    proto: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FragEntry {
+    ports: (u16, u16),
+    expires: Nanos,
+}
+
+/// First-fragment ports, kept for the later fragments of the same datagram.
+#[derive(Debug)]
+struct FragmentTracker {
+    map: HashMap<FragKey, FragEntry, foldhash::fast::RandomState>,
+    /// Insertion order with expiry, for O(1) expiry of time-ordered input.
+    order: VecDeque<(FragKey, Nanos)>,
+    timeout: Duration,
+    capacity: usize,
+}
+
+impl FragmentTracker {
+    fn expire(&mut self, now: Nanos) {
+        while let Some(&(k, exp)) = self.order.front() {
+            if exp > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.map.get(&k).is_some_and(|e| e.expires == exp) {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    /// Remembers a first fragment's ports. Returns true when an old entry had to be dropped.
+    fn insert(&mut self, k: FragKey, ports: (u16, u16), now: Nanos) -> bool {
+        let mut dropped = false;
+        if !self.map.contains_key(&k) && self.map.len() >= self.capacity {
+            while let Some((old, exp)) = self.order.pop_front() {
+                if self.map.get(&old).is_some_and(|e| e.expires == exp) {
+                    self.map.remove(&old);
+                    dropped = true;
+                    break;
+                }
+            }
+        }
+        let expires = now.saturating_add(self.timeout);
+        self.map.insert(k, FragEntry { ports, expires });
+        self.order.push_back((k, expires));
+        dropped
+    }
+
+    fn lookup(&self, k: &FragKey, now: Nanos) -> Option<(u16, u16)> {
+        self.map.get(k).filter(|e| e.expires > now).map(|e| e.ports)
+    }
+}
+
+/// One worker's flow meter.
+#[derive(Debug)]
+pub struct FlowMeter {
+    table: FlowTable,
+    fragments: FragmentTracker,
+    now: Nanos,
+    stats: FlowMeterStats,
+}
+
+impl FlowMeter {
+    /// A flow meter for worker `worker` (its number goes into flow ids).
+    #[must_use]
+    pub fn new(config: FlowConfig, worker: u8) -> FlowMeter {
+        FlowMeter {
+            table: FlowTable::new(config.table, worker),
+            fragments: FragmentTracker {
+                map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+                order: VecDeque::new(),
+                timeout: config.fragment_timeout,
+                capacity: config.fragment_capacity.max(1),
+            },
+            now: Nanos::ZERO,
+            stats: FlowMeterStats::default(),
+        }
+    }
+
+    /// The key and sender side of a packet, or `None` for non-IP frames.
+    #[inline]
+    fn key_of(&mut self, m: &PacketMeta) -> Option<(FlowKey, crate::key::Side)> {
+        if !m.is_ip() {
+            return None;
+        }
+        let frag_key = || FragKey { src: m.src, dst: m.dst, id: m.frag_id, proto: m.ip_proto };
+        let (sport, dport) = match m.fragment {
+            Fragment::Later => match self.fragments.lookup(&frag_key(), m.ts) {
+                Some(p) => {
+                    self.stats.fragments_matched += 1;
+                    p
+                }
+                None => {
+                    self.stats.fragments_orphaned += 1;
+                    (0, 0)
+                }
+            },
+            _ => {
+                let ports = if m.has_ports() {
+                    (m.src_port, m.dst_port)
+                } else if m.transport == Transport::Parsed
+                    && matches!(m.ip_proto, ip_proto::ICMP | ip_proto::ICMPV6)
+                {
+                    let (s, d, _) =
+                        icmp_port_equivalents(m.icmp_type, m.icmp_code, m.network == Network::Ipv6);
+                    (s, d)
+                } else {
+                    (0, 0)
+                };
+                if m.fragment == Fragment::First {
+                    self.stats.fragments_first += 1;
+                    if self.fragments.insert(frag_key(), ports, m.ts) {
+                        self.stats.fragment_table_full += 1;
+                    }
+                }
+                ports
+            }
+        };
+        let vlan = if m.vlan_count > 0 { m.vlan[0] } else { 0 };
+        Some(FlowKey::new(m.src, sport, m.dst, dport, m.ip_proto, vlan))
+    }
+
+    /// Meters one decoded packet; finished records go to `out`.
+    #[inline]
+    pub fn on_packet(&mut self, m: &PacketMeta, out: &mut impl FnMut(FlowRecord)) {
+        let Some((key, side)) = self.key_of(m) else {
+            self.stats.not_ip += 1;
+            return;
+        };
+        if m.ts > self.now {
+            self.now = m.ts;
+        }
+        self.stats.packets += 1;
+        let icmp =
+            matches!(m.ip_proto, ip_proto::ICMP | ip_proto::ICMPV6) && m.transport == Transport::Parsed;
+        let obs = Observation {
+            ts: m.ts,
+            ip_len: m.ip_len,
+            tcp_flags: if m.ip_proto == ip_proto::TCP { (m.tcp_flags & 0xff) as u8 } else { 0 },
+            ttl: m.ttl,
+            tos: m.tos,
+            icmp_type: if icmp { m.icmp_type } else { 0 },
+            icmp_code: if icmp { m.icmp_code } else { 0 },
+        };
+        self.table.observe(&key, key.hash64(), side, &obs, out);
+    }
+
+    /// Event time advanced to `now`: export flows that timed out, forget old fragments.
+    pub fn on_clock(&mut self, now: Nanos, out: &mut impl FnMut(FlowRecord)) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.table.advance(self.now, out);
+        self.fragments.expire(self.now);
+    }
+
+    /// End of input: export every flow still tracked.
+    pub fn finish(&mut self, out: &mut impl FnMut(FlowRecord)) {
+        self.table.flush(out);
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> FlowMeterStats {
+        let mut s = self.stats.clone();
+        s.table = self.table.stats.clone();
+        s
+    }
+
+    /// Bytes allocated by the flow table.
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        self.table.allocated_bytes()
+    }
+}

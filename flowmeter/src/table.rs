@@ -1,0 +1,620 @@
+//! The flow table: fixed capacity, 112-byte slots, a hash index, and a timer wheel.
+//!
+//! # Memory
+//! Flows live in a slab of [`Slot`]s (112 bytes, checked at compile time) allocated once for
+//! the configured capacity. A `hashbrown::HashTable<u32>` maps key hashes to slab indices
+//! (5 bytes per bucket — a 4-byte index and a control byte — at most 7/8 full, so 5.7 to
+//! 11.4 bytes per flow depending on how the capacity falls between powers of two). The timer
+//! wheel is intrusive: two `u32` links inside each slot. Memory per tracked flow is therefore
+//! 118 to 124 bytes, never more than 128.
+//!
+//! To fit, a slot keeps per-direction byte and packet counters as `u32` (an interim record is
+//! exported early when one would overflow), and packet times as microsecond offsets from the
+//! period's first packet (`base`, exact to the nanosecond). Periods never exceed the active
+//! timeout, which is limited to one hour, so the offsets cannot overflow.
+//!
+//! # Timeouts in O(1)
+//! Every flow sits in exactly one wheel bucket: the one of the deadline it had when it was last
+//! scheduled. Packets do not move flows (a packet costs no wheel work); when a bucket comes
+//! due, each flow in it is checked against its true deadline and either expired or moved to
+//! the bucket of its new deadline. A flow is thus visited about once per idle timeout while it
+//! is active. Idle and active timeouts are also checked exactly on every packet, so records do
+//! not depend on the wheel's granularity — only the moment a silent flow's record is emitted
+//! does.
+
+use hashbrown::HashTable;
+use outpost_decode::{Duration, Nanos};
+
+use crate::key::{FlowKey, Side};
+use crate::record::{DirectionCounters, EndReason, FlowRecord};
+
+/// No slot (list terminator).
+const NIL: u32 = u32::MAX;
+
+/// `state` bits of a slot.
+mod st {
+    /// The initiator is endpoint B of the key (forward = B → A).
+    pub(super) const INIT_B: u8 = 0x01;
+    /// FIN seen from the initiator.
+    pub(super) const FIN_FWD: u8 = 0x02;
+    /// FIN seen from the responder.
+    pub(super) const FIN_REV: u8 = 0x04;
+    /// RST seen.
+    pub(super) const RST: u8 = 0x08;
+    /// Both FINs or a RST: the flow ends after the close linger.
+    pub(super) const CLOSING: u8 = 0x10;
+}
+
+/// One tracked flow. 112 bytes.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct Slot {
+    key: FlowKey,
+    flow_id: u64,
+    /// Time of the first packet of the current period, or — while the period is empty after
+    /// an interim record — of the last packet seen.
+    base: Nanos,
+    /// Per direction (0 forward, 1 reverse): bytes and packets in the period.
+    bytes: [u32; 2],
+    packets: [u32; 2],
+    /// Per direction: first and last packet, microseconds after `base`.
+    first_us: [u32; 2],
+    last_us: [u32; 2],
+    /// Timer wheel links and the bucket index the slot is linked in.
+    prev: u32,
+    next: u32,
+    bucket: u32,
+    /// Interim record number of the current period.
+    sequence: u16,
+    tcp_flags: [u8; 2],
+    min_ttl: [u8; 2],
+    max_ttl: [u8; 2],
+    dscp: u8,
+    icmp_type: u8,
+    icmp_code: u8,
+    state: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 112, "a flow slot must stay at 112 bytes");
+
+impl Slot {
+    fn is_empty_period(&self) -> bool {
+        self.packets == [0, 0]
+    }
+
+    /// Absolute time of the last packet (or `base` for an empty period).
+    fn last_seen(&self) -> Nanos {
+        let us = self.last_us[0].max(self.last_us[1]);
+        self.base.saturating_add(Duration(u64::from(us) * 1_000))
+    }
+
+    fn initiator(&self) -> Side {
+        if self.state & st::INIT_B != 0 { Side::B } else { Side::A }
+    }
+
+    fn direction(&self, from: Side) -> usize {
+        usize::from(from != self.initiator())
+    }
+
+    fn counters(&self, d: usize) -> DirectionCounters {
+        let (Some(&packets), Some(&bytes)) = (self.packets.get(d), self.bytes.get(d)) else {
+            return DirectionCounters::default();
+        };
+        if packets == 0 {
+            return DirectionCounters::default();
+        }
+        let at = |us: Option<&u32>| {
+            self.base.saturating_add(Duration(u64::from(us.copied().unwrap_or(0)) * 1_000))
+        };
+        DirectionCounters {
+            packets: u64::from(packets),
+            bytes: u64::from(bytes),
+            tcp_flags: self.tcp_flags.get(d).copied().unwrap_or(0),
+            first: at(self.first_us.get(d)),
+            last: at(self.last_us.get(d)),
+            min_ttl: self.min_ttl.get(d).copied().unwrap_or(0),
+            max_ttl: self.max_ttl.get(d).copied().unwrap_or(0),
+        }
+    }
+
+    fn record(&self, end_reason: EndReason) -> FlowRecord {
+        let init = self.initiator();
+        let (src, src_port) = self.key.endpoint(init);
+        let (dst, dst_port) = self.key.endpoint(init.other());
+        let icmp = matches!(self.key.proto, 1 | 58);
+        FlowRecord {
+            flow_id: self.flow_id,
+            sequence: self.sequence,
+            src,
+            dst,
+            src_port: if icmp { 0 } else { src_port },
+            dst_port: if icmp { 0 } else { dst_port },
+            proto: self.key.proto,
+            vlan: self.key.vlan,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            dscp: self.dscp,
+            fwd: self.counters(0),
+            rev: self.counters(1),
+            end_reason,
+        }
+    }
+
+    /// Starts a new, empty period after a record, remembering when the flow was last seen.
+    fn reset_period(&mut self) {
+        self.base = self.last_seen();
+        self.bytes = [0; 2];
+        self.packets = [0; 2];
+        self.first_us = [0; 2];
+        self.last_us = [0; 2];
+        self.tcp_flags = [0; 2];
+        self.min_ttl = [0; 2];
+        self.max_ttl = [0; 2];
+        self.sequence = self.sequence.saturating_add(1);
+    }
+}
+
+/// Timeouts and sizes of a flow table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Most flows tracked at once (at least 1).
+    pub capacity: usize,
+    /// A flow with no packet for this long ends (`idle_timeout`).
+    pub idle_timeout: Duration,
+    /// A flow active this long emits an interim record and goes on (`active_timeout`); at most
+    /// one hour.
+    pub active_timeout: Duration,
+    /// After both FINs or a RST, the flow waits this long for stragglers (the last ACK) before
+    /// it ends.
+    pub close_linger: Duration,
+}
+
+/// Most flows a table can hold (slab indices are `u32`, with `NIL` reserved).
+pub const MAX_CAPACITY: usize = (u32::MAX - 1) as usize;
+/// Longest active timeout: microsecond offsets in `u32` cover 71 minutes.
+pub const MAX_ACTIVE_TIMEOUT: Duration = Duration(3_600 * 1_000_000_000);
+
+/// Counters of a flow table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Flows created.
+    pub flows: u64,
+    /// Records exported, by [`EndReason::index`].
+    pub records: [u64; 6],
+    /// Flows tracked now.
+    pub active: u64,
+    /// Most flows tracked at once.
+    pub peak: u64,
+}
+
+/// A packet's contribution to a flow, as the table needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    /// Capture time.
+    pub ts: Nanos,
+    /// IP total length (bytes counted).
+    pub ip_len: u32,
+    /// TCP flags (low 8 bits), 0 for other protocols.
+    pub tcp_flags: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// TOS / traffic class byte.
+    pub tos: u8,
+    /// ICMP type and code (0 for other protocols).
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub icmp_code: u8,
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+/// The flow table of one worker.
+#[derive(Debug)]
+pub struct FlowTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    capacity: usize,
+    // Timer wheel.
+    heads: Vec<u32>,
+    width: u64,
+    /// Absolute number of the next bucket to expire.
+    current: u64,
+    idle: Duration,
+    active: Duration,
+    linger: Duration,
+    next_flow: u64,
+    worker_bits: u64,
+    /// Counters.
+    pub stats: TableStats,
+}
+
+impl FlowTable {
+    /// An empty table; `worker` (0..=255) goes into the top byte of flow ids so they are unique
+    /// across the sensor's workers.
+    #[must_use]
+    pub fn new(config: TableConfig, worker: u8) -> FlowTable {
+        let capacity = config.capacity.clamp(1, MAX_CAPACITY);
+        let active = Duration(config.active_timeout.as_nanos().clamp(1, MAX_ACTIVE_TIMEOUT.as_nanos()));
+        let idle = Duration(config.idle_timeout.as_nanos().max(1));
+        let linger = config.close_linger;
+        let shortest = idle.as_nanos().min(active.as_nanos()).min(linger.as_nanos().max(1));
+        let longest = idle.as_nanos().max(active.as_nanos()).max(linger.as_nanos());
+        // Buckets of 1/16 of the shortest timeout (1 ms .. 1 s), enough to span the longest.
+        let width = (shortest / 16).clamp(1_000_000, 1_000_000_000);
+        let buckets = (longest / width + 2).next_power_of_two().max(16);
+        FlowTable {
+            slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
+            index: HashTable::with_capacity(capacity),
+            capacity,
+            heads: vec![NIL; usize::try_from(buckets).unwrap_or(1 << 16)],
+            width,
+            current: 0,
+            idle,
+            active,
+            linger,
+            next_flow: 0,
+            worker_bits: u64::from(worker) << 56,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Flows tracked now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no flow is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Bytes allocated for the table (slab, index and wheel), for memory reports.
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.index.allocation_size()
+            + self.heads.len() * 4
+            + self.free.capacity() * 4
+    }
+
+    /// Hints the CPU to load the index group for `hash` (call a few packets ahead).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        // `find` with an always-false comparison touches exactly the control group and the
+        // candidate buckets, pulling them into cache; the slab lines follow on first compare.
+        let _ = self.index.find(hash, |_| false);
+    }
+
+    fn bucket_of(&self, deadline: Nanos) -> u64 {
+        let n = self.heads.len() as u64;
+        (deadline.0 / self.width).max(self.current).min(self.current + n - 1)
+    }
+
+    fn link(&mut self, idx: u32, deadline: Nanos) {
+        let b = self.bucket_of(deadline);
+        let mask = self.heads.len() as u64 - 1;
+        let bi = (b & mask) as usize;
+        let Some(&head) = self.heads.get(bi) else { return };
+        if let Some(s) = self.slots.get_mut(idx as usize) {
+            s.prev = NIL;
+            s.next = head;
+            s.bucket = bi as u32;
+        }
+        if let Some(h) = self.slots.get_mut(head as usize) {
+            h.prev = idx;
+        }
+        if let Some(h) = self.heads.get_mut(bi) {
+            *h = idx;
+        }
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Some(&s) = self.slots.get(idx as usize) else { return };
+        if s.prev == NIL {
+            if let Some(h) = self.heads.get_mut(s.bucket as usize) {
+                if *h == idx {
+                    *h = s.next;
+                }
+            }
+        } else if let Some(p) = self.slots.get_mut(s.prev as usize) {
+            p.next = s.next;
+        }
+        if let Some(n) = self.slots.get_mut(s.next as usize) {
+            n.prev = s.prev;
+        }
+    }
+
+    /// The time at which the flow in `s` must be looked at again.
+    fn deadline(&self, s: &Slot) -> Nanos {
+        let last = s.last_seen();
+        if s.state & st::CLOSING != 0 {
+            return last.saturating_add(self.linger);
+        }
+        let idle = last.saturating_add(self.idle);
+        if s.is_empty_period() { idle } else { idle.min(s.base.saturating_add(self.active)) }
+    }
+
+    /// Exports (if its period has packets) and removes the flow in slot `idx`.
+    fn end(&mut self, idx: u32, hash: u64, reason: EndReason, out: &mut impl FnMut(FlowRecord)) {
+        let Some(&s) = self.slots.get(idx as usize) else { return };
+        if !s.is_empty_period() {
+            out(s.record(reason));
+            if let Some(c) = self.stats.records.get_mut(reason.index()) {
+                *c += 1;
+            }
+        }
+        self.unlink(idx);
+        if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
+            e.remove();
+        }
+        self.free.push(idx);
+        self.stats.active = self.index.len() as u64;
+    }
+
+    /// Exports an interim record of the flow in `idx` and starts its next period.
+    fn interim(&mut self, idx: u32, out: &mut impl FnMut(FlowRecord)) {
+        let Some(s) = self.slots.get_mut(idx as usize) else { return };
+        if !s.is_empty_period() {
+            out(s.record(EndReason::ActiveTimeout));
+            self.stats.records[EndReason::ActiveTimeout.index()] += 1;
+        }
+        s.reset_period();
+    }
+
+    /// Counts one packet of the flow `key`, sent by endpoint `from`. Records that the packet
+    /// completes (an idle flow it replaces, an interim record) go to `out` first.
+    #[inline]
+    pub fn observe(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        from: Side,
+        p: &Observation,
+        out: &mut impl FnMut(FlowRecord),
+    ) {
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&i| slots.get(i as usize).is_some_and(|s| s.key == *key)).copied();
+        let idx = match found {
+            Some(idx) => {
+                let (last, empty, base) = match self.slots.get(idx as usize) {
+                    Some(s) => (s.last_seen(), s.is_empty_period(), s.base),
+                    None => return,
+                };
+                if p.ts >= last && p.ts.since(last) >= self.idle {
+                    // Idle for the timeout: the old flow ended before this packet.
+                    self.end(idx, hash, EndReason::IdleTimeout, out);
+                    self.create(key, hash, from, p, out)
+                } else {
+                    if !empty && p.ts >= base && p.ts.since(base) >= self.active {
+                        self.interim(idx, out);
+                    }
+                    idx
+                }
+            }
+            None => self.create(key, hash, from, p, out),
+        };
+        self.count(idx, from, p, out);
+    }
+
+    /// Allocates a slot for a new flow (evicting if full) and links it into the wheel.
+    fn create(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        from: Side,
+        p: &Observation,
+        out: &mut impl FnMut(FlowRecord),
+    ) -> u32 {
+        if self.index.len() >= self.capacity {
+            self.evict_one(out);
+        }
+        // Initiator: the sender, unless this is a SYN-ACK (then its receiver sent the SYN).
+        let init = if key.proto == 6 && p.tcp_flags & (SYN | ACK) == SYN | ACK { from.other() } else { from };
+        let slot = Slot {
+            key: *key,
+            flow_id: self.worker_bits | (self.next_flow & ((1 << 56) - 1)),
+            base: p.ts,
+            bytes: [0; 2],
+            packets: [0; 2],
+            first_us: [0; 2],
+            last_us: [0; 2],
+            prev: NIL,
+            next: NIL,
+            bucket: 0,
+            sequence: 0,
+            tcp_flags: [0; 2],
+            min_ttl: [0; 2],
+            max_ttl: [0; 2],
+            dscp: p.tos >> 2,
+            icmp_type: p.icmp_type,
+            icmp_code: p.icmp_code,
+            state: if init == Side::B { st::INIT_B } else { 0 },
+        };
+        self.next_flow += 1;
+        let idx = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = slot;
+                }
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, idx, |&i| slots.get(i as usize).map_or(0, |s| s.key.hash64()));
+        let deadline = p.ts.saturating_add(self.idle.min(self.active));
+        self.link(idx, deadline);
+        self.stats.flows += 1;
+        self.stats.active = self.index.len() as u64;
+        self.stats.peak = self.stats.peak.max(self.stats.active);
+        idx
+    }
+
+    /// Adds the packet to the flow's counters.
+    #[inline]
+    fn count(&mut self, idx: u32, from: Side, p: &Observation, out: &mut impl FnMut(FlowRecord)) {
+        let Some(s) = self.slots.get_mut(idx as usize) else { return };
+        let mut d = s.direction(from);
+        let flags = p.tcp_flags;
+        if s.key.proto == 6 && flags & (SYN | ACK) == SYN && d == 1 && s.tcp_flags[0] & SYN == 0 {
+            // A pure SYN from the side we took for the responder: it is the initiator.
+            s.state ^= st::INIT_B;
+            s.bytes.swap(0, 1);
+            s.packets.swap(0, 1);
+            s.first_us.swap(0, 1);
+            s.last_us.swap(0, 1);
+            s.tcp_flags.swap(0, 1);
+            s.min_ttl.swap(0, 1);
+            s.max_ttl.swap(0, 1);
+            d = 0;
+        }
+        let overflow = s.packets.get(d).is_some_and(|&n| n == u32::MAX)
+            || s.bytes.get(d).is_some_and(|&b| b.checked_add(p.ip_len).is_none());
+        if overflow {
+            // A 32-bit counter would wrap: export what we have as an interim record.
+            self.interim(idx, out);
+        }
+        let Some(s) = self.slots.get_mut(idx as usize) else { return };
+        if s.is_empty_period() {
+            s.base = p.ts;
+        }
+        let off = u32::try_from(p.ts.since(s.base).as_nanos() / 1_000).unwrap_or(u32::MAX);
+        if s.packets[d] == 0 {
+            s.first_us[d] = off;
+            s.min_ttl[d] = p.ttl;
+            s.max_ttl[d] = p.ttl;
+        } else {
+            s.min_ttl[d] = s.min_ttl[d].min(p.ttl);
+            s.max_ttl[d] = s.max_ttl[d].max(p.ttl);
+        }
+        s.last_us[d] = s.last_us[d].max(off);
+        s.packets[d] += 1;
+        s.bytes[d] += p.ip_len;
+        s.tcp_flags[d] |= flags;
+        if s.key.proto == 6 && flags & (FIN | RST) != 0 && s.state & st::CLOSING == 0 {
+            if flags & RST != 0 {
+                s.state |= st::RST;
+            }
+            if flags & FIN != 0 {
+                s.state |= if d == 0 { st::FIN_FWD } else { st::FIN_REV };
+            }
+            if s.state & st::RST != 0 || s.state & (st::FIN_FWD | st::FIN_REV) == st::FIN_FWD | st::FIN_REV {
+                s.state |= st::CLOSING;
+                let deadline = s.last_seen().saturating_add(self.linger);
+                self.unlink(idx);
+                self.link(idx, deadline);
+            }
+        }
+    }
+
+    /// Handles a flow whose wheel bucket came due at `now`: expire it, emit an interim record,
+    /// or move it to the bucket of its real deadline.
+    fn visit(&mut self, idx: u32, now: Nanos, out: &mut impl FnMut(FlowRecord)) {
+        let Some(&s) = self.slots.get(idx as usize) else { return };
+        let deadline = self.deadline(&s);
+        if deadline > now {
+            self.link(idx, deadline);
+            return;
+        }
+        let hash = s.key.hash64();
+        if s.state & st::CLOSING != 0 {
+            let reason = if s.state & st::RST != 0 { EndReason::TcpRst } else { EndReason::TcpFin };
+            self.end(idx, hash, reason, out);
+        } else if s.last_seen().saturating_add(self.idle) <= now {
+            self.end(idx, hash, EndReason::IdleTimeout, out);
+        } else {
+            self.interim(idx, out);
+            let next = self.slots.get(idx as usize).map_or(now, |s| self.deadline(s));
+            self.link(idx, next);
+        }
+    }
+
+    /// Advances the wheel to event time `now`, exporting flows that timed out.
+    pub fn advance(&mut self, now: Nanos, out: &mut impl FnMut(FlowRecord)) {
+        let n = self.heads.len() as u64;
+        let due = now.0 / self.width;
+        if due.saturating_sub(self.current) > n {
+            // Every flow's bucket number is below `due`: one pass over all buckets covers them.
+            self.current = due - n;
+        }
+        while self.current < due {
+            let bi = (self.current & (n - 1)) as usize;
+            self.current += 1;
+            let mut idx = match self.heads.get_mut(bi) {
+                Some(h) => std::mem::replace(h, NIL),
+                None => NIL,
+            };
+            while idx != NIL {
+                let next = self.slots.get(idx as usize).map_or(NIL, |s| s.next);
+                if let Some(s) = self.slots.get_mut(idx as usize) {
+                    // Detached from the list already (the head was taken).
+                    s.prev = NIL;
+                    s.next = NIL;
+                    s.bucket = u32::MAX;
+                }
+                if let Some(s) = self.slots.get_mut(next as usize) {
+                    s.prev = NIL;
+                }
+                self.visit(idx, now, out);
+                idx = next;
+            }
+        }
+    }
+
+    /// Evicts the flow that has been idle longest among those due soonest, exporting it with
+    /// [`EndReason::Evicted`].
+    fn evict_one(&mut self, out: &mut impl FnMut(FlowRecord)) {
+        let n = self.heads.len() as u64;
+        // Flows whose true deadline is later than their bucket are moved on; the first flow
+        // that really belongs to the earliest non-empty bucket is evicted. Bounded: each
+        // move puts a flow strictly later.
+        for _ in 0..self.capacity.saturating_mul(2).max(16) {
+            let Some(bi) = (0..n)
+                .map(|i| ((self.current + i) & (n - 1)) as usize)
+                .find(|&b| self.heads.get(b).is_some_and(|&h| h != NIL))
+            else {
+                return;
+            };
+            let Some(&idx) = self.heads.get(bi) else { return };
+            let Some(&s) = self.slots.get(idx as usize) else { return };
+            let want = self.bucket_of(self.deadline(&s));
+            if ((want & (n - 1)) as usize) != bi && want > self.current {
+                self.unlink(idx);
+                self.link(idx, self.deadline(&s));
+                continue;
+            }
+            self.end(idx, s.key.hash64(), EndReason::Evicted, out);
+            return;
+        }
+        // Pathological: nothing settled; evict the head of the earliest bucket.
+        if let Some(&idx) = (0..n)
+            .filter_map(|i| self.heads.get(((self.current + i) & (n - 1)) as usize))
+            .find(|&&h| h != NIL)
+        {
+            let hash = self.slots.get(idx as usize).map_or(0, |s| s.key.hash64());
+            self.end(idx, hash, EndReason::Evicted, out);
+        }
+    }
+
+    /// Exports every tracked flow with [`EndReason::EndOfInput`] and empties the table. Flows
+    /// come out in slab order (deterministic for a given input).
+    pub fn flush(&mut self, out: &mut impl FnMut(FlowRecord)) {
+        let live: Vec<u32> = self.index.iter().copied().collect();
+        let mut live = live;
+        live.sort_unstable();
+        for idx in live {
+            let hash = self.slots.get(idx as usize).map_or(0, |s| s.key.hash64());
+            self.end(idx, hash, EndReason::EndOfInput, out);
+        }
+    }
+}
