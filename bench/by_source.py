@@ -104,8 +104,9 @@ def parse_perf(binary, data):
     return per_thread
 
 
-def resolve(binary, addrs):
-    """Maps each address to the source file of its innermost non-std inlined frame."""
+def resolve(binary, addrs, lines=False):
+    """Maps each address to the source file (with `lines`, file:line) of its innermost non-std
+    inlined frame."""
     out = {}
     proc = subprocess.run(
         ["addr2line", "-i", "-a", "-e", binary],
@@ -119,7 +120,7 @@ def resolve(binary, addrs):
     def finish():
         if current is None:
             return
-        files = [loc.rsplit(":", 1)[0] for loc in chain]
+        files = [loc if lines else loc.rsplit(":", 1)[0] for loc in chain]
         ours = [f for f in files if "/rustc/" not in f and not f.startswith("??")]
         out[current] = ours[0] if ours else (files[0] if files else "??")
 
@@ -131,6 +132,39 @@ def resolve(binary, addrs):
             chain.append(line.strip())
     finish()
     return out
+
+
+# Pipeline stages, by the source a cost was charged to (first match wins). A `:LINE` suffix
+# is matched too when the resolver kept line numbers.
+STAGES = [
+    ("waiting (spin, yield, park, wake-ups)", ("capture/src/wait.rs", "sched_yield", "do_sched_yield",
+                                               "finish_task_switch", "__schedule", "futex",
+                                               "_raw_spin_unlock_irqrestore", "try_to_wake_up")),
+    ("read() copy from the page cache", ("_copy_to_iter", "copy_page_to_iter", "filemap_",
+                                         "__x64_sys_read", "vfs_read")),
+    ("pcap record parsing", ("capture/src/pcap_file.rs", "capture/src/source.rs", "crate nom-",
+                             "crate pcap-parser-")),
+    ("block copy + dispatch", ("capture/src/block.rs", "capture/src/pipeline.rs", "memmove", "memcpy",
+                               "crate rtrb-")),
+    ("filter evaluation", ("filter/src/", "detector/src/machine.rs:214")),
+    # addr.rs:13 is IpAddress's derived Hash / Eq (the key of the per-source map); the rest of
+    # addr.rs is shard_hash, counted with decoding.
+    ("per-source state (hash map, transitions, timer wheel)", ("crate hashbrown-", "crate foldhash-",
+                                                              "decode/src/addr.rs:13", "detector/src/machine.rs",
+                                                              "detector/src/wheel.rs")),
+    ("decode (and shard_hash)", ("decode/src/",)),
+    ("detector loop + worker glue (PacketMeta moves)", ("detector/src/engine.rs", "sensor/src/worker.rs")),
+    ("alert / window output", ("crate serde", "sensor/src/output.rs", "sensor/src/replay.rs",
+                               "detector/src/alert.rs", "detector/src/window.rs", "library/core/src/fmt")),
+]
+
+
+def stage_of(src):
+    """The stage a source belongs to, or "other"."""
+    for name, keys in STAGES:
+        if any(k in src for k in keys):
+            return name
+    return "other (kernel, libc, start-up)"
 
 
 def short(path):
@@ -146,17 +180,27 @@ def report(title, cost, binary, frames, unit, hz=None):
     """Prints one thread's costs by source; with `hz`, samples also as CPU ns per frame."""
     real = os.path.realpath(binary)
     ours = {a for (ob, _, a) in cost if a is not None and os.path.realpath(ob) == real}
-    where = resolve(binary, ours) if ours else {}
+    where = resolve(binary, ours, lines=True) if ours else {}
     by_source = collections.Counter()
     for (ob, fn, a), n in cost.items():
         if a is not None and os.path.realpath(ob) == real:
-            by_source[short(where.get(a, "??"))] += n
+            by_source[short(where.get(a, "??"))] += n  # file:line, folded below
         else:
             by_source[f"{os.path.basename(ob)}: {fn}"] += n
+    by_stage = collections.Counter()
+    for src, n in by_source.items():
+        by_stage[stage_of(src)] += n
+    by_file = collections.Counter()
+    for src, n in by_source.items():
+        by_file[src.rsplit(":", 1)[0] if "/" in src and ": " not in src else src] += n
+    by_source = by_file
     total = sum(by_source.values())
     scale = 1e9 / hz if hz else 1.0
     per = "CPU ns/frame" if hz else f"{unit}/frame"
     print(f"-- {title}: {total:,} {unit}, {total * scale / max(frames, 1):.1f} {per}")
+    print(f"{unit:>13} {'share':>6} {per:>12}  stage")
+    for stage, n in by_stage.most_common():
+        print(f"{n:>13,} {100 * n / total:>5.1f}% {n * scale / max(frames, 1):>12.1f}  {stage}")
     print(f"{unit:>13} {'share':>6} {per:>12}  source")
     for src, n in by_source.most_common(TOP):
         if n * 200 < total:

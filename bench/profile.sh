@@ -2,7 +2,8 @@
 # Where `outpost replay --workers 1` spends its time, for BENCHMARKS.md ("Profile").
 #
 #   1. perf, sampling the software cpu-clock event (hardware counters are often unavailable in
-#      VMs), over the seed scenario with PROFILE_EVENTS events (default 1,000,000): CPU time
+#      VMs), over the seed scenario with PROFILE_EVENTS events (default 4,000,000), with one
+#      worker and with one worker per core: CPU time
 #      per thread and per source file, inlined code charged to the code that inlined it
 #      (bench/by_source.py);
 #   2. callgrind over a smaller capture (PROFILE_CALLGRIND_EVENTS, default 100,000): exact
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-EVENTS=${PROFILE_EVENTS:-1000000}
+EVENTS=${PROFILE_EVENTS:-4000000}
 CG_EVENTS=${PROFILE_CALLGRIND_EVENTS:-100000}
 OUT=${BENCH_OUT:-out/bench}
 CARGO=${CARGO:-cargo}
@@ -40,17 +41,22 @@ main() {
   "$OUTPOST" "${gen[@]}" --events "$CG_EVENTS" --out "$CG_PCAP" 2>/dev/null
   cat "$PCAP" "$CG_PCAP" >/dev/null
 
-  echo
-  echo "== perf (cpu-clock samples), $EVENTS events"
-  local run=("$OUTPOST" replay "$PCAP" --alerts /dev/null --workers 1 --quiet --summary-json "$OUT/profile-summary.json")
-  echo "\$ perf record -e cpu-clock -F 4000 -o $OUT/perf.data -- ${run[*]}"
-  perf record -q -e cpu-clock -F 4000 -o "$OUT/perf.data" -- "${run[@]}"
-  echo "summary: $(cat "$OUT/profile-summary.json")"
-  echo
-  local pframes
-  pframes=$(grep -o '"frames":[0-9]*' "$OUT/profile-summary.json" | cut -d: -f2)
-  echo "\$ bench/by_source.py perf $OUTPOST $pframes 4000 $OUT/perf.data"
-  python3 bench/by_source.py perf "$OUTPOST" "$pframes" 4000 "$OUT/perf.data"
+  local workers
+  for workers in 1 "$(nproc)"; do
+    echo
+    echo "== perf (cpu-clock samples), $EVENTS events, --workers $workers"
+    local run=("$OUTPOST" replay "$PCAP" --alerts /dev/null --workers "$workers" --quiet
+      --summary-json "$OUT/profile-summary.json")
+    echo "\$ perf record -e cpu-clock -F 10000 -o $OUT/perf-w$workers.data -- ${run[*]}"
+    perf record -q -e cpu-clock -F 10000 -o "$OUT/perf-w$workers.data" -- "${run[@]}"
+    echo "summary: $(cat "$OUT/profile-summary.json")"
+    echo
+    local pframes
+    pframes=$(grep -o '"frames":[0-9]*' "$OUT/profile-summary.json" | cut -d: -f2)
+    echo "\$ bench/by_source.py perf $OUTPOST $pframes 10000 $OUT/perf-w$workers.data"
+    python3 bench/by_source.py perf "$OUTPOST" "$pframes" 10000 "$OUT/perf-w$workers.data"
+    [[ $(nproc) -gt 1 ]] || break
+  done
   echo
   echo "== callgrind (instructions), $CG_EVENTS events"
   local cg=("$OUTPOST" replay "$CG_PCAP" --alerts /dev/null --workers 1 --quiet --summary-json "$OUT/profile-small-summary.json")

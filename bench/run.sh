@@ -2,7 +2,7 @@
 # Outpost benchmarks (`make bench`): replay throughput against tcpdump on the same pcap, and the
 # decoder against etherparse. See BENCHMARKS.md for what each figure means.
 #
-#   1. builds release (`outpost` and the `decode` and `stages` benchmarks);
+#   1. builds release (`outpost` and the `decode`, `stages` and `classify` benchmarks);
 #   2. generates the seed scenario (BENCH_EVENTS events, default 2,000,000; 1000 clients, error
 #      probability 0.001, 20 % noise, seed 1) into $BENCH_OUT/seed.pcap and reads it once so the
 #      page cache holds it;
@@ -11,14 +11,15 @@
 #        tcpdump -r FILE -w /dev/null 'udp dst portrange 7001-7007'   (peer with a BPF filter)
 #        outpost replay FILE --alerts /dev/null --workers 1 --quiet --summary-json S
 #        outpost replay ... --workers $(nproc)
-#      Every command is timed from outside the same way (bash $EPOCHREALTIME around it, so
-#      process start-up counts for all); outpost's own wall_seconds (pipeline only) is shown
-#      too;
+#      Every command is timed from outside the same way (bash's `time`: wall, user and sys
+#      seconds, process start-up included); outpost's own wall_seconds (pipeline only) is
+#      shown too;
 #   4. prints medians and the time ratio to tcpdump measured in the same run;
 #   5. times the replay by stage on the same capture (`stages`: pcap reading, decoding, the
 #      pipeline's thread handoff without detection);
 #   6. runs the decode benchmark (BENCH_DECODE_REPS repetitions, default 11) over 4096-frame
-#      sets that stay in cache, then over 1,000,000-frame sets that do not.
+#      sets that stay in cache, then over 1,000,000-frame sets that do not;
+#   7. times event classification per event class with the seed rule's filters (`classify`).
 #
 # Everything printed from step 2 on is also written to $BENCH_OUT/results.txt (default
 # out/bench), with every repetition's raw numbers. If the 1-minute load average is above
@@ -40,6 +41,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 OUTPOST=$TARGET/release/outpost
 DECODE=$TARGET/release/decode
 STAGES=$TARGET/release/stages
+CLASSIFY=$TARGET/release/classify
 PCAP=$OUT/seed.pcap
 RESULTS=$OUT/results.txt
 PEER_FILTER='udp dst portrange 7001-7007'
@@ -76,17 +78,16 @@ wait_for_quiet() {
   done
 }
 
-# Runs a command with its output discarded; prints its wall-clock seconds.
+# Runs a command with its output discarded; prints "wall user sys" seconds (bash's `time`,
+# measured from outside the process, so start-up counts).
 timed() {
-  local t0 t1
-  t0=$EPOCHREALTIME
-  "$@" >/dev/null 2>"$OUT/last.stderr" || {
+  local TIMEFORMAT='%3R %3U %3S' t
+  if ! t=$({ time "$@" >/dev/null 2>"$OUT/last.stderr"; } 2>&1); then
     echo "bench: command failed: $*" >&2
     cat "$OUT/last.stderr" >&2
     return 1
-  }
-  t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+  fi
+  echo "$t"
 }
 
 # A field of the one-line summary JSON `outpost replay --summary-json` writes.
@@ -130,26 +131,28 @@ main() {
   timed tcpdump -r "$PCAP" -w /dev/null >/dev/null
   timed "$OUTPOST" replay "$PCAP" --alerts /dev/null --workers 1 --quiet >/dev/null
 
-  declare -A ext int frames
-  local rep k i n=${#names[@]} w
+  declare -A ext cpu int frames
+  local rep k i n=${#names[@]} r w u sy
   for ((rep = 0; rep < REPS; rep++)); do
     for ((k = 0; k < n; k++)); do
       i=$(((k + rep) % n))
       case $i in
-        0) w=$(timed tcpdump -r "$PCAP" -w /dev/null) ;;
-        1) w=$(timed tcpdump -r "$PCAP" -w /dev/null "$PEER_FILTER") ;;
+        0) r=$(timed tcpdump -r "$PCAP" -w /dev/null) ;;
+        1) r=$(timed tcpdump -r "$PCAP" -w /dev/null "$PEER_FILTER") ;;
         2 | 3)
           local workers=1
           ((i == 3)) && workers=$NPROC
           local summary="$OUT/summary-w$workers.json"
-          w=$(timed "$OUTPOST" replay "$PCAP" --alerts /dev/null --workers "$workers" --quiet \
+          r=$(timed "$OUTPOST" replay "$PCAP" --alerts /dev/null --workers "$workers" --quiet \
             --summary-json "$summary")
           int[$i]+="$(json_field wall_seconds "$summary") "
           frames[$i]=$(json_field frames "$summary")
           ;;
       esac
+      read -r w u sy <<<"$r"
       ext[$i]+="$w "
-      echo "raw rep $((rep + 1)) ${names[$i]}: wall ${w} s${int[$i]:+ (outpost wall_seconds $(echo "${int[$i]}" | awk '{ print $NF }') s)}"
+      cpu[$i]+="$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.3f", u + s }') "
+      echo "raw rep $((rep + 1)) ${names[$i]}: wall $w s, user $u s, sys $sy s${int[$i]:+, outpost wall_seconds $(awk '{ print $NF }' <<<"${int[$i]}") s}"
     done
   done
   echo "load average after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -163,21 +166,22 @@ main() {
   peer=$(tr ' ' '\n' <<<"${ext[0]}" | grep . | median)
   echo
   echo "== replay medians over $REPS repetitions ($packets packets, $bytes bytes of pcap)"
-  printf '%-14s %10s %10s %14s %12s %14s\n' case "wall s" Mpps "time/tcpdump" "pipeline s" "pipeline Mpps"
+  printf '%-14s %9s %8s %13s %8s %12s %11s %10s\n' case "wall s" Mpps "time/tcpdump" "CPU s" "CPU ns/pkt" \
+    "pipeline s" "pipe Mpps"
   for ((i = 0; i < n; i++)); do
-    local m mi
+    local m c mi=""
     m=$(tr ' ' '\n' <<<"${ext[$i]}" | grep . | median)
+    c=$(tr ' ' '\n' <<<"${cpu[$i]}" | grep . | median)
     if [[ -n ${int[$i]:-} ]]; then
       mi=$(tr ' ' '\n' <<<"${int[$i]}" | grep . | median)
-    else
-      mi=""
     fi
-    awk -v name="${names[$i]}" -v m="$m" -v p="$packets" -v peer="$peer" -v mi="$mi" 'BEGIN {
+    awk -v name="${names[$i]}" -v m="$m" -v c="$c" -v p="$packets" -v peer="$peer" -v mi="$mi" 'BEGIN {
       pm = (mi == "") ? "-" : sprintf("%.3f", mi); pmpps = (mi == "") ? "-" : sprintf("%.2f", p / mi / 1e6);
-      printf "%-14s %10.3f %10.2f %13.2fx %12s %14s\n", name, m, p / m / 1e6, m / peer, pm, pmpps }'
+      printf "%-14s %9.3f %8.2f %12.2fx %8.3f %12.1f %11s %10s\n", name, m, p / m / 1e6, m / peer, c, c / p * 1e9, pm, pmpps }'
   done
-  echo "(wall s: measured outside the process, start-up included; pipeline: outpost's own wall_seconds;"
-  echo " time/tcpdump: median wall divided by the median wall of plain tcpdump in this run)"
+  echo "(wall s: measured outside the process, start-up included; CPU s: user + sys of the process,"
+  echo " all threads; pipeline: outpost's own wall_seconds; time/tcpdump: median wall divided by the"
+  echo " median wall of plain tcpdump in this run; every column is a median over the repetitions)"
 
   echo
   echo "== replay cost by stage (same capture; see bench/src/bin/stages.rs)"
@@ -194,6 +198,11 @@ main() {
   echo "== decoder, cache-cold variant: 1,000,000 frames per set (137 MB / 60 MB, beyond the caches)"
   echo "\$ $DECODE --reps 5 --frames 1000000 --packets 4000000"
   "$DECODE" --reps 5 --frames 1000000 --packets 4000000
+  echo
+  echo "== event classification: the seed rule's filters per event class (see bench/src/bin/classify.rs)"
+  wait_for_quiet
+  echo "\$ $CLASSIFY --reps $DECODE_REPS"
+  "$CLASSIFY" --reps "$DECODE_REPS"
   echo
   echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   rm -f "$OUT/last.stderr"
