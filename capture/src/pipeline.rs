@@ -56,6 +56,15 @@ pub trait WorkerStage: Send + 'static {
     /// Processes one frame. Records emitted here carry `pos.seq`.
     fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Emitter<Self::Record, Self::Stats>);
 
+    /// Processes a block of frames, in order. The default calls [`WorkerStage::on_frame`] for
+    /// each; a stage overrides it to work on several frames at once (e.g. to prefetch).
+    /// Records must still be emitted in the order of the frames that cause them.
+    fn on_block(&mut self, block: &FrameBlock, out: &mut Emitter<Self::Record, Self::Stats>) {
+        for (pos, frame) in block.iter() {
+            self.on_frame(pos, frame, out);
+        }
+    }
+
     /// Input time advanced to `now` (≥ every frame of the block just processed). `seq` is the
     /// tick's sequence number; records caused by time (timeouts, windows) carry it.
     fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut Emitter<Self::Record, Self::Stats>);
@@ -309,9 +318,7 @@ fn worker_loop<S: WorkerStage>(
         match rx.pop() {
             Ok(block) => {
                 backoff.reset();
-                for (pos, frame) in block.iter() {
-                    stage.on_frame(pos, frame, &mut out);
-                }
+                stage.on_block(&block, &mut out);
                 stage.on_clock(block.clock, block.tick_seq, &mut out);
                 last_tick = block.tick_seq;
                 out.send(Out::Progress { tick_seq: block.tick_seq, clock: block.clock });

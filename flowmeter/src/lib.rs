@@ -9,12 +9,13 @@
 //! Everything runs in event time (capture timestamps); a replay and a live run of the same
 //! packets give the same records.
 
+mod index;
 pub mod key;
 pub mod meter;
 pub mod record;
 pub mod table;
 
 pub use key::{FlowKey, Side, community_id};
-pub use meter::{FlowConfig, FlowMeter, FlowMeterStats};
+pub use meter::{FlowConfig, FlowMeter, FlowMeterStats, PREFETCH_MIN_FLOWS};
 pub use record::{DirectionCounters, EndReason, FlowJson, FlowRecord};
 pub use table::{FlowTable, MAX_ACTIVE_TIMEOUT, TableConfig, TableStats};

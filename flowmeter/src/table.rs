@@ -2,11 +2,9 @@
 //!
 //! # Memory
 //! Flows live in a slab of [`Slot`]s (112 bytes, checked at compile time) allocated once for
-//! the configured capacity. A `hashbrown::HashTable<u32>` maps key hashes to slab indices
-//! (5 bytes per bucket — a 4-byte index and a control byte — at most 7/8 full, so 5.7 to
-//! 11.4 bytes per flow depending on how the capacity falls between powers of two). The timer
-//! wheel is intrusive: two `u32` links inside each slot. Memory per tracked flow is therefore
-//! 118 to 124 bytes, never more than 128.
+//! the configured capacity. A [`FlowIndex`](crate::index) of 64-byte lines maps key hashes to
+//! slab indices (11.4 bytes per flow). The timer wheel is intrusive: two `u32` links inside
+//! each slot. Memory per tracked flow is therefore about 124 bytes, never more than 128.
 //!
 //! To fit, a slot keeps per-direction byte and packet counters as `u32` (an interim record is
 //! exported early when one would overflow), and packet times as microsecond offsets from the
@@ -22,8 +20,9 @@
 //! not depend on the wheel's granularity — only the moment a silent flow's record is emitted
 //! does.
 
-use hashbrown::HashTable;
 use outpost_decode::{Duration, Nanos};
+
+use crate::index::{FlowIndex, prefetch};
 
 use crate::key::{FlowKey, Side};
 use crate::record::{DirectionCounters, EndReason, FlowRecord};
@@ -216,7 +215,7 @@ const RST: u8 = 0x04;
 pub struct FlowTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    index: FlowIndex,
     capacity: usize,
     // Timer wheel.
     heads: Vec<u32>,
@@ -249,7 +248,7 @@ impl FlowTable {
         FlowTable {
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
-            index: HashTable::with_capacity(capacity),
+            index: FlowIndex::with_capacity(capacity),
             capacity,
             heads: vec![NIL; usize::try_from(buckets).unwrap_or(1 << 16)],
             width,
@@ -272,24 +271,34 @@ impl FlowTable {
     /// True when no flow is tracked.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len() == 0
     }
 
     /// Bytes allocated for the table (slab, index and wheel), for memory reports.
     #[must_use]
     pub fn allocated_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.index.allocation_size()
+            + self.index.allocated_bytes()
             + self.heads.len() * 4
             + self.free.capacity() * 4
     }
 
-    /// Hints the CPU to load the index group for `hash` (call a few packets ahead).
+    /// Starts loading the index line of `hash` into cache (first stage of a batch).
     #[inline]
-    pub fn prefetch(&self, hash: u64) {
-        // `find` with an always-false comparison touches exactly the control group and the
-        // candidate buckets, pulling them into cache; the slab lines follow on first compare.
-        let _ = self.index.find(hash, |_| false);
+    pub fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Starts loading the slots whose tag matches `hash` (second stage of a batch, once the
+    /// index line is likely cached).
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        let _ = self.index.find(hash, |i| {
+            if let Some(s) = self.slots.get(i as usize) {
+                prefetch(s);
+            }
+            false
+        });
     }
 
     fn bucket_of(&self, deadline: Nanos) -> u64 {
@@ -351,9 +360,7 @@ impl FlowTable {
             }
         }
         self.unlink(idx);
-        if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
-            e.remove();
-        }
+        self.index.remove(hash, idx);
         self.free.push(idx);
         self.stats.active = self.index.len() as u64;
     }
@@ -380,7 +387,7 @@ impl FlowTable {
         out: &mut impl FnMut(FlowRecord),
     ) {
         let slots = &self.slots;
-        let found = self.index.find(hash, |&i| slots.get(i as usize).is_some_and(|s| s.key == *key)).copied();
+        let found = self.index.find(hash, |i| slots.get(i as usize).is_some_and(|s| s.key == *key));
         let idx = match found {
             Some(idx) => {
                 let (last, empty, base) = match self.slots.get(idx as usize) {
@@ -450,8 +457,7 @@ impl FlowTable {
                 u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
             }
         };
-        let slots = &self.slots;
-        self.index.insert_unique(hash, idx, |&i| slots.get(i as usize).map_or(0, |s| s.key.hash64()));
+        self.index.insert(hash, idx);
         let deadline = p.ts.saturating_add(self.idle.min(self.active));
         self.link(idx, deadline);
         self.stats.flows += 1;
@@ -609,8 +615,7 @@ impl FlowTable {
     /// Exports every tracked flow with [`EndReason::EndOfInput`] and empties the table. Flows
     /// come out in slab order (deterministic for a given input).
     pub fn flush(&mut self, out: &mut impl FnMut(FlowRecord)) {
-        let live: Vec<u32> = self.index.iter().copied().collect();
-        let mut live = live;
+        let mut live: Vec<u32> = self.index.slots().collect();
         live.sort_unstable();
         for idx in live {
             let hash = self.slots.get(idx as usize).map_or(0, |s| s.key.hash64());
