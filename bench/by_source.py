@@ -5,8 +5,10 @@ inlined it.
 Release builds inline nearly everything into each thread's main loop, so per-function
 views say little ("std::sys::backtrace::__rust_begin_short_backtrace"). This resolves every
 sampled or counted address of the program binary with `addr2line -i` (the inline chain from
-the debug line tables) and charges it to the innermost frame that is not the Rust standard
-library: a `slice::get` inlined into the filter interpreter counts as filter code. Costs in
+the debug line tables). Per source, a cost goes to the innermost frame that is not the Rust
+standard library (a `slice::get` inlined into the filter interpreter counts as filter code);
+per pipeline stage, to the innermost frame of project code that is not a helper (a hashbrown
+probe counts for the detector or the flow meter, whichever inlined it; see STAGES). Costs in
 other objects (libc's memcpy, the kernel) are listed by object and function.
 
   by_source.py callgrind BINARY FRAMES PROFILE...
@@ -104,9 +106,9 @@ def parse_perf(binary, data):
     return per_thread
 
 
-def resolve(binary, addrs, lines=False):
-    """Maps each address to the source file (with `lines`, file:line) of its innermost non-std
-    inlined frame."""
+def resolve(binary, addrs):
+    """Maps each address to its inline chain, innermost first: a list of `file:line` without
+    the Rust standard library's frames."""
     out = {}
     proc = subprocess.run(
         ["addr2line", "-i", "-a", "-e", binary],
@@ -120,9 +122,8 @@ def resolve(binary, addrs, lines=False):
     def finish():
         if current is None:
             return
-        files = [loc if lines else loc.rsplit(":", 1)[0] for loc in chain]
-        ours = [f for f in files if "/rustc/" not in f and not f.startswith("??")]
-        out[current] = ours[0] if ours else (files[0] if files else "??")
+        ours = [loc for loc in chain if "/rustc/" not in loc and not loc.startswith("??")]
+        out[current] = ours or chain[:1] or ["??"]
 
     for line in proc.stdout.splitlines():
         if line.startswith("0x"):
@@ -134,8 +135,11 @@ def resolve(binary, addrs, lines=False):
     return out
 
 
-# Pipeline stages, by the source a cost was charged to (first match wins). A `:LINE` suffix
-# is matched too when the resolver kept line numbers.
+# Pipeline stages, matched against the frame that owns a cost (first match wins; frames are
+# `path:line`). The owner is the innermost frame of the inline chain that is project code
+# and not a helper: code of dependencies (hashbrown, foldhash, nom, ...) and IpAddress's
+# derived Hash / Eq (decode/src/addr.rs:13) count for the project code that called them, so
+# a hashbrown probe is charged to the detector or to the flow meter, whichever inlined it.
 STAGES = [
     ("waiting (spin, yield, park, wake-ups)", ("capture/src/wait.rs", "sched_yield", "do_sched_yield",
                                                "finish_task_switch", "__schedule", "futex",
@@ -147,23 +151,27 @@ STAGES = [
     ("block copy + dispatch", ("capture/src/block.rs", "capture/src/pipeline.rs", "memmove", "memcpy",
                                "crate rtrb-")),
     ("filter evaluation", ("filter/src/", "detector/src/machine.rs:214")),
-    # addr.rs:13 is IpAddress's derived Hash / Eq (the key of the per-source map); the rest of
-    # addr.rs is shard_hash, counted with decoding.
-    ("per-source state (hash map, transitions, timer wheel)", ("crate hashbrown-", "crate foldhash-",
-                                                              "decode/src/addr.rs:13", "detector/src/machine.rs",
-                                                              "detector/src/wheel.rs")),
+    ("flow metering", ("flowmeter/src/",)),
+    ("state machine: per-source map, transitions, timer wheel", ("detector/src/machine.rs",
+                                                                 "detector/src/wheel.rs")),
     ("decode (and shard_hash)", ("decode/src/",)),
     ("detector loop + worker glue (PacketMeta moves)", ("detector/src/engine.rs", "sensor/src/worker.rs")),
-    ("alert / window output", ("crate serde", "sensor/src/output.rs", "sensor/src/replay.rs",
-                               "detector/src/alert.rs", "detector/src/window.rs", "library/core/src/fmt")),
+    ("alert / flow / window output", ("crate serde", "sensor/src/output.rs", "sensor/src/replay.rs",
+                                      "detector/src/alert.rs", "detector/src/window.rs", "library/core/src/fmt")),
 ]
 
+# Frames that are never the owner of a cost (see STAGES).
+HELPERS = ("/registry/src/", "decode/src/addr.rs:13")
 
-def stage_of(src):
-    """The stage a source belongs to, or "other"."""
-    for name, keys in STAGES:
-        if any(k in src for k in keys):
-            return name
+
+def stage_of(chain):
+    """The stage owning a cost, given its inline chain (innermost first), or "other"."""
+    root = os.getcwd() + "/"
+    owner = next((loc for loc in chain if loc.startswith(root) and not any(h in loc for h in HELPERS)), None)
+    for loc in ([owner] if owner else []) + [short(chain[0])]:
+        for name, keys in STAGES:
+            if any(k in loc for k in keys):
+                return name
     return "other (kernel, libc, start-up)"
 
 
@@ -177,23 +185,22 @@ def short(path):
 
 
 def report(title, cost, binary, frames, unit, hz=None):
-    """Prints one thread's costs by source; with `hz`, samples also as CPU ns per frame."""
+    """Prints one thread's costs by stage and by source file; with `hz`, samples also as CPU
+    ns per frame."""
     real = os.path.realpath(binary)
     ours = {a for (ob, _, a) in cost if a is not None and os.path.realpath(ob) == real}
-    where = resolve(binary, ours, lines=True) if ours else {}
+    chains = resolve(binary, ours) if ours else {}
     by_source = collections.Counter()
+    by_stage = collections.Counter()
     for (ob, fn, a), n in cost.items():
         if a is not None and os.path.realpath(ob) == real:
-            by_source[short(where.get(a, "??"))] += n  # file:line, folded below
+            chain = chains.get(a, ["??"])
+            by_source[short(chain[0].rsplit(":", 1)[0])] += n
+            by_stage[stage_of(chain)] += n
         else:
-            by_source[f"{os.path.basename(ob)}: {fn}"] += n
-    by_stage = collections.Counter()
-    for src, n in by_source.items():
-        by_stage[stage_of(src)] += n
-    by_file = collections.Counter()
-    for src, n in by_source.items():
-        by_file[src.rsplit(":", 1)[0] if "/" in src and ": " not in src else src] += n
-    by_source = by_file
+            name = f"{os.path.basename(ob)}: {fn}"
+            by_source[name] += n
+            by_stage[stage_of([name])] += n
     total = sum(by_source.values())
     scale = 1e9 / hz if hz else 1.0
     per = "CPU ns/frame" if hz else f"{unit}/frame"
@@ -201,7 +208,7 @@ def report(title, cost, binary, frames, unit, hz=None):
     print(f"{unit:>13} {'share':>6} {per:>12}  stage")
     for stage, n in by_stage.most_common():
         print(f"{n:>13,} {100 * n / total:>5.1f}% {n * scale / max(frames, 1):>12.1f}  {stage}")
-    print(f"{unit:>13} {'share':>6} {per:>12}  source")
+    print(f"{unit:>13} {'share':>6} {per:>12}  source (innermost frame outside the standard library)")
     for src, n in by_source.most_common(TOP):
         if n * 200 < total:
             break

@@ -3,7 +3,7 @@
 #
 #   1. perf, sampling the software cpu-clock event (hardware counters are often unavailable in
 #      VMs), over the seed scenario with PROFILE_EVENTS events (default 4,000,000), with one
-#      worker and with one worker per core: CPU time
+#      worker, with one worker per core, and with one worker and the flow meter off: CPU time
 #      per thread and per source file, inlined code charged to the code that inlined it
 #      (bench/by_source.py);
 #   2. callgrind over a smaller capture (PROFILE_CALLGRIND_EVENTS, default 100,000): exact
@@ -41,21 +41,30 @@ main() {
   "$OUTPOST" "${gen[@]}" --events "$CG_EVENTS" --out "$CG_PCAP" 2>/dev/null
   cat "$PCAP" "$CG_PCAP" >/dev/null
 
-  local workers
-  for workers in 1 "$(nproc)"; do
+  # The built-in configuration, and the same with the flow meter off.
+  awk '/^\[flows\][ \t]*$/ { print; print "enabled = false"; inflows = 1; done = 1; next }
+    /^\[/ { inflows = 0 }
+    inflows && /^[ \t]*enabled[ \t]*=/ { next }
+    { print }
+    END { if (!done) { print ""; print "[flows]"; print "enabled = false" } }' config/outpost.toml >"$OUT/noflows.toml"
+  local label workers cfg
+  for label in w1 "w$(nproc)" w1-noflows; do
+    workers=${label#w}
+    workers=${workers%-noflows}
+    cfg=()
+    [[ $label == *-noflows ]] && cfg=(--config "$OUT/noflows.toml")
     echo
-    echo "== perf (cpu-clock samples), $EVENTS events, --workers $workers"
-    local run=("$OUTPOST" replay "$PCAP" --alerts /dev/null --workers "$workers" --quiet
-      --summary-json "$OUT/profile-summary.json")
-    echo "\$ perf record -e cpu-clock -F 10000 -o $OUT/perf-w$workers.data -- ${run[*]}"
-    perf record -q -e cpu-clock -F 10000 -o "$OUT/perf-w$workers.data" -- "${run[@]}"
-    echo "summary: $(cat "$OUT/profile-summary.json")"
+    echo "== perf (cpu-clock samples), $EVENTS events, --workers $workers${cfg:+ ${cfg[*]}}"
+    local run=("$OUTPOST" replay "$PCAP" "${cfg[@]}" --alerts /dev/null --workers "$workers" --quiet
+      --summary-json "$OUT/profile-summary-$label.json")
+    echo "\$ perf record -e cpu-clock -F 10000 -o $OUT/perf-$label.data -- ${run[*]}"
+    perf record -q -e cpu-clock -F 10000 -o "$OUT/perf-$label.data" -- "${run[@]}"
+    echo "summary: $(cat "$OUT/profile-summary-$label.json")"
     echo
     local pframes
-    pframes=$(grep -o '"frames":[0-9]*' "$OUT/profile-summary.json" | cut -d: -f2)
-    echo "\$ bench/by_source.py perf $OUTPOST $pframes 10000 $OUT/perf-w$workers.data"
-    python3 bench/by_source.py perf "$OUTPOST" "$pframes" 10000 "$OUT/perf-w$workers.data"
-    [[ $(nproc) -gt 1 ]] || break
+    pframes=$(grep -o '"frames":[0-9]*' "$OUT/profile-summary-$label.json" | cut -d: -f2)
+    echo "\$ bench/by_source.py perf $OUTPOST $pframes 10000 $OUT/perf-$label.data"
+    python3 bench/by_source.py perf "$OUTPOST" "$pframes" 10000 "$OUT/perf-$label.data"
   done
   echo
   echo "== callgrind (instructions), $CG_EVENTS events"

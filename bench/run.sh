@@ -11,6 +11,8 @@
 #        tcpdump -r FILE -w /dev/null 'udp dst portrange 7001-7007'   (peer with a BPF filter)
 #        outpost replay FILE --alerts /dev/null --workers 1 --quiet --summary-json S
 #        outpost replay ... --workers $(nproc)
+#        the same two with the flow meter off (--config: config/outpost.toml + [flows]
+#        enabled = false), to show what flow metering costs
 #      Every command is timed from outside the same way (bash's `time`: wall, user and sys
 #      seconds, process start-up included); outpost's own wall_seconds (pipeline only) is
 #      shown too;
@@ -44,6 +46,7 @@ STAGES=$TARGET/release/stages
 CLASSIFY=$TARGET/release/classify
 PCAP=$OUT/seed.pcap
 RESULTS=$OUT/results.txt
+NOFLOWS=$OUT/noflows.toml
 PEER_FILTER='udp dst portrange 7001-7007'
 
 for tool in tcpdump awk sort; do
@@ -95,6 +98,21 @@ json_field() {
   grep -o "\"$1\":[^,}]*" "$2" | head -n1 | cut -d: -f2
 }
 
+# Times replay case $1 (see `names` in main); prints "wall user sys".
+run_case() {
+  case $1 in
+    0) timed tcpdump -r "$PCAP" -w /dev/null ;;
+    1) timed tcpdump -r "$PCAP" -w /dev/null "$PEER_FILTER" ;;
+    *)
+      local workers=1 cfg=()
+      (($1 % 2 == 1)) && workers=$NPROC
+      (($1 >= 4)) && cfg=(--config "$NOFLOWS")
+      timed "$OUTPOST" replay "$PCAP" "${cfg[@]}" --alerts /dev/null --workers "$workers" --quiet \
+        --summary-json "$OUT/summary-$1.json"
+      ;;
+  esac
+}
+
 main() {
   echo "== Outpost benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $NPROC," \
@@ -114,41 +132,44 @@ main() {
   bytes=$(stat -c %s "$PCAP")
   echo "capture: $PCAP, $bytes bytes"
 
-  local names=(tcpdump tcpdump-bpf outpost-w1 "outpost-w$NPROC")
+  # The same configuration with the flow meter off, to show what metering costs.
+  awk '/^\[flows\][ \t]*$/ { print; print "enabled = false"; inflows = 1; done = 1; next }
+    /^\[/ { inflows = 0 }
+    inflows && /^[ \t]*enabled[ \t]*=/ { next }
+    { print }
+    END { if (!done) { print ""; print "[flows]"; print "enabled = false" } }' config/outpost.toml >"$NOFLOWS"
+  "$OUTPOST" check-config "$NOFLOWS" >/dev/null
+
+  local names=(tcpdump tcpdump-bpf outpost-w1 "outpost-w$NPROC" outpost-w1-noflows "outpost-w$NPROC-noflows")
   local cmds=(
     "tcpdump -r $PCAP -w /dev/null"
     "tcpdump -r $PCAP -w /dev/null '$PEER_FILTER'"
-    "$OUTPOST replay $PCAP --alerts /dev/null --workers 1 --quiet --summary-json $OUT/summary-w1.json"
-    "$OUTPOST replay $PCAP --alerts /dev/null --workers $NPROC --quiet --summary-json $OUT/summary-w$NPROC.json"
+    "$OUTPOST replay $PCAP --alerts /dev/null --workers 1 --quiet --summary-json $OUT/summary-2.json"
+    "$OUTPOST replay $PCAP --alerts /dev/null --workers $NPROC --quiet --summary-json $OUT/summary-3.json"
+    "$OUTPOST replay $PCAP --config $NOFLOWS --alerts /dev/null --workers 1 --quiet --summary-json $OUT/summary-4.json"
+    "$OUTPOST replay $PCAP --config $NOFLOWS --alerts /dev/null --workers $NPROC --quiet --summary-json $OUT/summary-5.json"
   )
   echo
-  echo "== replay: $REPS repetitions, case order rotating; commands:"
+  echo "== replay: $REPS repetitions, case order rotating; commands (the built-in configuration is"
+  echo "   config/outpost.toml; $NOFLOWS is the same with [flows] enabled = false):"
   for i in "${!names[@]}"; do echo "  ${names[$i]}: ${cmds[$i]}"; done
   wait_for_quiet
   echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-  # Untimed warm-up of every case (page cache, binaries, CPU frequency).
-  timed tcpdump -r "$PCAP" -w /dev/null >/dev/null
-  timed "$OUTPOST" replay "$PCAP" --alerts /dev/null --workers 1 --quiet >/dev/null
+  # Untimed warm-up (page cache, binaries, CPU frequency).
+  run_case 0 >/dev/null
+  run_case 2 >/dev/null
 
   declare -A ext cpu int frames
   local rep k i n=${#names[@]} r w u sy
   for ((rep = 0; rep < REPS; rep++)); do
     for ((k = 0; k < n; k++)); do
       i=$(((k + rep) % n))
-      case $i in
-        0) r=$(timed tcpdump -r "$PCAP" -w /dev/null) ;;
-        1) r=$(timed tcpdump -r "$PCAP" -w /dev/null "$PEER_FILTER") ;;
-        2 | 3)
-          local workers=1
-          ((i == 3)) && workers=$NPROC
-          local summary="$OUT/summary-w$workers.json"
-          r=$(timed "$OUTPOST" replay "$PCAP" --alerts /dev/null --workers "$workers" --quiet \
-            --summary-json "$summary")
-          int[$i]+="$(json_field wall_seconds "$summary") "
-          frames[$i]=$(json_field frames "$summary")
-          ;;
-      esac
+      r=$(run_case "$i")
+      if ((i >= 2)); then
+        int[$i]+="$(json_field wall_seconds "$OUT/summary-$i.json") "
+        frames[$i]=$(json_field frames "$OUT/summary-$i.json")
+      fi
       read -r w u sy <<<"$r"
       ext[$i]+="$w "
       cpu[$i]+="$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.3f", u + s }') "
@@ -158,15 +179,17 @@ main() {
   echo "load average after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 
   local packets=${frames[2]:-0}
-  if [[ -n ${frames[3]:-} && ${frames[3]} != "$packets" ]]; then
-    echo "bench: worker counts disagree on frames (${frames[2]} vs ${frames[3]})" >&2
-    return 1
-  fi
+  for ((i = 3; i < n; i++)); do
+    if [[ ${frames[$i]:-} != "$packets" ]]; then
+      echo "bench: ${names[$i]} saw ${frames[$i]:-no} frames, ${names[2]} $packets" >&2
+      return 1
+    fi
+  done
   local peer
   peer=$(tr ' ' '\n' <<<"${ext[0]}" | grep . | median)
   echo
   echo "== replay medians over $REPS repetitions ($packets packets, $bytes bytes of pcap)"
-  printf '%-14s %9s %8s %13s %8s %12s %11s %10s\n' case "wall s" Mpps "time/tcpdump" "CPU s" "CPU ns/pkt" \
+  printf '%-20s %9s %8s %13s %8s %12s %11s %10s\n' case "wall s" Mpps "time/tcpdump" "CPU s" "CPU ns/pkt" \
     "pipeline s" "pipe Mpps"
   for ((i = 0; i < n; i++)); do
     local m c mi=""
@@ -177,7 +200,7 @@ main() {
     fi
     awk -v name="${names[$i]}" -v m="$m" -v c="$c" -v p="$packets" -v peer="$peer" -v mi="$mi" 'BEGIN {
       pm = (mi == "") ? "-" : sprintf("%.3f", mi); pmpps = (mi == "") ? "-" : sprintf("%.2f", p / mi / 1e6);
-      printf "%-14s %9.3f %8.2f %12.2fx %8.3f %12.1f %11s %10s\n", name, m, p / m / 1e6, m / peer, c, c / p * 1e9, pm, pmpps }'
+      printf "%-20s %9.3f %8.2f %12.2fx %8.3f %12.1f %11s %10s\n", name, m, p / m / 1e6, m / peer, c, c / p * 1e9, pm, pmpps }'
   done
   echo "(wall s: measured outside the process, start-up included; CPU s: user + sys of the process,"
   echo " all threads; pipeline: outpost's own wall_seconds; time/tcpdump: median wall divided by the"
