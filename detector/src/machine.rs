@@ -23,6 +23,7 @@
 //!   scheduled to expire soonest (counted as `evicted`).
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 use outpost_filter::Filter;
 
@@ -319,6 +320,14 @@ pub struct InvalidTransition {
     pub started: Option<Nanos>,
 }
 
+/// What an event did to a key, decided under one hash lookup.
+enum Outcome {
+    /// A valid transition to `next`; `insert` when a fresh entry must be created for it.
+    Valid { next: u16, insert: bool },
+    /// No transition from `state`.
+    Invalid { state: u16, current: Option<KeyState> },
+}
+
 /// One worker's keys for one state-machine rule.
 #[derive(Debug)]
 pub struct MachineRunner {
@@ -356,52 +365,67 @@ impl MachineRunner {
     ) -> Option<InvalidTransition> {
         self.stats.events += 1;
         let timeout = self.idle_timeout;
-        let current = match self.keys.get(&key) {
-            Some(k) if ts.since(k.last) >= timeout && ts >= k.last => {
-                // Idle past the timeout: released now, exactly, whatever the wheel did.
-                self.keys.remove(&key);
-                self.stats.idle_released += 1;
+        // One hash lookup per event: the entry is read, updated or removed in place.
+        let outcome = match self.keys.entry(key) {
+            Entry::Occupied(mut o) => {
+                let k = *o.get();
+                let current = if ts >= k.last && ts.since(k.last) >= timeout {
+                    // Idle past the timeout: released now, exactly, whatever the wheel did.
+                    self.stats.idle_released += 1;
+                    None
+                } else {
+                    Some(k)
+                };
+                let state = current.map_or(0, |k| k.state);
+                match rule.next(state, event) {
+                    Some(next) if current.is_some() && next != 0 && !rule.is_terminal(next) => {
+                        let e = o.get_mut();
+                        e.state = next;
+                        e.last = ts;
+                        e.events = k.events.saturating_add(1);
+                        Outcome::Valid { next, insert: false }
+                    }
+                    next => {
+                        // Invalid, terminal, back to the initial state, or idle-released:
+                        // the entry goes (a fresh machine is inserted below if needed).
+                        o.remove();
+                        match next {
+                            Some(next) => Outcome::Valid { next, insert: current.is_none() },
+                            None => Outcome::Invalid { state, current },
+                        }
+                    }
+                }
+            }
+            Entry::Vacant(_) => match rule.next(0, event) {
+                Some(next) => Outcome::Valid { next, insert: true },
+                None => Outcome::Invalid { state: 0, current: None },
+            },
+        };
+        let result = match outcome {
+            Outcome::Invalid { state, current } => {
+                self.stats.invalid += 1;
+                Some(InvalidTransition {
+                    state,
+                    event,
+                    events_before: current.map_or(0, |k| k.events),
+                    started: current.map(|k| k.started),
+                })
+            }
+            Outcome::Valid { next, insert, .. } => {
+                self.stats.transitions += 1;
+                if rule.is_terminal(next) {
+                    self.stats.terminated += 1;
+                } else if insert && next != 0 {
+                    self.insert(
+                        key,
+                        KeyState { state: next, generation: 0, events: 1, last: ts, started: ts },
+                    );
+                }
                 None
             }
-            Some(k) => Some(*k),
-            None => None,
         };
-        let state = current.map_or(0, |k| k.state);
-        let Some(next) = rule.next(state, event) else {
-            self.stats.invalid += 1;
-            if current.is_some() {
-                self.keys.remove(&key);
-            }
-            self.stats.keys = self.keys.len() as u64;
-            return Some(InvalidTransition {
-                state,
-                event,
-                events_before: current.map_or(0, |k| k.events),
-                started: current.map(|k| k.started),
-            });
-        };
-        self.stats.transitions += 1;
-        if rule.is_terminal(next) {
-            if current.is_some() {
-                self.keys.remove(&key);
-            }
-            self.stats.terminated += 1;
-        } else if next == 0 {
-            // Back to the initial state: no entry needed.
-            if current.is_some() {
-                self.keys.remove(&key);
-            }
-        } else if let Some(k) = current {
-            if let Some(e) = self.keys.get_mut(&key) {
-                e.state = next;
-                e.last = ts;
-                e.events = k.events.saturating_add(1);
-            }
-        } else {
-            self.insert(key, KeyState { state: next, generation: 0, events: 1, last: ts, started: ts });
-        }
         self.stats.keys = self.keys.len() as u64;
-        None
+        result
     }
 
     fn insert(&mut self, key: IpAddress, mut entry: KeyState) {

@@ -560,19 +560,31 @@ impl FlowTable {
                 Some(h) => std::mem::replace(h, NIL),
                 None => NIL,
             };
+            // Software-pipelined walk: while flow k is detached and its next slot and index
+            // line start loading, flow k-1 (whose lines were requested one step earlier) is
+            // handled. The misses of consecutive flows overlap instead of queueing.
+            let mut pending = NIL;
             while idx != NIL {
-                let next = self.slots.get(idx as usize).map_or(NIL, |s| s.next);
-                if let Some(s) = self.slots.get_mut(idx as usize) {
-                    // Detached from the list already (the head was taken).
-                    s.prev = NIL;
-                    s.next = NIL;
-                    s.bucket = u32::MAX;
+                let Some(s) = self.slots.get_mut(idx as usize) else { break };
+                let next = s.next;
+                // Detached from the list already (the head was taken): clear the links, so
+                // nothing follows them into a list the flow no longer belongs to.
+                s.prev = NIL;
+                s.next = NIL;
+                s.bucket = u32::MAX;
+                let hash = s.key.hash64();
+                if let Some(n) = self.slots.get(next as usize) {
+                    prefetch(n);
                 }
-                if let Some(s) = self.slots.get_mut(next as usize) {
-                    s.prev = NIL;
+                self.index.prefetch(hash);
+                if pending != NIL {
+                    self.visit(pending, now, out);
                 }
-                self.visit(idx, now, out);
+                pending = idx;
                 idx = next;
+            }
+            if pending != NIL {
+                self.visit(pending, now, out);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `outpost replay`: run capture files through the same pipeline a live sensor uses.
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use outpost_capture::{Merged, PcapFiles, PipelineConfig, run_pipeline};
 use outpost_detector::{AlertJson, AlertWindows, WindowJson};
+use outpost_export::{BiflowMode, IpfixExporter, IpfixOptions, NetflowV9Exporter, NetflowV9Options};
 use outpost_flowmeter::{EndReason, FlowJson};
 use serde::Serialize;
 
@@ -32,6 +34,19 @@ pub struct ReplayArgs {
     /// standard output. Not written unless given.
     #[arg(long, value_name = "FILE|-")]
     pub flows: Option<PathBuf>,
+    /// Export flow records as IPFIX (RFC 7011) over UDP to this collector (`HOST:PORT`, e.g.
+    /// an nfcapd on `127.0.0.1:4739`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ipfix: Option<String>,
+    /// IPFIX record form: `biflow` (one RFC 5103 record per flow, the default) or `uniflow`
+    /// (a forward record and, when the responder sent packets, a reverse record).
+    #[arg(long, value_enum, default_value_t = IpfixModeArg::Biflow)]
+    pub ipfix_mode: IpfixModeArg,
+    /// Export flow records as NetFlow v9 (RFC 3954) over UDP to this collector (`HOST:PORT`).
+    /// NetFlow v9 records are unidirectional: a forward and, when the responder sent packets,
+    /// a reverse record per flow.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub netflow9: Option<String>,
     /// Where alert-window summaries (alerts per network id and window) go, as JSON lines: a
     /// file, or `-` for standard output. Not written unless given.
     #[arg(long, value_name = "FILE|-")]
@@ -45,6 +60,53 @@ pub struct ReplayArgs {
     /// Do not print the summary on standard error.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// IPFIX record forms on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IpfixModeArg {
+    /// One RFC 5103 biflow record per flow.
+    Biflow,
+    /// Forward and reverse records.
+    Uniflow,
+}
+
+/// Resolves `HOST:PORT` to the first address it names.
+fn collector(spec: &str, option: &str) -> anyhow::Result<SocketAddr> {
+    spec.to_socket_addrs()
+        .with_context(|| format!("{option} {spec}: not a HOST:PORT collector address"))?
+        .next()
+        .with_context(|| format!("{option} {spec}: the name resolves to no address"))
+}
+
+/// Counters of one flow exporter, for the summary.
+#[derive(Debug, Serialize)]
+pub struct ExportSummary {
+    /// Flow records given to the exporter.
+    pub flows: u64,
+    /// Messages (datagrams) sent.
+    pub messages: u64,
+    /// Data records sent.
+    pub records: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Datagrams the socket refused.
+    pub send_errors: u64,
+    /// Records lost with them.
+    pub records_lost: u64,
+}
+
+impl From<outpost_export::ExportStats> for ExportSummary {
+    fn from(s: outpost_export::ExportStats) -> ExportSummary {
+        ExportSummary {
+            flows: s.flows,
+            messages: s.messages,
+            records: s.records,
+            bytes: s.bytes,
+            send_errors: s.send_errors,
+            records_lost: s.records_lost,
+        }
+    }
 }
 
 /// End-of-run counters, printed on standard error and optionally written as JSON.
@@ -68,8 +130,13 @@ pub struct Summary {
     pub late_alerts: u64,
     /// Per-rule counters.
     pub rules: Vec<RuleSummary>,
-    /// Flow meter counters (absent when flows are disabled).
+    /// Flow meter counters (absent when no flow output was asked for, or flows are
+    /// disabled in the configuration: then no flow is metered).
     pub flows: Option<FlowSummary>,
+    /// IPFIX export counters (with `--ipfix`).
+    pub ipfix: Option<ExportSummary>,
+    /// NetFlow v9 export counters (with `--netflow9`).
+    pub netflow9: Option<ExportSummary>,
     /// Worker threads.
     pub workers: usize,
     /// Frames handed to each worker.
@@ -172,6 +239,32 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let mut alerts_out = JsonLines::open(&args.alerts)?;
     let mut flows_out = JsonLines::open_opt(args.flows.as_ref())?;
+    let mut ipfix = match &args.ipfix {
+        Some(spec) => {
+            let options = IpfixOptions {
+                mode: match args.ipfix_mode {
+                    IpfixModeArg::Biflow => BiflowMode::Biflow,
+                    IpfixModeArg::Uniflow => BiflowMode::Uniflow,
+                },
+                ..IpfixOptions::default()
+            };
+            let addr = collector(spec, "--ipfix")?;
+            Some(IpfixExporter::connect(addr, options).with_context(|| format!("--ipfix {spec}"))?)
+        }
+        None => None,
+    };
+    let mut netflow9 = match &args.netflow9 {
+        Some(spec) => {
+            let addr = collector(spec, "--netflow9")?;
+            Some(
+                NetflowV9Exporter::connect(addr, NetflowV9Options::default())
+                    .with_context(|| format!("--netflow9 {spec}"))?,
+            )
+        }
+        None => None,
+    };
+    // Flows are metered only when something consumes them.
+    let wants_flows = flows_out.is_some() || ipfix.is_some() || netflow9.is_some();
     let mut windows_out = JsonLines::open_opt(args.windows.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -199,7 +292,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 
     let source = PcapFiles::new(args.files.clone());
     let stage_rules = loaded.rules.clone();
-    let flow_config = loaded.flows;
+    let flow_config = loaded.flows.filter(|_| wants_flows);
     let report = run_pipeline(
         source,
         &config,
@@ -211,6 +304,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                     if let Err(e) = out.write(&FlowJson { record: &flow, sensor: &sensor }) {
                         write_error = Some(e);
                     }
+                }
+                // Send failures are counted by the exporters (a collector that is away must
+                // not stop the replay); they show in the summary.
+                if let Some(x) = ipfix.as_mut() {
+                    let _ = x.export(&flow);
+                }
+                if let Some(x) = netflow9.as_mut() {
+                    let _ = x.export(&flow);
                 }
             }
             Merged::Record { record: SensorRecord::Alert(alert), .. } => {
@@ -242,6 +343,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = flows_out.as_mut() {
         f.flush()?;
     }
+    if let Some(x) = ipfix.as_mut() {
+        let _ = x.flush();
+    }
+    if let Some(x) = netflow9.as_mut() {
+        let _ = x.flush();
+    }
 
     let mut total = WorkerStats::default();
     for w in &report.workers {
@@ -271,7 +378,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             .zip(total.detect.machines.iter())
             .map(|(r, c)| RuleSummary { name: r.name.clone(), kind: "state_machine", counters: c.clone() })
             .collect(),
-        flows: loaded.flows.map(|_| {
+        ipfix: ipfix.as_ref().map(|x| x.stats().into()),
+        netflow9: netflow9.as_ref().map(|x| x.stats().into()),
+        flows: flow_config.map(|_| {
             let f = &total.flows;
             FlowSummary {
                 flows: f.table.flows,
@@ -370,6 +479,15 @@ pub fn render_summary(s: &Summary) -> String {
             f.fragments_matched,
             f.fragments_orphaned
         );
+    }
+    for (name, x) in [("IPFIX", &s.ipfix), ("NetFlow v9", &s.netflow9)] {
+        if let Some(x) = x {
+            let _ = writeln!(
+                o,
+                "  {name} export: {} flows in {} records, {} messages, {} bytes; {} send errors ({} records lost)",
+                x.flows, x.records, x.messages, x.bytes, x.send_errors, x.records_lost
+            );
+        }
     }
     let _ = writeln!(
         o,
