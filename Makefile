@@ -19,8 +19,9 @@ FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
 OUTPOST := target/release/outpost
 
-# Debian packages the tests and demo use (tcpdump is the filter oracle).
-APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool
+# Debian packages the tests, demo and benchmarks use: tcpdump (filter oracle), tshark (flow
+# oracle, IPFIX decoding), nfdump (IPFIX / NetFlow v9 collector), softflowd (benchmark peer).
+APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool nfdump softflowd
 
 .PHONY: help deps deps-apt deps-rust build demo test test-rust fuzz fuzz-smoke bench clean
 

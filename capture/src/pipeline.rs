@@ -263,7 +263,14 @@ pub struct Emitter<R, St> {
     tx: Producer<Out<R, St>>,
     collector: Doorbell,
     own_bell: Doorbell,
+    /// Blocks finished since the collector was last woken.
+    unannounced: u32,
 }
+
+/// The collector is woken after this many blocks (or sooner when a record ring fills up): it
+/// is not latency-critical, and fewer wake-ups leave the cores to the workers. Its own
+/// 1 ms park timeout bounds the delay.
+const BLOCKS_PER_WAKE: u32 = 8;
 
 /// Messages from a worker to the collector.
 #[derive(Debug)]
@@ -322,7 +329,11 @@ fn worker_loop<S: WorkerStage>(
                 stage.on_clock(block.clock, block.tick_seq, &mut out);
                 last_tick = block.tick_seq;
                 out.send(Out::Progress { tick_seq: block.tick_seq, clock: block.clock });
-                out.collector.ring();
+                out.unannounced += 1;
+                if out.unannounced >= BLOCKS_PER_WAKE || out.tx.slots() < out.tx.buffer().capacity() / 2 {
+                    out.unannounced = 0;
+                    out.collector.ring();
+                }
                 // The free ring holds every block that exists, so this cannot fail.
                 let _ = free.push(block);
                 dispatcher_bell.ring();
@@ -579,8 +590,12 @@ where
         let stage = make_stage(w);
         let core = config.worker_cores.get(w % config.worker_cores.len().max(1)).copied();
         let worker_bell = Doorbell::new();
-        let emitter =
-            Emitter { tx: out_tx, collector: collector_bell.clone(), own_bell: worker_bell.clone() };
+        let emitter = Emitter {
+            tx: out_tx,
+            collector: collector_bell.clone(),
+            own_bell: worker_bell.clone(),
+            unannounced: 0,
+        };
         let (failures, dbell, wbell) = (pin_failures.clone(), dispatcher_bell.clone(), worker_bell.clone());
         let name = format!("outpost-worker-{w}");
         let handle = thread::Builder::new()
@@ -643,7 +658,7 @@ where
 
     // Collect on this thread until every worker is done.
     let mut merger = Merger { inputs, watermark: Nanos::ZERO };
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::lazy();
     let mut panicked = None;
     loop {
         let mut any = false;

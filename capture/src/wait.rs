@@ -74,16 +74,31 @@ impl Default for Doorbell {
 }
 
 /// Escalating wait of one consumer. Reset it whenever work was found.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Backoff {
     step: u32,
+    spins: u32,
+    yields: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
 }
 
 impl Backoff {
-    /// A fresh backoff (next snooze spins).
+    /// A fresh backoff for a latency-sensitive consumer: spins, then yields, then parks.
     #[must_use]
     pub fn new() -> Backoff {
-        Backoff { step: 0 }
+        Backoff { step: 0, spins: SPINS, yields: YIELDS }
+    }
+
+    /// A backoff that parks almost at once: for consumers whose latency does not matter (the
+    /// collector), so they leave the cores to the threads that do the work.
+    #[must_use]
+    pub fn lazy() -> Backoff {
+        Backoff { step: 0, spins: 0, yields: 1 }
     }
 
     /// Forgets earlier waiting: call after finding work.
@@ -95,9 +110,9 @@ impl Backoff {
     /// Waits a little. `ready` is checked once more after announcing sleep, so a push that
     /// raced with going to sleep is never slept through.
     pub fn snooze(&mut self, bell: &Doorbell, ready: impl FnOnce() -> bool) {
-        if self.step < SPINS {
+        if self.step < self.spins {
             std::hint::spin_loop();
-        } else if self.step < SPINS + YIELDS {
+        } else if self.step < self.spins + self.yields {
             thread::yield_now();
         } else {
             bell.inner.sleeping.store(true, Ordering::Relaxed);
