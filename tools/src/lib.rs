@@ -2,6 +2,7 @@
 //! and scenarios that come with ground truth so tests can check detections exactly.
 
 pub mod frame;
+pub mod mix;
 pub mod pcap;
 pub mod seed;
 pub mod timearg;
