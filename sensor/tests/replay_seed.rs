@@ -408,3 +408,43 @@ fn flow_records_account_for_every_ip_packet_and_repeat_exactly() {
     }
     assert!(texts[0] == texts[1], "flow output differs between two runs with the same worker count");
 }
+
+#[test]
+fn ipfix_and_netflow_v9_exports_reach_a_udp_collector() {
+    use std::net::UdpSocket;
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, _) = Scenario::new(1_000, 0.0, 23).generate(dir.path(), "export");
+    for (option, version) in [("--ipfix", 10u16), ("--netflow9", 9u16)] {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(1500))).unwrap();
+        let addr = sock.local_addr().unwrap().to_string();
+        // Receive while the replay sends (a burst would overflow the socket buffer).
+        let receiver = std::thread::spawn(move || {
+            let (mut datagrams, mut bytes, mut versions) = (0u64, 0u64, std::collections::BTreeSet::new());
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = sock.recv(&mut buf) {
+                versions.insert(u16::from_be_bytes([buf[0], buf[1]]));
+                datagrams += 1;
+                bytes += n as u64;
+            }
+            (datagrams, bytes, versions)
+        });
+        let (flows, summary) = (dir.path().join("f.jsonl"), dir.path().join("s.json"));
+        let r = replay(
+            &pcap,
+            &dir.path().join("a.jsonl"),
+            &[option, &addr, "--flows", flows.to_str().unwrap(), "--summary-json", summary.to_str().unwrap()],
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let s = &read_jsonl(&summary)[0];
+        let key = if version == 10 { "ipfix" } else { "netflow9" };
+        let x = &s[key];
+        let flow_records = read_jsonl(&flows).len() as u64;
+        assert_eq!(x["flows"].as_u64(), Some(flow_records), "{key}: every flow record was exported");
+        assert_eq!(x["send_errors"].as_u64(), Some(0));
+        let (datagrams, bytes, versions) = receiver.join().unwrap();
+        assert_eq!(versions.into_iter().collect::<Vec<_>>(), vec![version], "{key}: version field");
+        assert_eq!(datagrams, x["messages"].as_u64().unwrap(), "{key}: every message arrived");
+        assert_eq!(bytes, x["bytes"].as_u64().unwrap());
+    }
+}
