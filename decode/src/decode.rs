@@ -28,7 +28,8 @@
 //!   taken to run to the end of the frame on the wire, so `ip_len` is the wire bytes from L3
 //!   on. The Jumbo Payload option itself is not read. In such a packet a UDP length of 0 is
 //!   legal (RFC 2675 §4) and not flagged.
-//! - **UDP length out of range** (below 8, or beyond the IP payload): the header is still
+//! - **UDP length out of range** (below 8, or beyond the IP payload — except in a first
+//!   fragment, whose UDP length covers the whole reassembled datagram): the header is still
 //!   decoded — `transport` is `Parsed`, the ports are kept — and `anomaly` is
 //!   [`Malformed::BadUdpLength`]. The ports are intact and useful for flows and detection;
 //!   `payload_len` keeps following the IP length.
@@ -448,7 +449,9 @@ fn udp(meta: &mut PacketMeta, l4: &[u8], l4_len: usize, jumbo: bool) -> Result<u
     meta.dst_port = u.dst_port();
     let len = usize::from(u.length());
     let jumbo_zero = jumbo && len == 0; // RFC 2675 §4
-    if (len < UdpHeader::LEN || len > l4_len) && !jumbo_zero {
+    // A first fragment carries only part of the datagram its UDP length covers.
+    let beyond = len > l4_len && meta.fragment != Fragment::First;
+    if (len < UdpHeader::LEN || beyond) && !jumbo_zero {
         meta.anomaly = Some(Malformed::BadUdpLength);
     }
     Ok(UdpHeader::LEN)

@@ -624,14 +624,24 @@ impl FlowTable {
         }
     }
 
-    /// Exports every tracked flow with [`EndReason::EndOfInput`] and empties the table. Flows
-    /// come out in slab order (deterministic for a given input).
+    /// Exports every tracked flow and empties the table: with [`EndReason::EndOfInput`], or
+    /// with its close reason when its TCP close (both FINs, or a RST) was already seen and
+    /// only the linger remained. Flows come out in slab order (deterministic for a given
+    /// input).
     pub fn flush(&mut self, out: &mut impl FnMut(FlowRecord)) {
         let mut live: Vec<u32> = self.index.slots().collect();
         live.sort_unstable();
         for idx in live {
-            let hash = self.slots.get(idx as usize).map_or(0, |s| s.key.hash64());
-            self.end(idx, hash, EndReason::EndOfInput, out);
+            let Some(s) = self.slots.get(idx as usize) else { continue };
+            let reason = if s.state & st::CLOSING == 0 {
+                EndReason::EndOfInput
+            } else if s.state & st::RST != 0 {
+                EndReason::TcpRst
+            } else {
+                EndReason::TcpFin
+            };
+            let hash = s.key.hash64();
+            self.end(idx, hash, reason, out);
         }
     }
 }

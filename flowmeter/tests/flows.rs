@@ -368,3 +368,22 @@ mod keys {
         assert_eq!((m.stats().not_ip, m.stats().packets), (1, 0));
     }
 }
+
+mod end_of_input {
+    use super::*;
+
+    #[test]
+    fn a_close_seen_before_the_end_of_input_keeps_its_reason() {
+        let mut m = FlowMeter::new(config(1024), 0);
+        let mut pkts = tcp_conversation(0);
+        pkts.push(pkt("10.0.0.5", "10.0.0.6", tcp(1, 2, SYN, 0, 0), 0, 8));
+        pkts.push(pkt("10.0.0.6", "10.0.0.5", tcp(2, 1, RST | ACK, 0, 1), 0, 9));
+        pkts.push(pkt("10.0.0.7", "10.0.0.8", udp(1, 2), 0, 10));
+        // The input ends well inside the 2 s close linger.
+        let mut recs = run(&mut m, &pkts, 100);
+        assert!(recs.is_empty());
+        m.finish(&mut |r| recs.push(r));
+        let reasons: std::collections::BTreeSet<&str> = recs.iter().map(|r| r.end_reason.name()).collect();
+        assert_eq!(reasons, ["end_of_input", "tcp_fin", "tcp_rst"].into_iter().collect());
+    }
+}

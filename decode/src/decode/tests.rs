@@ -357,8 +357,8 @@ fn first_ipv4_fragment_decodes_the_transport() {
     assert_eq!(m.transport, Transport::Parsed);
     assert_eq!((m.src_port, m.dst_port), (1234, 53));
     // The UDP length (64) describes the whole datagram, more than this fragment carries:
-    // that is what a first fragment looks like, so it is flagged only as a length anomaly.
-    assert_eq!(m.anomaly, Some(Malformed::BadUdpLength));
+    // that is what a first fragment looks like, not an anomaly.
+    assert_eq!(m.anomaly, None);
     assert_eq!(m.payload_len, 8);
 }
 
@@ -907,4 +907,45 @@ fn decoder_counts_decoded_rejected_and_anomalous_frames() {
     assert_eq!((s.frames, s.ipv4, s.arp, s.rejected), (4, 2, 1, 1));
     let reasons: Vec<_> = s.malformed_by_reason().collect();
     assert_eq!(reasons, vec![("truncated_ipv4", 1), ("bad_udp_length", 1)]);
+}
+
+#[test]
+fn a_first_udp_fragment_whose_length_covers_the_whole_datagram_is_no_anomaly() {
+    use std::net::IpAddr;
+    for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("2001:db8::1", "2001:db8::2")] {
+        let b = first_udp_fragment_frame(src.parse::<IpAddr>().unwrap(), dst.parse::<IpAddr>().unwrap());
+        let first = decode(LinkType::Ethernet, &b, Nanos(0), b.len() as u32).unwrap();
+        assert_eq!(first.fragment, Fragment::First);
+        assert_eq!((first.transport, first.anomaly), (Transport::Parsed, None), "{src}");
+        assert_eq!((first.src_port, first.dst_port), (5353, 53));
+    }
+}
+
+/// An Ethernet frame holding the first fragment (offset 0, more fragments) of a UDP datagram
+/// whose UDP length (3008) is larger than the fragment's payload.
+fn first_udp_fragment_frame(src: std::net::IpAddr, dst: std::net::IpAddr) -> Vec<u8> {
+    let udp = {
+        let mut u = vec![0u8; 8 + 1192];
+        u[0..2].copy_from_slice(&5353u16.to_be_bytes());
+        u[2..4].copy_from_slice(&53u16.to_be_bytes());
+        u[4..6].copy_from_slice(&3008u16.to_be_bytes());
+        u
+    };
+    match (src, dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            let mut ip = ipv4_hdr(u16::try_from(20 + udp.len()).unwrap(), 17, 0x2000); // MF, offset 0
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            eth_ipv4(&ip, &udp)
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            let mut ip = ipv6_hdr(u16::try_from(8 + udp.len()).unwrap(), 44);
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+            let mut payload = vec![17, 0, 0x00, 0x01, 0, 0, 0, 7]; // fragment header: offset 0, M
+            payload.extend_from_slice(&udp);
+            eth_ipv6(&ip, &payload)
+        }
+        _ => unreachable!("same family"),
+    }
 }
