@@ -42,9 +42,31 @@ pub struct BlockFrame {
     pub wire_len: u32,
     /// Link type.
     pub link: LinkType,
+    /// The receiving worker's roles.
+    pub roles: Roles,
 }
 
-/// Where a frame stands in the input.
+/// What a worker is to do with a frame it received (see [`crate::Sharding`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Roles(u8);
+
+impl Roles {
+    /// The worker owns the frame's address pair: state kept per conversation (flows).
+    pub const PAIR: Roles = Roles(1);
+    /// The worker owns the frame's source address: state kept per source (detection rules).
+    pub const SOURCE: Roles = Roles(2);
+    /// Both (the only value with [`crate::Sharding::Source`]).
+    pub const BOTH: Roles = Roles(3);
+
+    /// True when every role of `other` is in `self`.
+    #[inline]
+    #[must_use]
+    pub fn has(self, other: Roles) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Where a frame stands in the input, and what this worker is to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InputPos {
     /// Position in the total order of frames and clock ticks; records caused by the frame
@@ -52,6 +74,8 @@ pub struct InputPos {
     pub seq: u64,
     /// Frame number from 0 over the whole input (all files of a replay, in order).
     pub frame: u64,
+    /// This worker's roles for the frame.
+    pub roles: Roles,
 }
 
 /// Frames for one worker, with the sender's clock.
@@ -86,9 +110,10 @@ impl FrameBlock {
         self.frames.clear();
     }
 
-    /// Appends a copy of `frame` with sequence number `seq` and frame number `index`.
+    /// Appends a copy of `frame` with sequence number `seq`, frame number `index` and the
+    /// receiving worker's `roles`.
     #[inline]
-    pub fn push(&mut self, frame: &Frame<'_>, seq: u64, index: u64) {
+    pub fn push(&mut self, frame: &Frame<'_>, seq: u64, index: u64, roles: Roles) {
         // Offsets fit u32 because a block is sent once it holds `limits.bytes` (≪ 4 GiB) and a
         // single frame is at most u32::MAX bytes; saturate regardless.
         let offset = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
@@ -101,6 +126,7 @@ impl FrameBlock {
             len: u32::try_from(frame.data.len()).unwrap_or(u32::MAX),
             wire_len: frame.wire_len,
             link: frame.link,
+            roles,
         });
     }
 
@@ -129,7 +155,7 @@ impl FrameBlock {
             let start = d.offset as usize;
             let data = self.bytes.get(start..start.saturating_add(d.len as usize)).unwrap_or(&[]);
             (
-                InputPos { seq: d.seq, frame: d.index },
+                InputPos { seq: d.seq, frame: d.index, roles: d.roles },
                 Frame { data, ts: d.ts, wire_len: d.wire_len, link: d.link },
             )
         })
@@ -145,9 +171,9 @@ mod tests {
         let mut b = FrameBlock::new(BlockLimits { frames: 2, bytes: 1 << 10 });
         let f1 = Frame { data: &[1, 2, 3], ts: Nanos(5), wire_len: 3, link: LinkType::Ethernet };
         let f2 = Frame { data: &[9], ts: Nanos(7), wire_len: 60, link: LinkType::Raw };
-        b.push(&f1, 10, 0);
+        b.push(&f1, 10, 0, Roles::BOTH);
         assert!(!b.is_full(BlockLimits { frames: 2, bytes: 1 << 10 }));
-        b.push(&f2, 12, 1);
+        b.push(&f2, 12, 1, Roles::PAIR);
         assert!(b.is_full(BlockLimits { frames: 2, bytes: 1 << 10 }));
         let got: Vec<_> =
             b.iter().map(|(p, f)| (p.seq, p.frame, f.data.to_vec(), f.ts, f.wire_len, f.link)).collect();

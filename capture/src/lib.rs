@@ -14,12 +14,12 @@ pub mod pipeline;
 pub mod source;
 pub mod wait;
 
-pub use block::{BlockFrame, BlockLimits, FrameBlock, InputPos};
+pub use block::{BlockFrame, BlockLimits, FrameBlock, InputPos, Roles};
 pub use error::SourceError;
 pub use memory::MemorySource;
 pub use pcap_file::{PcapFileSource, PcapFiles};
 pub use pipeline::{
     Backpressure, DispatchStats, Dispatcher, Emitter, Merged, PipelineConfig, PipelineError, PipelineReport,
-    WorkerStage, run_pipeline, worker_for,
+    Sharding, WorkerStage, run_pipeline, worker_for,
 };
 pub use source::{Batch, Frame, FrameDesc, PacketSource, SourceStats};

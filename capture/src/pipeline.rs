@@ -10,8 +10,10 @@
 //!
 //! # Guarantees
 //! - **Sharding.** A frame goes to worker `shard(src IP)` ([`outpost_decode::shard_hash`]), so all
-//!   state keyed by a source address lives on exactly one worker. Frames without an IP source
-//!   (ARP, other EtherTypes, malformed) go to worker 0.
+//!   state keyed by a source address lives on exactly one worker; with
+//!   [`Sharding::SourceAndPair`] also to the owner of its address pair (both directions of a
+//!   conversation), each copy marked with its [`Roles`]. Frames without IP addresses (ARP,
+//!   other EtherTypes, malformed) go to worker 0.
 //! - **Order per worker.** A worker sees its frames in input order.
 //! - **Deterministic output.** Frames and clock ticks share one sequence counter (the input's
 //!   total order). Records carry the sequence number of the frame or tick that caused them and
@@ -37,10 +39,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use outpost_decode::{Nanos, shard_hash};
+use outpost_decode::{Nanos, shard_hash, shard_hashes};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::block::{BlockLimits, FrameBlock, InputPos};
+use crate::block::{BlockLimits, FrameBlock, InputPos, Roles};
 use crate::error::SourceError;
 use crate::source::{Batch, Frame, PacketSource, SourceStats};
 use crate::wait::{Backoff, Doorbell};
@@ -85,6 +87,22 @@ pub enum Backpressure {
     Drop,
 }
 
+/// Which worker(s) a frame goes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sharding {
+    /// To the owner of its source address only, with [`Roles::BOTH`]. Enough when all state
+    /// is kept per source.
+    #[default]
+    Source,
+    /// To the owner of its address pair ([`outpost_decode::IpAddress::pair_hash`], the same
+    /// for both directions of a conversation) with [`Roles::PAIR`], and to the owner of its
+    /// source address with [`Roles::SOURCE`] — one copy with [`Roles::BOTH`] when they are the
+    /// same worker. Per-conversation state (flows) and per-source state (detection) both stay
+    /// on one worker each, at the price of a second copy and decode for most frames when
+    /// there are several workers.
+    SourceAndPair,
+}
+
 /// Pipeline settings.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -102,6 +120,8 @@ pub struct PipelineConfig {
     pub record_ring: usize,
     /// Full-ring policy.
     pub backpressure: Backpressure,
+    /// How frames are spread over workers.
+    pub sharding: Sharding,
 }
 
 impl Default for PipelineConfig {
@@ -114,6 +134,7 @@ impl Default for PipelineConfig {
             ring_blocks: 16,
             record_ring: 1 << 16,
             backpressure: Backpressure::Wait,
+            sharding: Sharding::Source,
         }
     }
 }
@@ -131,7 +152,7 @@ pub fn worker_for(hash: u64, workers: usize) -> usize {
 pub struct DispatchStats {
     /// Frames read from the source.
     pub frames: u64,
-    /// Frames handed to each worker.
+    /// Frames handed to each worker (a frame delivered to two workers counts for both).
     pub per_worker: Vec<u64>,
     /// Frames dropped because a worker's ring was full ([`Backpressure::Drop`]), per worker.
     pub ring_full_drops: Vec<u64>,
@@ -154,6 +175,7 @@ pub struct Dispatcher {
     limits: BlockLimits,
     max_blocks: usize,
     backpressure: Backpressure,
+    sharding: Sharding,
     /// Next sequence number (frames and ticks).
     seq: u64,
     clock: Nanos,
@@ -162,26 +184,52 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Copies every frame of `batch` into its worker's block, sending blocks that fill up.
+    /// Copies every frame of `batch` into its worker's block (or, with
+    /// [`Sharding::SourceAndPair`], its two workers' blocks), sending blocks that fill up.
     pub fn dispatch(&mut self, batch: &Batch<'_>) {
         let n = self.links.len();
         for frame in batch.iter() {
-            let w = if n == 1 { 0 } else { worker_for(shard_hash(frame.link, frame.data), n) };
             if frame.ts > self.clock {
                 self.clock = frame.ts;
             }
-            let Some(link) = self.links.get_mut(w) else { continue };
-            link.current.push(&frame, self.seq, self.stats.frames);
-            let full = link.current.is_full(self.limits);
+            let (seq, index) = (self.seq, self.stats.frames);
             self.seq += 1;
             self.stats.frames += 1;
-            if let Some(c) = self.stats.per_worker.get_mut(w) {
-                *c += 1;
+            if n == 1 {
+                self.deliver(0, &frame, seq, index, Roles::BOTH);
+                continue;
             }
-            if full {
-                let tick = self.next_tick();
-                self.send(w, tick);
+            match self.sharding {
+                Sharding::Source => {
+                    let w = worker_for(shard_hash(frame.link, frame.data), n);
+                    self.deliver(w, &frame, seq, index, Roles::BOTH);
+                }
+                Sharding::SourceAndPair => {
+                    let h = shard_hashes(frame.link, frame.data);
+                    let (ws, wp) = (worker_for(h.source, n), worker_for(h.pair, n));
+                    if ws == wp {
+                        self.deliver(ws, &frame, seq, index, Roles::BOTH);
+                    } else {
+                        // Input order per worker is kept: both copies go out in frame order.
+                        self.deliver(wp, &frame, seq, index, Roles::PAIR);
+                        self.deliver(ws, &frame, seq, index, Roles::SOURCE);
+                    }
+                }
             }
+        }
+    }
+
+    #[inline]
+    fn deliver(&mut self, w: usize, frame: &Frame<'_>, seq: u64, index: u64, roles: Roles) {
+        let Some(link) = self.links.get_mut(w) else { return };
+        link.current.push(frame, seq, index, roles);
+        let full = link.current.is_full(self.limits);
+        if let Some(c) = self.stats.per_worker.get_mut(w) {
+            *c += 1;
+        }
+        if full {
+            let tick = self.next_tick();
+            self.send(w, tick);
         }
     }
 
@@ -634,6 +682,7 @@ where
         limits: config.block,
         max_blocks: ring_blocks + 2,
         backpressure: config.backpressure,
+        sharding: config.sharding,
         seq: 0,
         clock: Nanos::ZERO,
         own_bell: dispatcher_bell,

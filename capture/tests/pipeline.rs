@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use outpost_capture::{
-    Backpressure, Emitter, Frame, InputPos, MemorySource, Merged, PipelineConfig, PipelineError, WorkerStage,
-    run_pipeline,
+    Backpressure, Emitter, Frame, InputPos, MemorySource, Merged, PipelineConfig, PipelineError, Roles,
+    Sharding, WorkerStage, run_pipeline,
 };
 use outpost_decode::{IpAddress, LinkType, Nanos, decode};
 use outpost_tools::frame::{FrameBuilder, udp};
@@ -185,4 +185,87 @@ fn drop_backpressure_counts_what_a_slow_worker_could_not_take() {
     let dropped: u64 = report.dispatch.ring_full_drops.iter().sum();
     assert!(dropped > 0, "a 200 µs/frame worker must fall behind");
     assert_eq!(seen + dropped, 3_000, "every frame is either processed or counted as dropped");
+}
+
+/// Records (frame number, source, destination, worker, roles) for every delivery.
+struct RoleRecorder {
+    worker: usize,
+}
+
+impl WorkerStage for RoleRecorder {
+    type Record = (u64, IpAddress, IpAddress, usize, Roles);
+    type Stats = ();
+
+    fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Emitter<Self::Record, ()>) {
+        let meta = decode(frame.link, frame.data, frame.ts, frame.wire_len).expect("test frames decode");
+        out.emit(pos.seq, (pos.frame, meta.src, meta.dst, self.worker, pos.roles));
+    }
+
+    fn on_clock(&mut self, _now: Nanos, _seq: u64, _out: &mut Emitter<Self::Record, ()>) {}
+
+    fn finish(self, _seq: u64, _out: &mut Emitter<Self::Record, ()>) {}
+}
+
+#[test]
+fn source_and_pair_sharding_keeps_both_directions_and_each_source_on_one_worker() {
+    let mut src = MemorySource::new(64);
+    let mut buf = Vec::new();
+    let hosts: Vec<Ipv4Addr> =
+        (0..40).map(|i| Ipv4Addr::new(10, 0, (i / 8) as u8, (i % 8) as u8 + 1)).collect();
+    let mut n = 0u64;
+    for i in 0..40usize {
+        for j in 0..40usize {
+            if i == j || (i * 7 + j) % 3 != 0 {
+                continue;
+            }
+            // One packet each way.
+            for (a, b) in [(hosts[i], hosts[j]), (hosts[j], hosts[i])] {
+                buf.clear();
+                FrameBuilder::new(IpAddr::V4(a), IpAddr::V4(b), udp(1000, 2000)).write_to(&mut buf);
+                src.push(LinkType::Ethernet, Nanos::from_secs(1_000 + n), &buf);
+                n += 1;
+            }
+        }
+    }
+    let config =
+        PipelineConfig { workers: 3, sharding: Sharding::SourceAndPair, ..PipelineConfig::default() };
+    let mut deliveries = Vec::new();
+    let report = run_pipeline(
+        src,
+        &config,
+        |w| RoleRecorder { worker: w },
+        Arc::new(AtomicBool::new(false)),
+        |m| {
+            if let Merged::Record { record, .. } = m {
+                deliveries.push(record);
+            }
+        },
+    )
+    .expect("runs");
+    let mut source_owner: HashMap<IpAddress, usize> = HashMap::new();
+    let mut pair_owner: HashMap<(IpAddress, IpAddress), usize> = HashMap::new();
+    let mut per_frame: HashMap<u64, (u32, u32)> = HashMap::new();
+    let mut split = 0;
+    let mut last_frame = 0;
+    for &(frame, s, d, w, roles) in &deliveries {
+        assert!(frame >= last_frame, "deliveries come out in input order");
+        last_frame = frame;
+        let counts = per_frame.entry(frame).or_default();
+        if roles.has(Roles::SOURCE) {
+            counts.0 += 1;
+            assert_eq!(*source_owner.entry(s).or_insert(w), w, "source {s} moved between workers");
+        }
+        if roles.has(Roles::PAIR) {
+            counts.1 += 1;
+            let key = if s < d { (s, d) } else { (d, s) };
+            assert_eq!(*pair_owner.entry(key).or_insert(w), w, "pair {key:?} split between workers");
+        }
+        if roles != Roles::BOTH {
+            split += 1;
+        }
+    }
+    assert_eq!(per_frame.len() as u64, n);
+    assert!(per_frame.values().all(|&c| c == (1, 1)), "every frame has one source and one pair delivery");
+    assert!(split > 0, "with three workers some frames must go to two workers");
+    assert_eq!(report.dispatch.per_worker.iter().sum::<u64>(), deliveries.len() as u64);
 }

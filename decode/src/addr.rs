@@ -87,6 +87,19 @@ impl IpAddress {
     }
 }
 
+impl IpAddress {
+    /// A symmetric hash of two addresses: `pair_hash(a, b) == pair_hash(b, a)`, so both
+    /// directions of a conversation (and every fragment of a datagram) shard to the same
+    /// worker.
+    #[must_use]
+    pub fn pair_hash(a: &IpAddress, b: &IpAddress) -> u64 {
+        let mut h = a.shard_hash().wrapping_add(b.shard_hash());
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+}
+
 impl From<IpAddr> for IpAddress {
     fn from(a: IpAddr) -> IpAddress {
         match a {
@@ -297,6 +310,18 @@ mod tests {
         assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::BadLength { .. })));
         assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::BadAddress(_))));
         assert_eq!("10.9.9.9".parse::<Cidr>().unwrap().family_len(), 32);
+    }
+
+    #[test]
+    fn pair_hash_is_symmetric_and_spreads() {
+        let (a, b): (IpAddress, IpAddress) = ("10.0.0.1".parse().unwrap(), "192.0.2.9".parse().unwrap());
+        assert_eq!(IpAddress::pair_hash(&a, &b), IpAddress::pair_hash(&b, &a));
+        let mut buckets = [0u32; 4];
+        for i in 0..4000u32 {
+            let c = IpAddress::from_v4([10, 1, (i >> 8) as u8, i as u8]);
+            buckets[(IpAddress::pair_hash(&c, &b) % 4) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&n| n > 800), "uneven: {buckets:?}");
     }
 
     #[test]

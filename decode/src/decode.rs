@@ -147,6 +147,40 @@ pub fn shard_hash(link: LinkType, frame: &[u8]) -> u64 {
     }
 }
 
+/// The two hashes a receive thread shards a frame by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ShardHashes {
+    /// Hash of the source address ([`crate::IpAddress::shard_hash`]).
+    pub source: u64,
+    /// Symmetric hash of the address pair ([`crate::IpAddress::pair_hash`]): the same for both
+    /// directions of a conversation, and for all fragments of a datagram.
+    pub pair: u64,
+}
+
+/// [`shard_hash`] and the pair hash in one pass over the link and IP headers. Frames without
+/// IP addresses hash to zero in both; for every frame that decodes as IPv4 or IPv6, `source`
+/// is `meta.src.shard_hash()` and `pair` is `IpAddress::pair_hash(&meta.src, &meta.dst)`.
+#[inline]
+#[must_use]
+pub fn shard_hashes(link: LinkType, frame: &[u8]) -> ShardHashes {
+    let Ok(l2) = link_layer(link, frame) else {
+        return ShardHashes::default();
+    };
+    let l3 = frame.get(l2.l3_offset..).unwrap_or_default();
+    let (src, dst) = match l2.ethertype {
+        ethertype::IPV4 => match ipv4_header(l3) {
+            Ok((h, _, _)) => (IpAddress::from_v4(h.src()), IpAddress::from_v4(h.dst())),
+            Err(_) => return ShardHashes::default(),
+        },
+        ethertype::IPV6 => match ipv6_header(l3) {
+            Ok(h) => (IpAddress::from_v6(h.src()), IpAddress::from_v6(h.dst())),
+            Err(_) => return ShardHashes::default(),
+        },
+        _ => return ShardHashes::default(),
+    };
+    ShardHashes { source: src.shard_hash(), pair: IpAddress::pair_hash(&src, &dst) }
+}
+
 /// What the link layer told us.
 #[derive(Debug)]
 struct LinkLayer {

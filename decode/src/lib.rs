@@ -7,8 +7,8 @@
 //! whose transport header is damaged decode with [`PacketMeta::anomaly`] set. [`Decoder`] counts
 //! both by reason in [`DecodeStats`].
 //!
-//! [`shard_hash`] is the cheap pre-decode used by receive threads to pick the worker for a
-//! frame: it reads only the link and IP headers.
+//! [`shard_hash`] and [`shard_hashes`] are the cheap pre-decode used by receive threads to
+//! pick the workers for a frame: they read only the link and IP headers.
 
 pub mod addr;
 mod decode;
@@ -19,7 +19,7 @@ pub mod time;
 mod view;
 
 pub use addr::{Cidr, CidrError, IpAddress};
-pub use decode::{decode, shard_hash};
+pub use decode::{ShardHashes, decode, shard_hash, shard_hashes};
 pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_decode::{LinkType, Nanos, check_invariants, decode, shard_hash};
+use outpost_decode::{IpAddress, LinkType, Nanos, check_invariants, decode, shard_hash, shard_hashes};
 
 const LINKS: [LinkType; 6] =
     [LinkType::Ethernet, LinkType::Raw, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Ipv4, LinkType::Ipv6];
@@ -26,11 +26,15 @@ fuzz_target!(|data: &[u8]| {
         _ => (rest, u32::try_from(rest.len()).unwrap_or(u32::MAX)),
     };
     let hash = shard_hash(link, frame);
+    let hashes = shard_hashes(link, frame);
+    assert_eq!(hashes.source, hash, "shard_hashes disagrees with shard_hash");
     if let Ok(meta) = decode(link, frame, Nanos(0), wire_len) {
         if let Err(e) = check_invariants(frame, &meta) {
             panic!("invariant broken: {e}\n{meta:#?}");
         }
         let want = if meta.is_ip() { meta.src.shard_hash() } else { 0 };
         assert_eq!(hash, want, "shard_hash disagrees with decode");
+        let pair = if meta.is_ip() { IpAddress::pair_hash(&meta.src, &meta.dst) } else { 0 };
+        assert_eq!(hashes.pair, pair, "pair hash disagrees with decode");
     }
 });

@@ -43,6 +43,9 @@ enum GenScenario {
     /// The Flink state-machine scenario: clients walking a per-source event machine as UDP
     /// datagrams to ports 7001..7007, with injected invalid transitions as ground truth.
     Seed(outpost_tools::seed::SeedArgs),
+    /// A benign traffic mix for flow metering: TCP (complete, half-open, reset), UDP, ICMP,
+    /// IPv6, VLAN and fragments, with one ground-truth line per flow.
+    Mix(outpost_tools::mix::MixArgs),
 }
 
 fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
@@ -68,6 +71,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(&args),
         Command::Gen { scenario: GenScenario::Seed(args) } => {
             let summary = outpost_tools::seed::generate_seed(&args)?;
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gen { scenario: GenScenario::Mix(args) } => {
+            let summary = outpost_tools::mix::generate_mix(&args)?;
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use outpost_capture::{Merged, PcapFiles, PipelineConfig, run_pipeline};
+use outpost_capture::{Merged, PcapFiles, PipelineConfig, Sharding, run_pipeline};
 use outpost_detector::{AlertJson, AlertWindows, WindowJson};
 use outpost_export::{BiflowMode, IpfixExporter, IpfixOptions, NetflowV9Exporter, NetflowV9Options};
 use outpost_flowmeter::{EndReason, FlowJson};
@@ -293,6 +293,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let source = PcapFiles::new(args.files.clone());
     let stage_rules = loaded.rules.clone();
     let flow_config = loaded.flows.filter(|_| wants_flows);
+    // Flows need both directions of a conversation on one worker, detection each source on
+    // one worker: with flows, frames go to both owners.
+    let config = PipelineConfig {
+        sharding: if flow_config.is_some() { Sharding::SourceAndPair } else { Sharding::Source },
+        ..config
+    };
     let report = run_pipeline(
         source,
         &config,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use outpost_capture::{Emitter, Frame, FrameBlock, InputPos, WorkerStage};
-use outpost_decode::{DecodeStats, Decoder, Nanos, PacketMeta};
+use outpost_capture::{Emitter, Frame, FrameBlock, InputPos, Roles, WorkerStage};
+use outpost_decode::{DecodeStats, Nanos, PacketMeta, decode};
 use outpost_detector::{Alert, Detector, DetectorStats, RuleSet};
 use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord};
 
@@ -43,7 +43,9 @@ const BATCH: usize = 32;
 /// One worker: a decoder, a flow meter and a detector, all owned by the worker thread.
 #[derive(Debug)]
 pub struct SensorStage {
-    decoder: Decoder,
+    /// Decode outcomes, counted for the frames this worker owns by source (every input frame
+    /// has exactly one such delivery, so the sum over workers counts each frame once).
+    decode_stats: DecodeStats,
     flows: Option<FlowMeter>,
     detector: Detector,
     /// Decoded packets of the current batch, with their input positions (reused).
@@ -58,12 +60,22 @@ impl SensorStage {
     pub fn new(worker: usize, rules: Arc<RuleSet>, flows: Option<FlowConfig>, run_key: u64) -> SensorStage {
         let worker_byte = u8::try_from(worker).unwrap_or(u8::MAX);
         SensorStage {
-            decoder: Decoder::default(),
+            decode_stats: DecodeStats::default(),
             flows: flows.map(|c| FlowMeter::new(c, worker_byte)),
             detector: Detector::new(rules, run_key),
             batch: Vec::with_capacity(BATCH),
             metas: Vec::with_capacity(BATCH),
         }
+    }
+
+    /// Decodes a frame, counting the outcome if this worker owns the frame's source.
+    #[inline]
+    fn decode(&mut self, pos: InputPos, frame: &Frame<'_>) -> Option<PacketMeta> {
+        let result = decode(frame.link, frame.data, frame.ts, frame.wire_len);
+        if pos.roles.has(Roles::SOURCE) {
+            self.decode_stats.record(frame.wire_len, &result);
+        }
+        result.ok()
     }
 
     /// Meters and checks the decoded batch, packet by packet in input order.
@@ -75,10 +87,14 @@ impl SensorStage {
         }
         for (i, (pos, meta)) in self.batch.iter().enumerate() {
             let seq = pos.seq;
-            if let Some(f) = self.flows.as_mut() {
-                f.on_prepared(i, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
+            if pos.roles.has(Roles::PAIR) {
+                if let Some(f) = self.flows.as_mut() {
+                    f.on_prepared(i, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
+                }
             }
-            self.detector.on_packet(meta, pos.frame, &mut |a| out.emit(seq, SensorRecord::Alert(a)));
+            if pos.roles.has(Roles::SOURCE) {
+                self.detector.on_packet(meta, pos.frame, &mut |a| out.emit(seq, SensorRecord::Alert(a)));
+            }
         }
         self.batch.clear();
     }
@@ -92,18 +108,15 @@ impl WorkerStage for SensorStage {
 
     #[inline]
     fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Out) {
-        let Some(meta) = self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) else {
-            return;
-        };
-        if let Some(f) = self.flows.as_mut() {
-            f.on_packet(&meta, &mut |r| out.emit(pos.seq, SensorRecord::Flow(r)));
+        if let Some(meta) = self.decode(pos, &frame) {
+            self.batch.push((pos, meta));
+            self.run_batch(out);
         }
-        self.detector.on_packet(&meta, pos.frame, &mut |a| out.emit(pos.seq, SensorRecord::Alert(a)));
     }
 
     fn on_block(&mut self, block: &FrameBlock, out: &mut Out) {
         for (pos, frame) in block.iter() {
-            if let Some(meta) = self.decoder.decode(frame.link, frame.data, frame.ts, frame.wire_len) {
+            if let Some(meta) = self.decode(pos, &frame) {
                 self.batch.push((pos, meta));
                 if self.batch.len() == BATCH {
                     self.run_batch(out);
@@ -125,7 +138,7 @@ impl WorkerStage for SensorStage {
             f.finish(&mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
         WorkerStats {
-            decode: self.decoder.stats,
+            decode: self.decode_stats,
             detect: self.detector.stats(),
             flows: self.flows.as_ref().map(FlowMeter::stats).unwrap_or_default(),
         }

@@ -731,7 +731,6 @@ fn flows_closed_just_before_the_end_of_input_keep_their_close_reason() {
 /// of a conversation usually meet different workers' flow tables: each direction becomes a
 /// flow of its own. Flows must not depend on the worker count.
 #[test]
-#[ignore = "sensor: frames are sharded by source IP, so with 2+ workers both directions of a flow land on different workers and each becomes a separate one-way flow"]
 fn outpost_flows_equal_tshark_conversations_with_two_workers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let run = oracle_run(dir.path(), "two-workers", &default_mix(4), 2);

@@ -18,7 +18,7 @@ fn any_link() -> impl Strategy<Value = LinkType> {
     prop::sample::select(LINKS.to_vec())
 }
 
-/// Decodes, then checks invariants and `shard_hash` agreement.
+/// Decodes, then checks invariants and `shard_hash` / `shard_hashes` agreement.
 fn check(link: LinkType, frame: &[u8], wire_len: u32) -> Result<Option<PacketMeta>, TestCaseError> {
     let r = decode(link, frame, Nanos(1), wire_len);
     match r {
@@ -28,6 +28,9 @@ fn check(link: LinkType, frame: &[u8], wire_len: u32) -> Result<Option<PacketMet
             }
             let want = if m.is_ip() { m.src.shard_hash() } else { 0 };
             prop_assert_eq!(shard_hash(link, frame), want);
+            let pair = if m.is_ip() { crate::IpAddress::pair_hash(&m.src, &m.dst) } else { 0 };
+            let hashes = crate::shard_hashes(link, frame);
+            prop_assert_eq!((hashes.source, hashes.pair), (want, pair));
             Ok(Some(m))
         }
         Err(_) => Ok(None),
