@@ -1,7 +1,8 @@
 # Outpost — build, demo, test, bench.
 #
 #   make demo    installs what is missing, builds release, generates the seed scenario,
-#                replays it, shows alerts and alert windows, and checks them against the truth
+#                replays it, shows alerts and alert windows, and checks them against the truth;
+#                then meters a generated traffic mix into flow records, checked the same way
 #   make test    installs what is missing, runs fmt/clippy checks, every test, a fuzz smoke run
 #   make bench   replay and decode throughput (see BENCHMARKS.md)
 #   make fuzz    the decoder fuzz target for FUZZ_SECONDS (default 300)
@@ -15,6 +16,7 @@ OUT ?= out
 DEMO_EVENTS ?= 1000000
 DEMO_CLIENTS ?= 1000
 DEMO_ERROR_PROB ?= 0.001
+DEMO_FLOWS ?= 20000
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
 OUTPOST := target/release/outpost
@@ -68,6 +70,13 @@ demo: deps-apt build
 	@alerts=$$(wc -l < $(OUT)/demo/alerts.jsonl); truth=$$(wc -l < $(OUT)/demo/truth.jsonl); \
 	 echo "alerts: $$alerts, injected invalid transitions: $$truth"; \
 	 test "$$alerts" -eq "$$truth" || { echo "MISMATCH"; exit 1; }
+	@echo "== flow records: a benign traffic mix ($(DEMO_FLOWS) flows) metered into JSON flow records"
+	$(OUTPOST) gen mix --flows $(DEMO_FLOWS) --seed 42 --out $(OUT)/demo/mix.pcap --truth $(OUT)/demo/mix-truth.jsonl
+	$(OUTPOST) replay $(OUT)/demo/mix.pcap --alerts /dev/null --flows $(OUT)/demo/flows.jsonl
+	@head -n 2 $(OUT)/demo/flows.jsonl
+	@flows=$$(grep -c '"sequence":0,' $(OUT)/demo/flows.jsonl); truth=$$(wc -l < $(OUT)/demo/mix-truth.jsonl); \
+	 echo "flows: $$flows, flows in the ground truth: $$truth"; \
+	 test "$$flows" -eq "$$truth" || { echo "MISMATCH"; exit 1; }
 
 ## ---- tests --------------------------------------------------------------------------------
 
