@@ -13,9 +13,11 @@
 pub mod alert;
 pub mod config;
 pub mod engine;
+pub mod intel;
 pub mod machine;
 pub mod network;
 pub mod rules;
+pub mod sketch;
 pub mod wheel;
 pub mod window;
 

@@ -1,0 +1,1 @@
+//! Intel address lists (being written).

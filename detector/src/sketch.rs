@@ -1,0 +1,1 @@
+//! Distinct counting sketches (being written).
