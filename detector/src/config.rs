@@ -168,14 +168,541 @@ impl Severity {
     }
 }
 
-/// What a per-key rule keys its state by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// A field rule state can be kept per (`key = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyField {
-    /// The packet's source address (the default; workers are sharded by it, so the state of a
-    /// key lives on one worker).
+    /// The source address (for flows: the initiator). Packet rules keyed by it run in the
+    /// worker that owns the source, with immediate alerts.
     #[default]
     SrcIp,
+    /// The destination address (for flows: the responder).
+    DstIp,
+    /// The source port.
+    SrcPort,
+    /// The destination port.
+    DstPort,
+    /// The IP protocol number.
+    Proto,
+    /// The network id of the source address (`[[networks]]`), else of the destination.
+    NetworkId,
+}
+
+impl KeyField {
+    /// The name used in configuration and alerts.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyField::SrcIp => "src_ip",
+            KeyField::DstIp => "dst_ip",
+            KeyField::SrcPort => "src_port",
+            KeyField::DstPort => "dst_port",
+            KeyField::Proto => "proto",
+            KeyField::NetworkId => "network_id",
+        }
+    }
+}
+
+/// What a rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Decoded packets (the default).
+    #[default]
+    Packets,
+    /// Flow records (final and interim) from the flow meter.
+    Flows,
+}
+
+/// A value a threshold rule sums or counts distinct values of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldName {
+    /// Source address (initiator).
+    SrcIp,
+    /// Destination address (responder).
+    DstIp,
+    /// Source port.
+    SrcPort,
+    /// Destination port.
+    DstPort,
+    /// IP protocol.
+    Proto,
+    /// Bytes: the IP length of a packet; both directions of a flow record.
+    Bytes,
+    /// Packets: 1 per packet; both directions of a flow record.
+    Packets,
+}
+
+/// How a threshold rule aggregates the inputs of a key over its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateKind {
+    /// Number of inputs (the default).
+    #[default]
+    Count,
+    /// Number of distinct values of `field` (exact up to `exact_limit`, HyperLogLog above).
+    Distinct,
+    /// Sum of `field`.
+    Sum,
+    /// Inputs matching `ratio` divided by all inputs (0..1); needs `min_events` inputs.
+    Ratio,
+}
+
+/// Conditions on a flow record, beyond the filter expression (`flow = { ... }`). All given
+/// conditions must hold. Durations and counts refer to the record (a long flow's interim
+/// records each cover one active-timeout period).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConditionsConfig {
+    /// At least this many packets, both directions together.
+    #[serde(default)]
+    pub min_packets: Option<u64>,
+    /// At most this many packets.
+    #[serde(default)]
+    pub max_packets: Option<u64>,
+    /// At least this many bytes, both directions together.
+    #[serde(default)]
+    pub min_bytes: Option<u64>,
+    /// At most this many bytes.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// At least this long (first to last packet).
+    #[serde(default)]
+    pub min_duration: Option<ConfigDuration>,
+    /// At most this long.
+    #[serde(default)]
+    pub max_duration: Option<ConfigDuration>,
+    /// TCP: the three-way handshake completed (SYN and ACK seen from both sides) — or, when
+    /// false, it did not.
+    #[serde(default)]
+    pub handshake: Option<bool>,
+    /// The responder sent packets (or, when false, it did not).
+    #[serde(default)]
+    pub replied: Option<bool>,
+}
+
+/// The subset counted by a ratio (`ratio = { filter = "...", flow = { ... } }`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatioConfig {
+    /// Filter expression the counted inputs also match.
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// Flow conditions the counted inputs also meet (flow rules).
+    #[serde(default)]
+    pub flow: FlowConditionsConfig,
+}
+
+/// A threshold rule (`[[threshold]]`): an aggregate of a key's inputs over an event-time
+/// window compared with a threshold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// Rule name, unique across all rules.
+    pub name: Spanned<String>,
+    /// What the rule detects and why the threshold.
+    #[serde(default)]
+    pub description: String,
+    /// Alert severity. Default `medium`.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// Alert category. Default `anomaly`.
+    #[serde(default = "default_anomaly")]
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    #[serde(default)]
+    pub mitre: Option<String>,
+    /// Alert dedup interval for this rule (default: `alert_policy.dedup`).
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule; more are dropped and counted.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Packets (default) or flows.
+    #[serde(default)]
+    pub input: InputKind,
+    /// Filter expression selecting the inputs (default: all).
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// Flow conditions (flow rules).
+    #[serde(default)]
+    pub flow: FlowConditionsConfig,
+    /// Fields the state is kept per.
+    pub key: Spanned<Vec<KeyField>>,
+    /// Aggregate. Default `count`.
+    #[serde(default)]
+    pub aggregate: AggregateKind,
+    /// Field for `distinct` and `sum`.
+    #[serde(default)]
+    pub field: Option<FieldName>,
+    /// The counted subset for `ratio`.
+    #[serde(default)]
+    pub ratio: Option<RatioConfig>,
+    /// `ratio`: the fewest inputs in the window before the ratio is judged. Default 10.
+    #[serde(default = "default_min_events")]
+    pub min_events: u64,
+    /// Window length.
+    pub window: Spanned<ConfigDuration>,
+    /// Sliding window granularity: the window moves in `window / window_buckets` steps.
+    /// 1 makes it tumbling. Default 6.
+    #[serde(default = "default_window_buckets")]
+    pub window_buckets: u32,
+    /// Alert when the aggregate reaches this value.
+    pub threshold: f64,
+    /// `distinct`: count exactly up to this many values per key, estimate above (HyperLogLog).
+    /// Default 64.
+    #[serde(default = "default_exact_limit")]
+    pub exact_limit: usize,
+    /// Most keys tracked per worker; beyond it the least recently updated key is dropped
+    /// (counted). Default 1,000,000.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+/// One step of a sequence rule: an alert of one of `alerts`, or a flow matching `filter` and
+/// `flow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Alerts of these rules complete the step.
+    #[serde(default)]
+    pub alerts: Vec<Spanned<String>>,
+    /// A flow record matching this filter (and `flow`) completes the step.
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// Flow conditions.
+    #[serde(default)]
+    pub flow: FlowConditionsConfig,
+}
+
+/// A sequence rule (`[[sequence]]`): steps that must happen in order for the same key within
+/// `within` of the first. Steps are alerts of other rules or flow records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceConfig {
+    /// Rule name.
+    pub name: Spanned<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Severity. Default `high`.
+    #[serde(default = "default_high")]
+    pub severity: Severity,
+    /// Category. Default `compromise`.
+    #[serde(default = "default_compromise")]
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    #[serde(default)]
+    pub mitre: Option<String>,
+    /// Alert dedup interval for this rule.
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Fields the sequence is followed per.
+    pub key: Spanned<Vec<KeyField>>,
+    /// The steps, in order (at least two).
+    pub steps: Vec<StepConfig>,
+    /// All steps within this long of the first.
+    pub within: ConfigDuration,
+    /// Most keys followed at once. Default 1,000,000.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+/// An absence rule (`[[absence]]`): an expected kind of packet not seen from a key for
+/// `timeout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsenceConfig {
+    /// Rule name.
+    pub name: Spanned<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Severity. Default `medium`.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// Category. Default `availability`.
+    #[serde(default = "default_availability")]
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    #[serde(default)]
+    pub mitre: Option<String>,
+    /// Alert dedup interval for this rule.
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Filter expression for the expected packets.
+    pub filter: Spanned<String>,
+    /// The key: `["src_ip"]` (the sender of the expected traffic).
+    #[serde(default = "default_src_key")]
+    pub key: Spanned<Vec<KeyField>>,
+    /// Alert when a key sends nothing matching for this long.
+    pub timeout: Spanned<ConfigDuration>,
+    /// Expected senders. When empty, senders are learned from traffic: a source that sent
+    /// matching packets once is expected from then on.
+    #[serde(default)]
+    pub expected: Vec<Spanned<String>>,
+    /// Most learned keys per worker. Default 100,000.
+    #[serde(default = "default_absence_keys")]
+    pub max_keys: usize,
+}
+
+/// What a baseline measures per host and interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineMetric {
+    /// Bytes (IP lengths) sent and received.
+    Bytes,
+    /// Packets sent and received.
+    Packets,
+    /// Flows the host initiated (flow records with sequence 0; `input = "flows"`).
+    Flows,
+    /// Distinct peer addresses.
+    Peers,
+}
+
+/// Which address of a packet is the host a baseline is kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSide {
+    /// Both: a packet counts for its source and for its destination (the default).
+    #[default]
+    Both,
+    /// The source only (traffic a host sends).
+    Src,
+    /// The destination only (traffic a host receives).
+    Dst,
+}
+
+/// A baseline rule (`[[baseline]]`): a per-host metric per interval against its own
+/// exponentially weighted mean and variance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Rule name.
+    pub name: Spanned<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Severity. Default `low`.
+    #[serde(default = "default_low")]
+    pub severity: Severity,
+    /// Category. Default `anomaly`.
+    #[serde(default = "default_anomaly")]
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    #[serde(default)]
+    pub mitre: Option<String>,
+    /// Alert dedup interval for this rule.
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Packets (default) or flows (for `metric = "flows"`).
+    #[serde(default)]
+    pub input: InputKind,
+    /// Filter expression selecting what is measured (default: everything).
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// The metric.
+    pub metric: Spanned<BaselineMetric>,
+    /// Which address is the host. Default `both`.
+    #[serde(default)]
+    pub host: HostSide,
+    /// Interval length. Default `60s`.
+    #[serde(default = "default_interval")]
+    pub interval: Spanned<ConfigDuration>,
+    /// Alert when the value exceeds mean + k·σ. Default 3.
+    #[serde(default = "default_k")]
+    pub k: f64,
+    /// Intervals learned before judging. Default 10.
+    #[serde(default = "default_warmup")]
+    pub warmup: u32,
+    /// Weight of the newest interval in the mean and variance (0..1). Default 0.1.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Values below this never alert (tiny hosts are noisy). Default 0.
+    #[serde(default)]
+    pub min_value: f64,
+    /// σ used when the learned σ is smaller (a perfectly steady host would otherwise alert on
+    /// any change), as a fraction of the mean. Default 0.1.
+    #[serde(default = "default_min_sigma")]
+    pub min_sigma: f64,
+    /// Most hosts tracked. Default 1,000,000.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+/// Which addresses of a packet an intel rule looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntelDirection {
+    /// Source and destination (the default).
+    #[default]
+    Either,
+    /// Source only.
+    Src,
+    /// Destination only.
+    Dst,
+}
+
+/// One intel list file of an intel rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelListConfig {
+    /// List name (appears in alerts).
+    pub name: Spanned<String>,
+    /// File of addresses and CIDRs, one per line, `#` comments; relative to the rule file.
+    pub path: Spanned<String>,
+    /// Skip (and count) bad lines instead of refusing the file. Default false.
+    #[serde(default)]
+    pub lenient: bool,
+}
+
+/// An intel rule (`[[intel]]`): traffic to or from listed addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelConfig {
+    /// Rule name.
+    pub name: Spanned<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Severity. Default `high`.
+    #[serde(default = "default_high")]
+    pub severity: Severity,
+    /// Category. Default `threat-intel`.
+    #[serde(default = "default_intel_category")]
+    pub category: String,
+    /// MITRE ATT&CK technique id.
+    #[serde(default)]
+    pub mitre: Option<String>,
+    /// Alert dedup interval for this rule.
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Filter expression limiting the packets looked up (default: all IP packets).
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
+    /// Which addresses are looked up. Default `either`.
+    #[serde(default)]
+    pub direction: IntelDirection,
+    /// The lists.
+    pub lists: Vec<IntelListConfig>,
+    /// A worker raises at most one alert per listed address in this long (the alert policy
+    /// deduplicates further). Default `5m`.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: ConfigDuration,
+}
+
+fn default_anomaly() -> String {
+    "anomaly".into()
+}
+fn default_compromise() -> String {
+    "compromise".into()
+}
+fn default_availability() -> String {
+    "availability".into()
+}
+fn default_intel_category() -> String {
+    "threat-intel".into()
+}
+fn default_high() -> Severity {
+    Severity::High
+}
+fn default_low() -> Severity {
+    Severity::Low
+}
+fn default_min_events() -> u64 {
+    10
+}
+fn default_window_buckets() -> u32 {
+    6
+}
+fn default_exact_limit() -> usize {
+    64
+}
+fn default_absence_keys() -> usize {
+    100_000
+}
+fn default_src_key() -> Spanned<Vec<KeyField>> {
+    Spanned::new(0..0, vec![KeyField::SrcIp])
+}
+fn default_interval() -> Spanned<ConfigDuration> {
+    Spanned::new(0..0, ConfigDuration(Duration::from_secs(60)))
+}
+fn default_k() -> f64 {
+    3.0
+}
+fn default_warmup() -> u32 {
+    10
+}
+fn default_alpha() -> f64 {
+    0.1
+}
+fn default_min_sigma() -> f64 {
+    0.1
+}
+fn default_cooldown() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+
+/// Suppression of alerts by rule and address (`[[alert_policy.suppress]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressConfig {
+    /// Rules this applies to (empty: all rules).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Alerts whose source is in one of these prefixes (empty: any source).
+    #[serde(default)]
+    pub src: Vec<Cidr>,
+    /// Alerts whose destination is in one of these prefixes (empty: any destination).
+    #[serde(default)]
+    pub dst: Vec<Cidr>,
+}
+
+/// What reaches the analyst (`[alert_policy]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPolicyConfig {
+    /// The same rule and key alert once per this interval; the suppressed count is reported
+    /// when it closes. Default `5m`; rules may override it (`dedup`).
+    #[serde(default = "default_dedup")]
+    pub dedup: ConfigDuration,
+    /// Most alerts per second of event time over all rules; more are dropped and counted.
+    /// Default 1000.
+    #[serde(default = "default_global_rate")]
+    pub max_alerts_per_second: u32,
+    /// Suppressions.
+    #[serde(default)]
+    pub suppress: Vec<SuppressConfig>,
+}
+
+impl Default for AlertPolicyConfig {
+    fn default() -> AlertPolicyConfig {
+        AlertPolicyConfig {
+            dedup: default_dedup(),
+            max_alerts_per_second: default_global_rate(),
+            suppress: Vec::new(),
+        }
+    }
+}
+
+fn default_dedup() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+fn default_global_rate() -> u32 {
+    1000
 }
 
 /// The rules of a configuration: the `[rules]` table of the main file, or the top level of a
@@ -186,6 +713,21 @@ pub struct RulesConfig {
     /// Per-source state machines (`[[rules.state_machine]]`).
     #[serde(default)]
     pub state_machine: Vec<StateMachineConfig>,
+    /// Threshold rules (`[[rules.threshold]]`).
+    #[serde(default)]
+    pub threshold: Vec<ThresholdConfig>,
+    /// Sequence rules (`[[rules.sequence]]`).
+    #[serde(default)]
+    pub sequence: Vec<SequenceConfig>,
+    /// Absence rules (`[[rules.absence]]`).
+    #[serde(default)]
+    pub absence: Vec<AbsenceConfig>,
+    /// Baseline rules (`[[rules.baseline]]`).
+    #[serde(default)]
+    pub baseline: Vec<BaselineConfig>,
+    /// Intel rules (`[[rules.intel]]`).
+    #[serde(default)]
+    pub intel: Vec<IntelConfig>,
 }
 
 /// One state-machine rule: event classes, states and the valid transitions between them.
@@ -208,6 +750,13 @@ pub struct StateMachineConfig {
     /// MITRE ATT&CK technique id, if one fits (e.g. `T1046`).
     #[serde(default)]
     pub mitre: Option<String>,
+    /// Alert dedup interval. Default `0s`: every invalid transition is its own event and
+    /// alerts (the alert policy's default does not apply).
+    #[serde(default)]
+    pub dedup: Option<ConfigDuration>,
+    /// Most alerts per minute of event time for this rule.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
     /// Field the state is kept per. Only `src_ip` (the default) for now.
     #[serde(default)]
     pub key: KeyField,

@@ -1,95 +1,333 @@
-//! The per-worker detector: runs every rule over each decoded packet.
+//! The per-worker detector: runs every packet rule over the packets this worker owns by source.
+//!
+//! One [`Detector`] per worker, owned by that thread: no locks. For each packet it runs the
+//! state machines, the Local threshold rules, the intel rules and the absence rules, emitting
+//! alerts at once; Merged threshold rules and packet baselines only aggregate, and hand their
+//! partial aggregates ([`DetectorOutput::Partial`], [`DetectorOutput::Baseline`]) to the
+//! collector as event time passes bucket and interval ends. Flow rules, sequences and the
+//! alert policy run in the collector ([`crate::central`]).
 
 use std::sync::Arc;
 
-use outpost_decode::{Nanos, PacketMeta};
+use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 
+use crate::absence::{AbsenceState, AbsenceStats};
 use crate::alert::{Alert, AlertDetail, AlertId};
+use crate::baseline::{BaselineMeter, BaselinePartial};
+use crate::config::InputKind;
+use crate::intel_rule::IntelState;
+use crate::key::KeyValue;
 use crate::machine::{MachineRunner, MachineStats};
-use crate::rules::{RuleId, RuleSet};
+use crate::network::NetworkMap;
+use crate::rules::{RuleId, RuleKind, RuleSet};
+use crate::threshold::{ImmediateThreshold, Partial, PartialThreshold, Placement, ThresholdStats};
 
-/// Per-rule counters of a worker (or, merged, of the sensor).
+/// What a worker's detector emits.
+#[derive(Debug, Clone)]
+pub enum DetectorOutput {
+    /// An alert (before the alert policy).
+    Alert(Alert),
+    /// A partial aggregate of a Merged threshold rule.
+    Partial(Partial),
+    /// A partial measurement of a baseline rule.
+    Baseline(BaselinePartial),
+}
+
+/// Per-rule counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum RuleStats {
+    /// A state machine.
+    StateMachine(MachineStats),
+    /// A threshold rule.
+    Threshold(ThresholdStats),
+    /// An absence rule.
+    Absence(AbsenceStats),
+    /// Rules with only a hit count here (intel: packets that hit a list; baselines: inputs
+    /// too late for their interval).
+    Hits {
+        /// Count.
+        hits: u64,
+    },
+    /// Nothing runs in the worker for this rule.
+    None {},
+}
+
+impl RuleStats {
+    /// Adds another worker's counters of the same rule.
+    pub fn merge(&mut self, o: &RuleStats) {
+        match (self, o) {
+            (RuleStats::StateMachine(a), RuleStats::StateMachine(b)) => a.merge(b),
+            (RuleStats::Threshold(a), RuleStats::Threshold(b)) => a.merge(b),
+            (RuleStats::Absence(a), RuleStats::Absence(b)) => a.merge(b),
+            (RuleStats::Hits { hits: a }, RuleStats::Hits { hits: b }) => *a += b,
+            _ => {}
+        }
+    }
+}
+
+/// Counters of a worker's detector (or, merged, of the sensor's workers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DetectorStats {
-    /// State-machine counters, by rule id.
-    pub machines: Vec<MachineStats>,
-    /// Alerts raised.
+    /// Per rule, by rule id.
+    pub rules: Vec<RuleStats>,
+    /// Alerts raised in workers.
     pub alerts: u64,
 }
 
 impl DetectorStats {
     /// Adds another worker's counters.
     pub fn merge(&mut self, o: &DetectorStats) {
-        if self.machines.len() < o.machines.len() {
-            self.machines.resize(o.machines.len(), MachineStats::default());
-        }
-        for (a, b) in self.machines.iter_mut().zip(&o.machines) {
-            a.merge(b);
+        if self.rules.is_empty() {
+            self.rules = o.rules.clone();
+        } else {
+            for (a, b) in self.rules.iter_mut().zip(&o.rules) {
+                a.merge(b);
+            }
         }
         self.alerts += o.alerts;
     }
 }
 
-/// One worker's detection state: a runner per rule. Owned by one thread; no locks.
+/// A rule's state in one worker.
+#[derive(Debug)]
+enum State {
+    Machine(MachineRunner),
+    Immediate(ImmediateThreshold),
+    Partial(PartialThreshold),
+    Absence(AbsenceState),
+    Baseline(BaselineMeter),
+    Intel(IntelState),
+    /// The rule does not run in workers (flow rules, sequences).
+    Elsewhere,
+}
+
+impl State {
+    fn new(kind: &RuleKind) -> State {
+        match kind {
+            RuleKind::StateMachine(sm) => State::Machine(MachineRunner::new(sm)),
+            RuleKind::Threshold(t) => match t.placement {
+                Placement::Local => State::Immediate(ImmediateThreshold::new(t)),
+                Placement::Merged => State::Partial(PartialThreshold::new()),
+                Placement::Central => State::Elsewhere,
+            },
+            RuleKind::Absence(a) => State::Absence(AbsenceState::new(a)),
+            RuleKind::Baseline(b) if b.input == InputKind::Packets => {
+                State::Baseline(BaselineMeter::default())
+            }
+            RuleKind::Intel(_) => State::Intel(IntelState::default()),
+            RuleKind::Baseline(_) | RuleKind::Sequence(_) => State::Elsewhere,
+        }
+    }
+
+    fn stats(&self) -> RuleStats {
+        match self {
+            State::Machine(m) => RuleStats::StateMachine(m.stats.clone()),
+            State::Immediate(t) => RuleStats::Threshold(t.stats.clone()),
+            State::Partial(t) => RuleStats::Threshold(t.stats.clone()),
+            State::Absence(a) => RuleStats::Absence(a.stats.clone()),
+            State::Baseline(b) => RuleStats::Hits { hits: b.late },
+            State::Intel(i) => RuleStats::Hits { hits: i.hits },
+            State::Elsewhere => RuleStats::None {},
+        }
+    }
+}
+
+/// Where this worker stands among the workers (absence rules arm the listed senders they
+/// own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerPlace {
+    /// This worker's number.
+    pub index: usize,
+    /// Number of workers.
+    pub count: usize,
+}
+
+impl WorkerPlace {
+    /// A single worker that owns everything.
+    pub const ALONE: WorkerPlace = WorkerPlace { index: 0, count: 1 };
+
+    /// Whether this worker owns frames from `addr`: the same multiply-shift reduction of the
+    /// source hash the receive thread uses.
+    #[must_use]
+    pub fn owns(&self, addr: &IpAddress) -> bool {
+        let n = self.count.max(1) as u128;
+        ((u128::from(addr.shard_hash()) * n) >> 64) as usize == self.index
+    }
+}
+
+/// One worker's detection state: a state per rule. Owned by one thread; no locks.
 #[derive(Debug)]
 pub struct Detector {
     rules: Arc<RuleSet>,
-    machines: Vec<MachineRunner>,
+    networks: Arc<NetworkMap>,
+    states: Vec<State>,
     run_key: u64,
+    place: WorkerPlace,
+    lateness: Duration,
     now: Nanos,
     alerts: u64,
 }
 
 impl Detector {
     /// Fresh state for `rules`. `run_key` identifies the run in alert ids (see
-    /// [`AlertId::derive`]).
+    /// [`AlertId::derive`]); `lateness` is how long after a bucket or interval ends its
+    /// partial aggregates are handed over.
     #[must_use]
-    pub fn new(rules: Arc<RuleSet>, run_key: u64) -> Detector {
-        let machines = rules.state_machines.iter().map(MachineRunner::new).collect();
-        Detector { rules, machines, run_key, now: Nanos::ZERO, alerts: 0 }
+    pub fn new(
+        rules: Arc<RuleSet>,
+        networks: Arc<NetworkMap>,
+        run_key: u64,
+        place: WorkerPlace,
+        lateness: Duration,
+    ) -> Detector {
+        let states = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
+        Detector { rules, networks, states, run_key, place, lateness, now: Nanos::ZERO, alerts: 0 }
     }
 
-    /// Runs every rule over one packet; `frame` is its input frame number. Alerts go to `out`.
+    /// Swaps in a new rule set at a batch boundary. Rules whose name and definition did not
+    /// change keep their state (machines in progress, windows, baselines); the others start
+    /// fresh. Partial aggregates of removed or changed Merged rules are dropped.
+    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+        let carried = rules.carried_over_from(&self.rules);
+        let mut old: Vec<Option<State>> = std::mem::take(&mut self.states).into_iter().map(Some).collect();
+        self.states = rules
+            .rules
+            .iter()
+            .zip(carried)
+            .map(|(r, from)| {
+                from.and_then(|id| old.get_mut(usize::from(id.0)).and_then(Option::take))
+                    .unwrap_or_else(|| State::new(&r.kind))
+            })
+            .collect();
+        self.rules = rules;
+    }
+
+    /// Runs every packet rule over one packet; `frame` is its input frame number.
     #[inline]
-    pub fn on_packet(&mut self, meta: &PacketMeta, frame: u64, out: &mut impl FnMut(Alert)) {
-        if meta.ts > self.now {
-            self.now = meta.ts;
+    pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
+        if m.ts > self.now {
+            self.now = m.ts;
         }
-        for (i, (rule, runner)) in self.rules.state_machines.iter().zip(self.machines.iter_mut()).enumerate()
-        {
-            let Some(event) = rule.classify(meta) else { continue };
-            if let Some(bad) = runner.on_event(rule, meta.src, event, meta.ts) {
-                let rule_id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
-                self.alerts += 1;
-                out(Alert {
-                    id: AlertId::derive(self.run_key, frame, rule_id, &meta.src),
-                    ts: meta.ts,
-                    rule: rule_id,
-                    frame,
-                    src: meta.src,
-                    dst: meta.dst,
-                    src_port: meta.src_port,
-                    dst_port: meta.dst_port,
-                    ip_proto: meta.ip_proto,
-                    vlan: (meta.vlan_count > 0).then_some(meta.vlan[0]),
-                    detail: AlertDetail::InvalidTransition {
-                        state: bad.state,
-                        event: bad.event,
-                        events_before: bad.events_before,
-                        started: bad.started,
-                    },
-                });
+        let (rules, networks) = (&self.rules, &self.networks);
+        for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            match (&rule.kind, state) {
+                (RuleKind::StateMachine(sm), State::Machine(runner)) => {
+                    let Some(event) = sm.classify(m) else { continue };
+                    if let Some(bad) = runner.on_event(sm, m.src, event, m.ts) {
+                        let key = KeyValue { src: m.src, ..KeyValue::default() };
+                        let detail = AlertDetail::InvalidTransition {
+                            state: bad.state,
+                            event: bad.event,
+                            events_before: bad.events_before,
+                            started: bad.started,
+                        };
+                        self.alerts += 1;
+                        out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
+                    }
+                }
+                (RuleKind::Threshold(t), State::Immediate(st)) => {
+                    if !t.selects_packet(m) {
+                        continue;
+                    }
+                    let key = t.key.of_packet(m, networks);
+                    if let Some(c) = st.add(t, key, m.ts, t.packet_contribution(m)) {
+                        let detail = AlertDetail::Threshold { value: c.value, events: c.events };
+                        self.alerts += 1;
+                        out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
+                    }
+                }
+                (RuleKind::Threshold(t), State::Partial(st)) => {
+                    if t.selects_packet(m) {
+                        st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
+                    }
+                }
+                (RuleKind::Absence(a), State::Absence(st)) => {
+                    if a.filter.matches(m) {
+                        st.on_packet(a, m);
+                    }
+                }
+                (RuleKind::Baseline(b), State::Baseline(st)) => {
+                    if m.is_ip() && b.filter.matches(m) {
+                        st.on_packet(b, m);
+                    }
+                }
+                (RuleKind::Intel(ir), State::Intel(st)) => {
+                    if !m.is_ip() || !ir.filter.matches(m) {
+                        continue;
+                    }
+                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
+                    st.on_packet(ir, m, &mut |s| {
+                        let key = KeyValue { src: s.listed, ..KeyValue::default() };
+                        let detail = AlertDetail::Intel {
+                            list: s.hit.list,
+                            listed: s.listed,
+                            prefix: s.hit.prefix,
+                            matched: s.matched,
+                        };
+                        *alerts += 1;
+                        out(DetectorOutput::Alert(packet_alert(run_key, id, key, m, frame, detail)));
+                    });
+                }
+                _ => {}
             }
         }
     }
 
-    /// Event time advanced to `now`: expire idle state.
-    pub fn on_clock(&mut self, now: Nanos) {
+    /// Event time advanced to `now` (`seq` is the tick's place in the input): expire idle
+    /// state, report silences, and hand over finished buckets and intervals.
+    pub fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut impl FnMut(DetectorOutput)) {
         if now > self.now {
             self.now = now;
         }
-        for m in &mut self.machines {
-            m.expire(self.now);
+        let now = self.now;
+        let (rules, place, lateness, run_key) = (&self.rules, self.place, self.lateness, self.run_key);
+        for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            match (&rule.kind, state) {
+                (RuleKind::StateMachine(_), State::Machine(m)) => m.expire(now),
+                (RuleKind::Threshold(t), State::Immediate(st)) => st.expire(t, now),
+                (RuleKind::Threshold(t), State::Partial(st)) => {
+                    st.flush(id, t, now, lateness, &mut |p| out(DetectorOutput::Partial(p)));
+                }
+                (RuleKind::Absence(a), State::Absence(st)) => {
+                    let alerts = &mut self.alerts;
+                    st.on_clock(a, now, |addr| place.owns(addr), &mut |s| {
+                        *alerts += 1;
+                        let alert = Alert::for_key(
+                            AlertId::derive(run_key, seq | (1 << 63), id, &s.key),
+                            s.at,
+                            id,
+                            s.key,
+                            AlertDetail::Absence { last_seen: s.last_seen },
+                        );
+                        out(DetectorOutput::Alert(alert));
+                    });
+                }
+                (RuleKind::Baseline(b), State::Baseline(st)) => {
+                    st.flush(id, b, now, lateness, &mut |p| out(DetectorOutput::Baseline(p)));
+                }
+                (RuleKind::Intel(_), State::Intel(st)) => st.expire(now),
+                _ => {}
+            }
+        }
+    }
+
+    /// End of input: hand over every open bucket and interval.
+    pub fn finish(&mut self, out: &mut impl FnMut(DetectorOutput)) {
+        let rules = &self.rules;
+        for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            match (&rule.kind, state) {
+                (RuleKind::Threshold(t), State::Partial(st)) => {
+                    st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)))
+                }
+                (RuleKind::Baseline(b), State::Baseline(st)) => {
+                    st.flush(id, b, Nanos::MAX, Duration::ZERO, &mut |p| out(DetectorOutput::Baseline(p)));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -102,9 +340,32 @@ impl Detector {
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> DetectorStats {
-        DetectorStats {
-            machines: self.machines.iter().map(|m| m.stats.clone()).collect(),
-            alerts: self.alerts,
-        }
+        DetectorStats { rules: self.states.iter().map(State::stats).collect(), alerts: self.alerts }
+    }
+}
+
+/// An alert raised by a packet.
+fn packet_alert(
+    run_key: u64,
+    rule: RuleId,
+    key: KeyValue,
+    m: &PacketMeta,
+    frame: u64,
+    detail: AlertDetail,
+) -> Alert {
+    Alert {
+        id: AlertId::derive(run_key, frame, rule, &key),
+        ts: m.ts,
+        rule,
+        key,
+        frame: Some(frame),
+        flow_id: None,
+        src: m.src,
+        dst: m.dst,
+        src_port: m.src_port,
+        dst_port: m.dst_port,
+        ip_proto: m.ip_proto,
+        vlan: (m.vlan_count > 0).then_some(m.vlan[0]),
+        detail,
     }
 }

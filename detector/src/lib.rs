@@ -1,32 +1,51 @@
 //! Outpost's detection engine.
 //!
-//! Rules are configuration (TOML), compiled once into a [`RuleSet`] shared by all workers;
-//! each worker owns a [`Detector`] holding that worker's per-key state, so the hot path takes
-//! no locks. Rules of this version:
+//! Rules are configuration (TOML), compiled once into a [`RuleSet`] shared by all workers.
+//! Each worker owns a [`Detector`] holding that worker's per-key state, so the hot path takes
+//! no locks; the collector owns a [`CentralDetector`] for what needs every worker's view
+//! (merged aggregates, flow rules, sequences) and the [`policy::AlertPolicy`]. Rule kinds:
 //!
-//! - **state_machine** ([`machine`]): per-source-IP machines whose events are filter
-//!   expressions; an event with no transition from the current state raises an alert.
+//! - **state_machine** ([`machine`]): per-source machines whose events are filter expressions.
+//! - **threshold** ([`threshold`]): count, sum, distinct or ratio over a sliding window.
+//! - **sequence** ([`sequence`]): steps (alerts or flows) in order within a time limit.
+//! - **absence** ([`absence`]): expected traffic that stops.
+//! - **baseline** ([`baseline`]): per-host metrics against mean + k·σ.
+//! - **intel** ([`intel_rule`], [`intel`]): listed addresses, longest-prefix match.
 //!
 //! Alerts ([`Alert`]) are small `Copy` records; [`AlertJson`] writes them with rule and network
-//! labels. [`AlertWindows`] counts alerts per network id in event-time tumbling windows.
+//! labels. [`AlertWindows`] counts alerts per network id in event-time tumbling windows. The
+//! design and the default ruleset are described in `docs/DETECTION.md`.
 
+pub mod absence;
 pub mod alert;
+pub mod baseline;
+pub mod central;
 pub mod config;
 pub mod engine;
 pub mod intel;
+pub mod intel_rule;
+pub mod key;
 pub mod machine;
 pub mod network;
+pub mod policy;
 pub mod rules;
+pub mod select;
+pub mod sequence;
 pub mod sketch;
+pub mod threshold;
 pub mod wheel;
 pub mod window;
 
 pub use alert::{Alert, AlertDetail, AlertId, AlertJson};
+pub use central::{CentralDetector, CentralOutput, CentralStats};
 pub use config::{
-    AlertWindowConfig, ConfigDuration, ConfigError, NetworkConfig, RulesConfig, Severity, SourceText,
+    AlertPolicyConfig, AlertWindowConfig, ConfigDuration, ConfigError, NetworkConfig, RulesConfig, Severity,
+    SourceText,
 };
-pub use engine::{Detector, DetectorStats};
+pub use engine::{Detector, DetectorOutput, DetectorStats, RuleStats, WorkerPlace};
+pub use key::{KeySpec, KeyValue};
 pub use machine::{MachineStats, StateMachine};
 pub use network::{Network, NetworkMap};
-pub use rules::{RuleId, RuleSet};
+pub use policy::{DedupJson, DedupSummary};
+pub use rules::{Rule, RuleId, RuleKind, RuleSet};
 pub use window::{AlertWindows, WindowJson, WindowSummary};

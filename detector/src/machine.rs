@@ -91,6 +91,20 @@ impl StateMachine {
         if cfg.events.is_empty() {
             return Err(src.error(cfg.name.span(), format!("{key}.events"), "a state machine needs events"));
         }
+        if cfg.key != crate::config::KeyField::SrcIp {
+            return Err(src.error(
+                cfg.name.span(),
+                format!("{key}.key"),
+                "state machines are kept per `src_ip`",
+            ));
+        }
+        if cfg.idle_timeout.0 == Duration::ZERO {
+            return Err(src.error(
+                cfg.name.span(),
+                format!("{key}.idle_timeout"),
+                "must be longer than zero",
+            ));
+        }
         if cfg.max_keys == 0 {
             return Err(src.error(cfg.name.span(), format!("{key}.max_keys"), "must be at least 1"));
         }

@@ -1,49 +1,114 @@
 //! The compiled rule set: every rule of the configuration, addressed by [`RuleId`].
 
-use crate::config::{ConfigError, RulesConfig, Severity, SourceText};
+use std::hash::{Hash, Hasher};
+
+use outpost_decode::Duration;
+
+use crate::absence::AbsenceRule;
+use crate::baseline::BaselineRule;
+use crate::config::{ConfigDuration, ConfigError, RulesConfig, Severity, SourceText};
+use crate::intel_rule::IntelRule;
+use crate::key::KeySpec;
 use crate::machine::StateMachine;
+use crate::sequence::SequenceRule;
+use crate::threshold::ThresholdRule;
 
 /// Index of a rule in its [`RuleSet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub u16);
 
 /// A rule's kind, with its compiled form.
-#[derive(Debug, Clone, Copy)]
-pub enum RuleKind<'a> {
-    /// A per-key state machine.
-    StateMachine(&'a StateMachine),
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// A per-source state machine.
+    StateMachine(StateMachine),
+    /// A threshold over a window.
+    Threshold(ThresholdRule),
+    /// Steps in order.
+    Sequence(SequenceRule),
+    /// Expected traffic that stops.
+    Absence(AbsenceRule),
+    /// A per-host statistical baseline.
+    Baseline(BaselineRule),
+    /// Listed addresses.
+    Intel(IntelRule),
 }
 
-impl RuleKind<'_> {
+impl RuleKind {
     /// The kind's name as written in configuration and alerts.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
             RuleKind::StateMachine(_) => "state_machine",
+            RuleKind::Threshold(_) => "threshold",
+            RuleKind::Sequence(_) => "sequence",
+            RuleKind::Absence(_) => "absence",
+            RuleKind::Baseline(_) => "baseline",
+            RuleKind::Intel(_) => "intel",
+        }
+    }
+
+    /// The key alerts of this rule carry, if the kind has a configurable one.
+    #[must_use]
+    pub fn key(&self) -> Option<&KeySpec> {
+        match self {
+            RuleKind::Threshold(t) => Some(&t.key),
+            RuleKind::Sequence(s) => Some(&s.key),
+            RuleKind::Absence(a) => Some(&a.key),
+            RuleKind::StateMachine(_) | RuleKind::Baseline(_) | RuleKind::Intel(_) => None,
         }
     }
 }
 
-/// What alerts show about a rule.
-#[derive(Debug, Clone, Copy)]
-pub struct RuleMeta<'a> {
-    /// Rule name.
-    pub name: &'a str,
+/// A compiled rule with its labels.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name, unique in the set.
+    pub name: String,
+    /// Description.
+    pub description: String,
     /// Severity.
     pub severity: Severity,
     /// Category.
-    pub category: &'a str,
+    pub category: String,
     /// MITRE ATT&CK technique.
-    pub mitre: Option<&'a str>,
-    /// Kind and compiled rule.
-    pub kind: RuleKind<'a>,
+    pub mitre: Option<String>,
+    /// Dedup interval (none: the policy's default).
+    pub dedup: Option<Duration>,
+    /// Most alerts per minute of event time.
+    pub rate_limit: Option<u32>,
+    /// What the rule is.
+    pub kind: RuleKind,
+    /// A digest of the rule's definition: a reload keeps the state of a rule whose name and
+    /// digest did not change.
+    pub fingerprint: u64,
 }
 
 /// All compiled rules. Immutable; shared by every worker behind an `Arc`.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
-    /// State-machine rules; rule ids `0..state_machines.len()`.
-    pub state_machines: Vec<StateMachine>,
+    /// The rules, by id.
+    pub rules: Vec<Rule>,
+}
+
+/// The labels every rule kind has.
+struct Labels<'a> {
+    name: &'a toml::Spanned<String>,
+    description: &'a str,
+    severity: Severity,
+    category: &'a str,
+    mitre: Option<&'a String>,
+    dedup: Option<ConfigDuration>,
+    rate_limit: Option<u32>,
+}
+
+fn fingerprint(name: &str, kind: &RuleKind) -> u64 {
+    // The compiled form's debug text holds everything that defines the rule (filters by
+    // their source text, thresholds, windows, transitions) and no file positions.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    format!("{kind:?}").hash(&mut h);
+    h.finish()
 }
 
 impl RuleSet {
@@ -56,25 +121,140 @@ impl RuleSet {
         parts: impl IntoIterator<Item = (&'a RulesConfig, &'a SourceText, &'a str)>,
     ) -> Result<RuleSet, ConfigError> {
         let mut set = RuleSet::default();
-        for (cfg, src, prefix) in parts {
-            for (i, sm) in cfg.state_machine.iter().enumerate() {
-                let key = if prefix.is_empty() {
-                    format!("state_machine[{i}]")
-                } else {
-                    format!("{prefix}.state_machine[{i}]")
-                };
-                let rule = StateMachine::compile(sm, src, &key)?;
-                if set.names().any(|n| n == rule.name) {
+        let parts: Vec<_> = parts.into_iter().collect();
+        let mut sequences = Vec::new();
+        for (cfg, src, prefix) in &parts {
+            let path = |kind: &str, i: usize| {
+                if prefix.is_empty() { format!("{kind}[{i}]") } else { format!("{prefix}.{kind}[{i}]") }
+            };
+            let add = |labels: Labels<'_>,
+                       kind: RuleKind,
+                       key: String,
+                       set: &mut RuleSet|
+             -> Result<(), ConfigError> {
+                let name = labels.name.get_ref().trim().to_string();
+                if name.is_empty() {
+                    return Err(src.error(labels.name.span(), format!("{key}.name"), "a rule needs a name"));
+                }
+                if set.rules.iter().any(|r| r.name == name) {
                     return Err(src.error(
-                        sm.name.span(),
+                        labels.name.span(),
                         format!("{key}.name"),
-                        format!("rule name `{}` is used twice", rule.name),
+                        format!("rule name `{name}` is used twice"),
                     ));
                 }
-                set.state_machines.push(rule);
+                set.rules.push(Rule {
+                    fingerprint: fingerprint(&name, &kind),
+                    name,
+                    description: labels.description.to_string(),
+                    severity: labels.severity,
+                    category: labels.category.to_string(),
+                    mitre: labels.mitre.cloned(),
+                    dedup: labels.dedup.map(|d| d.0),
+                    rate_limit: labels.rate_limit,
+                    kind,
+                });
+                Ok(())
+            };
+            for (i, c) in cfg.state_machine.iter().enumerate() {
+                let key = path("state_machine", i);
+                let kind = RuleKind::StateMachine(StateMachine::compile(c, src, &key)?);
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: Some(c.dedup.unwrap_or(ConfigDuration(Duration::ZERO))),
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, kind, key, &mut set)?;
+            }
+            for (i, c) in cfg.threshold.iter().enumerate() {
+                let key = path("threshold", i);
+                let kind = RuleKind::Threshold(ThresholdRule::compile(c, src, &key)?);
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: c.dedup,
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, kind, key, &mut set)?;
+            }
+            for (i, c) in cfg.absence.iter().enumerate() {
+                let key = path("absence", i);
+                let kind = RuleKind::Absence(AbsenceRule::compile(c, src, &key)?);
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: c.dedup,
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, kind, key, &mut set)?;
+            }
+            for (i, c) in cfg.baseline.iter().enumerate() {
+                let key = path("baseline", i);
+                let kind = RuleKind::Baseline(BaselineRule::compile(c, src, &key)?);
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: c.dedup,
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, kind, key, &mut set)?;
+            }
+            for (i, c) in cfg.intel.iter().enumerate() {
+                let key = path("intel", i);
+                let kind = RuleKind::Intel(IntelRule::compile(c, src, &key)?);
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: c.dedup,
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, kind, key, &mut set)?;
+            }
+            for (i, c) in cfg.sequence.iter().enumerate() {
+                let key = path("sequence", i);
+                let rule = SequenceRule::compile(c, src, &key)?;
+                let labels = Labels {
+                    name: &c.name,
+                    description: &c.description,
+                    severity: c.severity,
+                    category: &c.category,
+                    mitre: c.mitre.as_ref(),
+                    dedup: c.dedup,
+                    rate_limit: c.rate_limit,
+                };
+                add(labels, RuleKind::Sequence(rule), key.clone(), &mut set)?;
+                sequences.push((set.rules.len() - 1, *src, key));
             }
         }
-        if set.len() > usize::from(u16::MAX) {
+        // Sequence steps name other rules, from any file.
+        for (idx, src, key) in sequences {
+            let names: Vec<String> = set.rules.iter().map(|r| r.name.clone()).collect();
+            let lookup =
+                |n: &str| names.iter().position(|x| x == n).and_then(|i| u16::try_from(i).ok()).map(RuleId);
+            if let Some(Rule { kind: RuleKind::Sequence(s), name, fingerprint: fp, .. }) =
+                set.rules.get_mut(idx)
+            {
+                s.resolve(src, &key, lookup)?;
+                *fp = fingerprint(name, &RuleKind::Sequence(s.clone()));
+            }
+        }
+        if set.rules.len() > usize::from(u16::MAX) {
             return Err(ConfigError::file(std::path::Path::new("rules"), "more than 65535 rules"));
         }
         Ok(set)
@@ -83,35 +263,58 @@ impl RuleSet {
     /// Number of rules.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.state_machines.len()
+        self.rules.len()
     }
 
     /// True when there are no rules.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rules.is_empty()
     }
 
     /// Rule names in id order.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.state_machines.iter().map(|s| s.name.as_str())
+        self.rules.iter().map(|r| r.name.as_str())
     }
 
-    /// Labels of a rule; `None` for an id not in this set.
+    /// A rule by id.
     #[must_use]
-    pub fn meta(&self, id: RuleId) -> Option<RuleMeta<'_>> {
-        self.state_machines.get(usize::from(id.0)).map(|sm| RuleMeta {
-            name: &sm.name,
-            severity: sm.severity,
-            category: &sm.category,
-            mitre: sm.mitre.as_deref(),
-            kind: RuleKind::StateMachine(sm),
-        })
+    pub fn rule(&self, id: RuleId) -> Option<&Rule> {
+        self.rules.get(usize::from(id.0))
     }
 
     /// Id of the rule named `name`.
     #[must_use]
     pub fn id_of(&self, name: &str) -> Option<RuleId> {
         self.names().position(|n| n == name).and_then(|i| u16::try_from(i).ok()).map(RuleId)
+    }
+
+    /// Rules with their ids.
+    pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Rule)> + '_ {
+        self.rules.iter().enumerate().map(|(i, r)| (RuleId(u16::try_from(i).unwrap_or(u16::MAX)), r))
+    }
+
+    /// True when a rule reads flow records (flow thresholds, flow baselines, sequence steps
+    /// made of flows): the flow meter must run even if no flow output is asked for.
+    #[must_use]
+    pub fn needs_flows(&self) -> bool {
+        self.rules.iter().any(|r| match &r.kind {
+            RuleKind::Threshold(t) => matches!(t.input, crate::threshold::Input::Flows(_)),
+            RuleKind::Baseline(b) => b.input == crate::config::InputKind::Flows,
+            RuleKind::Sequence(s) => s.steps.iter().any(|st| matches!(st, crate::sequence::Step::Flow(_))),
+            _ => false,
+        })
+    }
+
+    /// For each rule of `self`, the id of the same rule (same name, same definition) in
+    /// `old`, if there is one: its state can be carried over on reload.
+    #[must_use]
+    pub fn carried_over_from(&self, old: &RuleSet) -> Vec<Option<RuleId>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                old.iter().find(|(_, o)| o.name == r.name && o.fingerprint == r.fingerprint).map(|(id, _)| id)
+            })
+            .collect()
     }
 }

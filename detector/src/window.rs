@@ -174,7 +174,7 @@ impl Serialize for WindowJson<'_> {
         let rules: BTreeMap<&str, u64> = w
             .by_rule
             .iter()
-            .map(|(id, n)| (self.rules.meta(*id).map_or("unknown", |r| r.name), *n))
+            .map(|(id, n)| (self.rules.rule(*id).map_or("unknown", |r| r.name.as_str()), *n))
             .collect();
         m.serialize_entry("rules", &rules)?;
         m.end()
@@ -191,7 +191,9 @@ mod tests {
             id: AlertId(0),
             ts: Nanos::from_secs(ts_secs),
             rule: RuleId(0),
-            frame: 0,
+            frame: Some(0),
+            flow_id: None,
+            key: crate::key::KeyValue::default(),
             src: src.parse().unwrap(),
             dst: "10.9.9.9".parse().unwrap(),
             src_port: 0,

@@ -249,7 +249,7 @@ impl FlowMeter {
     /// large enough to miss the CPU caches, starts loading the index lines and then the slots
     /// they will touch, so the misses of the batch overlap instead of queueing one packet at a
     /// time. Then call [`FlowMeter::on_prepared`] for each packet of the batch, in order.
-    pub fn prepare(&mut self, batch: &[PacketMeta]) {
+    pub fn prepare<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
         self.prepared.clear();
         for m in batch {
             // Fragments go through the tracker (which has side effects) at metering time.
@@ -272,7 +272,7 @@ impl FlowMeter {
     }
 
     /// Meters packet `i` of the batch last given to [`FlowMeter::prepare`] (`m` must be that
-    /// packet); finished records go to `out`.
+    /// packet, the `i`-th the batch yielded); finished records go to `out`.
     #[inline]
     pub fn on_prepared(&mut self, i: usize, m: &PacketMeta, out: &mut impl FnMut(FlowRecord)) {
         match self.prepared.get(i).copied().flatten() {

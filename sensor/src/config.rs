@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use outpost_decode::Duration;
 use outpost_detector::{
-    AlertWindowConfig, ConfigDuration, ConfigError, NetworkConfig, NetworkMap, RuleSet, RulesConfig,
-    SourceText,
+    AlertPolicyConfig, AlertWindowConfig, ConfigDuration, ConfigError, NetworkConfig, NetworkMap, RuleSet,
+    RulesConfig, SourceText,
 };
 use outpost_flowmeter::{FlowConfig, MAX_ACTIVE_TIMEOUT, TableConfig};
 use serde::Deserialize;
@@ -33,9 +33,12 @@ pub struct SensorConfig {
     /// `[pipeline]`: threads and cores.
     #[serde(default)]
     pub pipeline: PipelineSection,
-    /// `[alerts]`: alert windows.
+    /// `[alerts]`: alert windows and lateness.
     #[serde(default)]
     pub alerts: AlertWindowConfig,
+    /// `[alert_policy]`: dedup, suppression, rate limits.
+    #[serde(default)]
+    pub alert_policy: AlertPolicyConfig,
     /// `[flows]`: the flow meter.
     #[serde(default)]
     pub flows: FlowsSection,

@@ -53,17 +53,39 @@ fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     println!("{}: OK", loaded.origin.display());
     println!("  sensor: {}", loaded.config.sensor.name);
     println!("  networks: {}", loaded.networks.networks().len());
-    for sm in &loaded.rules.state_machines {
-        println!(
-            "  rule {} (state_machine, {}): {} states, {} events, idle timeout {:.0} s",
-            sm.name,
-            sm.severity.name(),
+    for r in &loaded.rules.rules {
+        println!("  rule {} ({}, {}){}", r.name, r.kind.name(), r.severity.name(), describe(&r.kind));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `check-config` says about a rule.
+fn describe(kind: &outpost_detector::RuleKind) -> String {
+    use outpost_detector::RuleKind;
+    match kind {
+        RuleKind::StateMachine(sm) => format!(
+            ": {} states, {} events, idle timeout {:.0} s",
             sm.states.len(),
             sm.events.len(),
             sm.idle_timeout.as_secs_f64()
-        );
+        ),
+        RuleKind::Threshold(t) => format!(
+            ": {} ≥ {} in {:.0} s per {:?}, runs {:?}",
+            t.aggregate.describe(),
+            t.threshold,
+            t.window.as_secs_f64(),
+            t.key.fields().iter().map(|f| f.name()).collect::<Vec<_>>(),
+            t.placement
+        ),
+        RuleKind::Sequence(s) => format!(": {} steps within {:.0} s", s.steps.len(), s.within.as_secs_f64()),
+        RuleKind::Absence(a) => {
+            format!(": silence of {:.0} s, {} listed senders", a.timeout.as_secs_f64(), a.expected.len())
+        }
+        RuleKind::Baseline(b) => {
+            format!(": {} per {:.0} s, k = {}", b.metric_name(), b.interval.as_secs_f64(), b.k)
+        }
+        RuleKind::Intel(i) => format!(": {} entries in {} lists", i.set.len(), i.set.lists().len()),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

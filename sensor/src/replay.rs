@@ -9,14 +9,14 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use outpost_capture::{Merged, PcapFiles, PipelineConfig, Sharding, run_pipeline};
-use outpost_detector::{AlertJson, AlertWindows, WindowJson};
+use outpost_detector::{AlertJson, AlertWindows, CentralDetector, CentralOutput, DedupJson, WindowJson};
 use outpost_export::{BiflowMode, IpfixExporter, IpfixOptions, NetflowV9Exporter, NetflowV9Options};
 use outpost_flowmeter::{EndReason, FlowJson};
 use serde::Serialize;
 
 use crate::config::Loaded;
 use crate::output::JsonLines;
-use crate::worker::{SensorRecord, SensorStage, WorkerStats};
+use crate::worker::{SensorRecord, SensorStage, StageSetup, WorkerStats};
 
 /// Options of `outpost replay`.
 #[derive(Debug, clap::Args)]
@@ -124,6 +124,8 @@ pub struct Summary {
     pub decode: DecodeSummary,
     /// Alerts written.
     pub alerts: u64,
+    /// Dedup summaries written (`alert_suppressed` records).
+    pub suppressed_summaries: u64,
     /// Alert-window summaries produced.
     pub alert_windows: u64,
     /// Alerts whose window had already closed.
@@ -200,9 +202,14 @@ pub struct RuleSummary {
     pub name: String,
     /// Rule kind.
     pub kind: &'static str,
-    /// The counters.
-    #[serde(flatten)]
-    pub counters: outpost_detector::MachineStats,
+    /// Counters of the workers' part (state machines, local thresholds, absence, intel
+    /// hits, partial aggregation).
+    pub workers: outpost_detector::RuleStats,
+    /// Counters of the collector's part (merged thresholds, flow rules, baselines,
+    /// sequences).
+    pub collector: outpost_detector::central::CentralRuleStats,
+    /// What the alert policy did with the rule's alerts.
+    pub policy: outpost_detector::policy::PolicyStats,
 }
 
 /// An identity for alert ids: the sensor name and each input file's name and size, so the
@@ -291,21 +298,61 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     };
 
     let source = PcapFiles::new(args.files.clone());
-    let stage_rules = loaded.rules.clone();
-    let flow_config = loaded.flows.filter(|_| wants_flows);
+    let lateness = loaded.config.alerts.lateness.0;
+    let flow_config = loaded.flows.filter(|_| wants_flows || loaded.rules.needs_flows());
     // Flows need both directions of a conversation on one worker, detection each source on
     // one worker: with flows, frames go to both owners.
     let config = PipelineConfig {
         sharding: if flow_config.is_some() { Sharding::SourceAndPair } else { Sharding::Source },
         ..config
     };
+    let setup = StageSetup {
+        rules: loaded.rules.clone(),
+        networks: loaded.networks.clone(),
+        flows: flow_config,
+        run_key: key,
+        workers,
+        lateness,
+    };
+    let mut central = CentralDetector::new(
+        loaded.rules.clone(),
+        loaded.networks.clone(),
+        &loaded.config.alert_policy,
+        key,
+        lateness,
+    );
+    let mut suppressed_summaries = 0u64;
+    // What the collector's detector passes on: alerts (JSON and alert windows) and dedup
+    // summaries.
+    let mut take = |o: CentralOutput,
+                    alerts_out: &mut JsonLines,
+                    windows: &mut AlertWindows,
+                    err: &mut Option<anyhow::Error>| {
+        if err.is_some() {
+            return;
+        }
+        let written = match &o {
+            CentralOutput::Alert(alert) => {
+                let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
+                windows.add(alert, net);
+                alerts_out.write(&AlertJson { alert, rules: &rules, networks: &networks, sensor: &sensor })
+            }
+            CentralOutput::Suppressed(d) => {
+                suppressed_summaries += 1;
+                alerts_out.write(&DedupJson { summary: d, rules: &rules, sensor: &sensor })
+            }
+        };
+        if let Err(e) = written {
+            *err = Some(e);
+        }
+    };
     let report = run_pipeline(
         source,
         &config,
-        |w| SensorStage::new(w, stage_rules.clone(), flow_config, key),
+        |w| SensorStage::new(w, &setup),
         stop.clone(),
         |m| match m {
-            Merged::Record { record: SensorRecord::Flow(flow), .. } => {
+            Merged::Record { seq, record: SensorRecord::Flow(flow), .. } => {
                 if let (Some(out), None) = (flows_out.as_mut(), write_error.as_ref()) {
                     if let Err(e) = out.write(&FlowJson { record: &flow, sensor: &sensor }) {
                         write_error = Some(e);
@@ -319,24 +366,23 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 if let Some(x) = netflow9.as_mut() {
                     let _ = x.export(&flow);
                 }
+                central
+                    .on_flow(seq, &flow, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
             }
-            Merged::Record { record: SensorRecord::Alert(alert), .. } => {
-                let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
-                windows.add(&alert, net);
-                if write_error.is_none() {
-                    let json =
-                        AlertJson { alert: &alert, rules: &rules, networks: &networks, sensor: &sensor };
-                    if let Err(e) = alerts_out.write(&json) {
-                        write_error = Some(e);
-                    }
-                }
+            Merged::Record { seq, record: SensorRecord::Alert(alert), .. } => {
+                central
+                    .on_alert(seq, alert, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
             }
+            Merged::Record { record: SensorRecord::Partial(p), .. } => central.on_partial(p),
+            Merged::Record { record: SensorRecord::Baseline(b), .. } => central.on_baseline(b),
             Merged::Watermark(t) => {
+                central.on_watermark(t, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
                 let closed = windows.advance(t);
                 write_windows(closed, &mut windows_out, &mut write_error);
             }
         },
     )?;
+    central.finish(&mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
     let closed = windows.finish();
     write_windows(closed, &mut windows_out, &mut write_error);
     if let Some(e) = write_error {
@@ -374,16 +420,35 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             rejected: total.decode.rejected,
             malformed: total.decode.malformed_by_reason().collect(),
         },
-        alerts: alerts_out.written,
+        alerts: alerts_out.written - suppressed_summaries,
+        suppressed_summaries,
         alert_windows: window_count,
         late_alerts: windows.late,
-        rules: loaded
-            .rules
-            .state_machines
-            .iter()
-            .zip(total.detect.machines.iter())
-            .map(|(r, c)| RuleSummary { name: r.name.clone(), kind: "state_machine", counters: c.clone() })
-            .collect(),
+        rules: {
+            let cs = central.stats();
+            loaded
+                .rules
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| RuleSummary {
+                    name: r.name.clone(),
+                    kind: r.kind.name(),
+                    workers: total
+                        .detect
+                        .rules
+                        .get(i)
+                        .cloned()
+                        .unwrap_or(outpost_detector::RuleStats::None {}),
+                    collector: cs
+                        .rules
+                        .get(i)
+                        .cloned()
+                        .unwrap_or(outpost_detector::central::CentralRuleStats::None {}),
+                    policy: cs.policy.get(i).cloned().unwrap_or_default(),
+                })
+                .collect()
+        },
         ipfix: ipfix.as_ref().map(|x| x.stats().into()),
         netflow9: netflow9.as_ref().map(|x| x.stats().into()),
         flows: flow_config.map(|_| {
@@ -422,6 +487,52 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(if summary.input_errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
+/// One line of counters for a rule.
+fn describe_rule(r: &RuleSummary) -> String {
+    use outpost_detector::RuleStats;
+    use outpost_detector::central::CentralRuleStats;
+    let mut parts = Vec::new();
+    match &r.workers {
+        RuleStats::StateMachine(c) => parts.push(format!(
+            "events {}, transitions {}, invalid {}, terminated {}, idle released {}, evicted {}, keys held {} (peak {})",
+            c.events, c.transitions, c.invalid, c.terminated, c.idle_released, c.evicted, c.keys, c.peak_keys
+        )),
+        RuleStats::Threshold(t) => parts.push(format!(
+            "matched {}, crossed {}, keys {} (peak {}), evicted {}, late {}",
+            t.matched, t.crossed, t.keys, t.peak_keys, t.evicted, t.late
+        )),
+        RuleStats::Absence(a) => {
+            parts.push(format!("matched {}, silences {}, senders {}, dropped {}", a.matched, a.silences, a.keys, a.dropped));
+        }
+        RuleStats::Hits { hits } => parts.push(format!("hits {hits}")),
+        RuleStats::None {} => {}
+    }
+    match &r.collector {
+        CentralRuleStats::Threshold(t) => parts.push(format!(
+            "collector: matched {}, crossed {}, keys {} (peak {}), evicted {}",
+            t.matched, t.crossed, t.keys, t.peak_keys, t.evicted
+        )),
+        CentralRuleStats::Baseline(b) => parts.push(format!(
+            "judged {} host intervals, anomalies {}, hosts {}, late {}",
+            b.judged, b.anomalies, b.hosts, b.late
+        )),
+        CentralRuleStats::Sequence(q) => {
+            parts.push(format!("steps {}, completed {}, in progress {}", q.steps, q.completed, q.keys));
+        }
+        CentralRuleStats::None {} => {}
+    }
+    let p = &r.policy;
+    parts.push(format!(
+        "alerts {} of {} raised (duplicates {}, suppressed {}, rate-limited {})",
+        p.alerted,
+        p.raised,
+        p.deduplicated,
+        p.suppressed,
+        p.rate_limited + p.global_limited
+    ));
+    parts.join("; ")
+}
+
 /// The summary as text for a terminal.
 #[must_use]
 pub fn render_summary(s: &Summary) -> String {
@@ -456,21 +567,7 @@ pub fn render_summary(s: &Summary) -> String {
         let _ = writeln!(o, "  malformed: {}", parts.join(", "));
     }
     for r in &s.rules {
-        let c = &r.counters;
-        let _ = writeln!(
-            o,
-            "  rule {} ({}): events {}, transitions {}, invalid {}, terminated {}, idle released {}, evicted {}, keys held {} (peak {})",
-            r.name,
-            r.kind,
-            c.events,
-            c.transitions,
-            c.invalid,
-            c.terminated,
-            c.idle_released,
-            c.evicted,
-            c.keys,
-            c.peak_keys
-        );
+        let _ = writeln!(o, "  rule {} ({}): {}", r.name, r.kind, describe_rule(r));
     }
     if let Some(f) = &s.flows {
         let reasons: Vec<String> =
@@ -497,8 +594,8 @@ pub fn render_summary(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "  alerts: {} (alert windows: {}, late for their window: {})",
-        s.alerts, s.alert_windows, s.late_alerts
+        "  alerts: {} (dedup summaries: {}, alert windows: {}, late for their window: {})",
+        s.alerts, s.suppressed_summaries, s.alert_windows, s.late_alerts
     );
     let per: Vec<String> = s.frames_per_worker.iter().map(u64::to_string).collect();
     let _ = writeln!(o, "  frames per worker: {}", per.join(" / "));

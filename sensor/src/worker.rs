@@ -3,17 +3,33 @@
 use std::sync::Arc;
 
 use outpost_capture::{Emitter, Frame, FrameBlock, InputPos, Roles, WorkerStage};
-use outpost_decode::{DecodeStats, Nanos, PacketMeta, decode};
-use outpost_detector::{Alert, Detector, DetectorStats, RuleSet};
+use outpost_decode::{DecodeStats, Duration, Nanos, PacketMeta, decode};
+use outpost_detector::baseline::BaselinePartial;
+use outpost_detector::threshold::Partial;
+use outpost_detector::{Alert, Detector, DetectorOutput, DetectorStats, NetworkMap, RuleSet, WorkerPlace};
 use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord};
 
 /// What a worker emits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum SensorRecord {
-    /// A detection.
+    /// A detection (before the alert policy).
     Alert(Alert),
     /// A flow record (final or interim).
     Flow(FlowRecord),
+    /// A partial aggregate of a threshold rule judged in the collector.
+    Partial(Partial),
+    /// A partial measurement of a baseline rule.
+    Baseline(BaselinePartial),
+}
+
+impl From<DetectorOutput> for SensorRecord {
+    fn from(o: DetectorOutput) -> SensorRecord {
+        match o {
+            DetectorOutput::Alert(a) => SensorRecord::Alert(a),
+            DetectorOutput::Partial(p) => SensorRecord::Partial(p),
+            DetectorOutput::Baseline(b) => SensorRecord::Baseline(b),
+        }
+    }
 }
 
 /// Counters a worker hands back at the end.
@@ -40,7 +56,24 @@ impl WorkerStats {
 /// few enough that the batch stays in L1.
 const BATCH: usize = 32;
 
-/// One worker: a decoder, a flow meter and a detector, all owned by the worker thread.
+/// Everything a worker needs to know at start.
+#[derive(Debug, Clone)]
+pub struct StageSetup {
+    /// Compiled rules.
+    pub rules: Arc<RuleSet>,
+    /// Network ids.
+    pub networks: Arc<NetworkMap>,
+    /// Flow meter settings (none: flows are not metered).
+    pub flows: Option<FlowConfig>,
+    /// Seeds alert ids.
+    pub run_key: u64,
+    /// Number of workers.
+    pub workers: usize,
+    /// How long after a bucket or interval ends its partial aggregates are handed over.
+    pub lateness: Duration,
+}
+
+/// One worker: a flow meter and a detector, both owned by the worker thread.
 #[derive(Debug)]
 pub struct SensorStage {
     /// Decode outcomes, counted for the frames this worker owns by source (every input frame
@@ -48,22 +81,28 @@ pub struct SensorStage {
     decode_stats: DecodeStats,
     flows: Option<FlowMeter>,
     detector: Detector,
-    /// Decoded packets of the current batch, with their input positions (reused).
-    batch: Vec<(InputPos, PacketMeta)>,
+    /// The current batch: decoded packets and their input positions, side by side (reused).
+    positions: Vec<InputPos>,
     metas: Vec<PacketMeta>,
 }
 
 impl SensorStage {
-    /// Worker number `worker` running `rules` (and the flow meter if `flows` is set);
-    /// `run_key` seeds alert ids.
+    /// Worker number `worker`.
     #[must_use]
-    pub fn new(worker: usize, rules: Arc<RuleSet>, flows: Option<FlowConfig>, run_key: u64) -> SensorStage {
+    pub fn new(worker: usize, setup: &StageSetup) -> SensorStage {
         let worker_byte = u8::try_from(worker).unwrap_or(u8::MAX);
+        let place = WorkerPlace { index: worker, count: setup.workers };
         SensorStage {
             decode_stats: DecodeStats::default(),
-            flows: flows.map(|c| FlowMeter::new(c, worker_byte)),
-            detector: Detector::new(rules, run_key),
-            batch: Vec::with_capacity(BATCH),
+            flows: setup.flows.map(|c| FlowMeter::new(c, worker_byte)),
+            detector: Detector::new(
+                setup.rules.clone(),
+                setup.networks.clone(),
+                setup.run_key,
+                place,
+                setup.lateness,
+            ),
+            positions: Vec::with_capacity(BATCH),
             metas: Vec::with_capacity(BATCH),
         }
     }
@@ -80,23 +119,31 @@ impl SensorStage {
 
     /// Meters and checks the decoded batch, packet by packet in input order.
     fn run_batch(&mut self, out: &mut Out) {
-        self.metas.clear();
-        self.metas.extend(self.batch.iter().map(|(_, m)| *m));
+        let (positions, metas) = (&self.positions, &self.metas);
         if let Some(f) = self.flows.as_mut() {
-            f.prepare(&self.metas);
+            // Only the packets this worker meters (its PAIR role) are prepared.
+            f.prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::PAIR)).map(|(_, m)| m));
         }
-        for (i, (pos, meta)) in self.batch.iter().enumerate() {
+        let mut prepared = 0;
+        for (pos, meta) in positions.iter().zip(metas) {
             let seq = pos.seq;
             if pos.roles.has(Roles::PAIR) {
                 if let Some(f) = self.flows.as_mut() {
-                    f.on_prepared(i, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
+                    f.on_prepared(prepared, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
                 }
+                prepared += 1;
             }
             if pos.roles.has(Roles::SOURCE) {
-                self.detector.on_packet(meta, pos.frame, &mut |a| out.emit(seq, SensorRecord::Alert(a)));
+                self.detector.on_packet(meta, pos.frame, &mut |o| out.emit(seq, o.into()));
             }
         }
-        self.batch.clear();
+        self.positions.clear();
+        self.metas.clear();
+    }
+
+    fn push(&mut self, pos: InputPos, meta: PacketMeta) {
+        self.positions.push(pos);
+        self.metas.push(meta);
     }
 }
 
@@ -109,7 +156,7 @@ impl WorkerStage for SensorStage {
     #[inline]
     fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Out) {
         if let Some(meta) = self.decode(pos, &frame) {
-            self.batch.push((pos, meta));
+            self.push(pos, meta);
             self.run_batch(out);
         }
     }
@@ -117,8 +164,8 @@ impl WorkerStage for SensorStage {
     fn on_block(&mut self, block: &FrameBlock, out: &mut Out) {
         for (pos, frame) in block.iter() {
             if let Some(meta) = self.decode(pos, &frame) {
-                self.batch.push((pos, meta));
-                if self.batch.len() == BATCH {
+                self.push(pos, meta);
+                if self.metas.len() == BATCH {
                     self.run_batch(out);
                 }
             }
@@ -130,13 +177,14 @@ impl WorkerStage for SensorStage {
         if let Some(f) = self.flows.as_mut() {
             f.on_clock(now, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
-        self.detector.on_clock(now);
+        self.detector.on_clock(now, seq, &mut |o| out.emit(seq, o.into()));
     }
 
     fn finish(mut self, seq: u64, out: &mut Out) -> WorkerStats {
         if let Some(f) = self.flows.as_mut() {
             f.finish(&mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
+        self.detector.finish(&mut |o| out.emit(seq, o.into()));
         WorkerStats {
             decode: self.decode_stats,
             detect: self.detector.stats(),

@@ -1,0 +1,481 @@
+//! Baseline rules: a per-host metric per interval judged against the host's own history.
+//!
+//! Per host and interval (aligned to the epoch) the rule measures bytes, packets, flows
+//! initiated or distinct peers. The collector keeps, per host, an exponentially weighted mean
+//! and variance of the intervals it has seen (weight `alpha` for the newest); once a host has
+//! `warmup` intervals, a value above `mean + k·σ` (and at least `min_value`) raises an alert
+//! carrying the value, mean, σ and score `(value − mean) / σ`. σ is never taken below
+//! `min_sigma × mean`, so a perfectly steady host does not alert on small changes.
+//!
+//! **An anomalous interval does not teach the baseline**: when an interval alerts, the mean
+//! and variance are left as they were, so an attack that lasts several intervals keeps being
+//! judged against the host's normal traffic instead of becoming normal. Intervals in which a
+//! host had no traffic are not learned (the baseline describes the host's active intervals).
+//!
+//! Packets are measured where they arrive (each worker adds what it saw of each host — as a
+//! source and, with `host = "both"`, as a destination — to a partial per interval); partials
+//! go to the collector when the interval ends, plus the lateness, and are merged there before
+//! the interval is judged. Flow records (`metric = "flows"`) are measured in the collector.
+
+use std::collections::{BTreeMap, HashMap as StdHashMap};
+
+use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
+use outpost_filter::Filter;
+use outpost_flowmeter::FlowRecord;
+
+use crate::config::{BaselineConfig, BaselineMetric, ConfigError, HostSide, InputKind, SourceText};
+use crate::rules::RuleId;
+use crate::select::compile_filter;
+use crate::sketch::DistinctCounter;
+
+/// Exact distinct peers counted per host per interval before estimating.
+const PEERS_EXACT: usize = 64;
+
+/// A compiled baseline rule.
+#[derive(Debug, Clone)]
+pub struct BaselineRule {
+    /// Packets (or flow records) measured.
+    pub filter: Filter,
+    /// Packets or flows.
+    pub input: InputKind,
+    /// What is measured.
+    pub metric: BaselineMetric,
+    /// Which address is the host.
+    pub host: HostSide,
+    /// Interval length.
+    pub interval: Duration,
+    /// Alert above mean + k·σ.
+    pub k: f64,
+    /// Intervals learned before judging.
+    pub warmup: u32,
+    /// Weight of the newest interval.
+    pub alpha: f64,
+    /// Smallest value that may alert.
+    pub min_value: f64,
+    /// Floor of σ as a fraction of the mean.
+    pub min_sigma: f64,
+    /// Most hosts tracked.
+    pub max_keys: usize,
+}
+
+impl BaselineRule {
+    /// Compiles `[[baseline]]`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the offending value.
+    pub fn compile(c: &BaselineConfig, src: &SourceText, key: &str) -> Result<BaselineRule, ConfigError> {
+        let filter = compile_filter(c.filter.as_ref(), src, &format!("{key}.filter"))?;
+        let metric = *c.metric.get_ref();
+        match (metric, c.input) {
+            (BaselineMetric::Flows, InputKind::Packets) => {
+                return Err(src.error(
+                    c.metric.span(),
+                    format!("{key}.metric"),
+                    "`flows` needs `input = \"flows\"`",
+                ));
+            }
+            (BaselineMetric::Bytes | BaselineMetric::Packets | BaselineMetric::Peers, InputKind::Flows) => {
+                return Err(src.error(
+                    c.metric.span(),
+                    format!("{key}.metric"),
+                    "bytes, packets and peers are measured on packets (`input = \"packets\"`)",
+                ));
+            }
+            _ => {}
+        }
+        let interval = c.interval.get_ref().0;
+        if interval < Duration::from_secs(1) {
+            return Err(src.error(c.interval.span(), format!("{key}.interval"), "must be at least 1s"));
+        }
+        let bad = |k: &str, m: &str| src.error(c.name.span(), format!("{key}.{k}"), m.to_string());
+        if !(c.k.is_finite() && c.k > 0.0) {
+            return Err(bad("k", "must be a positive number"));
+        }
+        if !(c.alpha > 0.0 && c.alpha <= 1.0) {
+            return Err(bad("alpha", "must be in (0, 1]"));
+        }
+        if !(c.min_sigma.is_finite() && c.min_sigma >= 0.0) {
+            return Err(bad("min_sigma", "must be zero or positive"));
+        }
+        Ok(BaselineRule {
+            filter,
+            input: c.input,
+            metric,
+            host: c.host,
+            interval,
+            k: c.k,
+            warmup: c.warmup,
+            alpha: c.alpha,
+            min_value: c.min_value,
+            min_sigma: c.min_sigma,
+            max_keys: c.max_keys.max(1),
+        })
+    }
+
+    /// The metric's name in alerts.
+    #[must_use]
+    pub fn metric_name(&self) -> &'static str {
+        match self.metric {
+            BaselineMetric::Bytes => "bytes",
+            BaselineMetric::Packets => "packets",
+            BaselineMetric::Flows => "flows",
+            BaselineMetric::Peers => "peers",
+        }
+    }
+
+    fn interval_of(&self, ts: Nanos) -> u64 {
+        ts.0 / self.interval.as_nanos().max(1)
+    }
+}
+
+/// A host's measurement in one interval (a worker's part of it, or the merged whole).
+#[derive(Debug, Clone)]
+pub enum Measure {
+    /// Bytes, packets or flows.
+    Amount(u64),
+    /// Distinct peers.
+    Peers(Box<DistinctCounter>),
+}
+
+impl Measure {
+    fn new(rule: &BaselineRule) -> Measure {
+        match rule.metric {
+            BaselineMetric::Peers => Measure::Peers(Box::new(DistinctCounter::new(PEERS_EXACT))),
+            _ => Measure::Amount(0),
+        }
+    }
+
+    /// Adds another part of the same host and interval.
+    pub fn merge(&mut self, o: &Measure) {
+        match (self, o) {
+            (Measure::Amount(a), Measure::Amount(b)) => *a = a.saturating_add(*b),
+            (Measure::Peers(a), Measure::Peers(b)) => a.merge(b),
+            _ => {}
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match self {
+            Measure::Amount(a) => *a as f64,
+            Measure::Peers(p) => p.estimate() as f64,
+        }
+    }
+}
+
+/// A worker's measurement of one host in one interval, handed to the collector.
+#[derive(Debug, Clone)]
+pub struct BaselinePartial {
+    /// The rule.
+    pub rule: RuleId,
+    /// Interval number (start / length).
+    pub interval: u64,
+    /// The host.
+    pub host: IpAddress,
+    /// Its measurement.
+    pub measure: Measure,
+}
+
+/// Per-worker measurements of a baseline rule.
+#[derive(Debug, Default)]
+pub struct BaselineMeter {
+    open: BTreeMap<u64, StdHashMap<IpAddress, Measure>>,
+    flushed_before: u64,
+    /// Packets too late for their interval.
+    pub late: u64,
+}
+
+impl BaselineMeter {
+    /// Measures one packet (the caller checked the filter).
+    pub fn on_packet(&mut self, rule: &BaselineRule, m: &PacketMeta) {
+        let interval = rule.interval_of(m.ts);
+        if interval < self.flushed_before {
+            self.late += 1;
+            return;
+        }
+        let hosts = self.open.entry(interval).or_default();
+        let mut add = |host: IpAddress, peer: IpAddress| {
+            if !hosts.contains_key(&host) && hosts.len() >= rule.max_keys {
+                return;
+            }
+            let e = hosts.entry(host).or_insert_with(|| Measure::new(rule));
+            match (e, rule.metric) {
+                (Measure::Amount(a), BaselineMetric::Bytes) => *a = a.saturating_add(u64::from(m.ip_len)),
+                (Measure::Amount(a), _) => *a += 1,
+                (Measure::Peers(p), _) => {
+                    p.insert(peer.shard_hash());
+                }
+            }
+        };
+        if matches!(rule.host, HostSide::Both | HostSide::Src) {
+            add(m.src, m.dst);
+        }
+        if matches!(rule.host, HostSide::Both | HostSide::Dst) {
+            add(m.dst, m.src);
+        }
+    }
+
+    /// Hands every interval that ended at least `lateness` before `now` to `out`, hosts in
+    /// address order.
+    pub fn flush(
+        &mut self,
+        id: RuleId,
+        rule: &BaselineRule,
+        now: Nanos,
+        lateness: Duration,
+        out: &mut impl FnMut(BaselinePartial),
+    ) {
+        let ready_before = now.0.saturating_sub(lateness.as_nanos()) / rule.interval.as_nanos().max(1);
+        while let Some(e) = self.open.first_entry() {
+            if *e.key() >= ready_before {
+                break;
+            }
+            let (interval, hosts) = e.remove_entry();
+            let mut hosts: Vec<(IpAddress, Measure)> = hosts.into_iter().collect();
+            hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (host, measure) in hosts {
+                out(BaselinePartial { rule: id, interval, host, measure });
+            }
+        }
+        self.flushed_before = self.flushed_before.max(ready_before);
+    }
+}
+
+/// A host's learned baseline.
+#[derive(Debug, Clone, Copy, Default)]
+struct Learned {
+    mean: f64,
+    var: f64,
+    intervals: u32,
+}
+
+/// An interval that exceeded its host's baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anomaly {
+    /// The host.
+    pub host: IpAddress,
+    /// Interval start.
+    pub interval_start: Nanos,
+    /// Interval end.
+    pub interval_end: Nanos,
+    /// The value.
+    pub value: f64,
+    /// Mean before the interval.
+    pub mean: f64,
+    /// σ used (with its floor).
+    pub sigma: f64,
+    /// (value − mean) / σ.
+    pub score: f64,
+}
+
+/// Counters of a baseline rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BaselineStats {
+    /// Host intervals judged.
+    pub judged: u64,
+    /// Host intervals that exceeded the baseline.
+    pub anomalies: u64,
+    /// Hosts with a baseline.
+    pub hosts: u64,
+    /// Hosts not tracked because the table was full.
+    pub dropped: u64,
+    /// Inputs too late for their interval.
+    pub late: u64,
+}
+
+/// The collector's baselines of one rule.
+#[derive(Debug, Default)]
+pub struct BaselineJudge {
+    learned: StdHashMap<IpAddress, Learned>,
+    pending: BTreeMap<u64, StdHashMap<IpAddress, Measure>>,
+    judged_before: u64,
+    /// Counters.
+    pub stats: BaselineStats,
+}
+
+impl BaselineJudge {
+    /// Merges a worker's partial.
+    pub fn add(&mut self, p: BaselinePartial) {
+        if p.interval < self.judged_before {
+            self.stats.late += 1;
+            return;
+        }
+        let hosts = self.pending.entry(p.interval).or_default();
+        match hosts.get_mut(&p.host) {
+            Some(m) => m.merge(&p.measure),
+            None => {
+                hosts.insert(p.host, p.measure);
+            }
+        }
+    }
+
+    /// Measures a flow record in the collector (`metric = "flows"`: one per flow, counted
+    /// for its initiator — and its responder with `host = "both"` or `"dst"`).
+    pub fn on_flow(&mut self, rule: &BaselineRule, r: &FlowRecord) {
+        if r.sequence != 0 {
+            return;
+        }
+        let interval = rule.interval_of(r.start());
+        if interval < self.judged_before {
+            self.stats.late += 1;
+            return;
+        }
+        let hosts = self.pending.entry(interval).or_default();
+        let mut add = |h: IpAddress| {
+            if let Measure::Amount(a) = hosts.entry(h).or_insert(Measure::Amount(0)) {
+                *a += 1;
+            }
+        };
+        if matches!(rule.host, HostSide::Both | HostSide::Src) {
+            add(r.src);
+        }
+        if matches!(rule.host, HostSide::Both | HostSide::Dst) {
+            add(r.dst);
+        }
+    }
+
+    /// Judges every interval that ended at least `lateness` before `watermark`.
+    pub fn evaluate(
+        &mut self,
+        rule: &BaselineRule,
+        watermark: Nanos,
+        lateness: Duration,
+        out: &mut impl FnMut(Anomaly),
+    ) {
+        let len = rule.interval.as_nanos().max(1);
+        let ready_before = watermark.0.saturating_sub(lateness.as_nanos()) / len;
+        while let Some(e) = self.pending.first_entry() {
+            if *e.key() >= ready_before {
+                break;
+            }
+            let (interval, hosts) = e.remove_entry();
+            let mut hosts: Vec<(IpAddress, f64)> = hosts.iter().map(|(h, m)| (*h, m.value())).collect();
+            hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (host, value) in hosts {
+                self.judge(rule, host, value, interval, len, out);
+            }
+        }
+        self.judged_before = self.judged_before.max(ready_before);
+        self.stats.hosts = self.learned.len() as u64;
+    }
+
+    fn judge(
+        &mut self,
+        rule: &BaselineRule,
+        host: IpAddress,
+        value: f64,
+        interval: u64,
+        len: u64,
+        out: &mut impl FnMut(Anomaly),
+    ) {
+        if !self.learned.contains_key(&host) && self.learned.len() >= rule.max_keys {
+            self.stats.dropped += 1;
+            return;
+        }
+        let l = self.learned.entry(host).or_default();
+        self.stats.judged += 1;
+        if l.intervals >= rule.warmup && l.intervals > 0 {
+            let sigma = l.var.sqrt().max(rule.min_sigma * l.mean);
+            let score = if sigma > 0.0 {
+                (value - l.mean) / sigma
+            } else if value > l.mean {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+            if value >= rule.min_value && score > rule.k {
+                self.stats.anomalies += 1;
+                out(Anomaly {
+                    host,
+                    interval_start: Nanos(interval.saturating_mul(len)),
+                    interval_end: Nanos(interval.saturating_add(1).saturating_mul(len)),
+                    value,
+                    mean: l.mean,
+                    sigma,
+                    score,
+                });
+                // Not learned: an attack must not become the host's normal.
+                return;
+            }
+        }
+        // West's exponentially weighted mean and variance.
+        if l.intervals == 0 {
+            l.mean = value;
+            l.var = 0.0;
+        } else {
+            let diff = value - l.mean;
+            let incr = rule.alpha * diff;
+            l.mean += incr;
+            l.var = (1.0 - rule.alpha) * (l.var + diff * incr);
+        }
+        l.intervals = l.intervals.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RulesConfig;
+
+    fn rule(extra: &str) -> BaselineRule {
+        let text = format!("[[baseline]]\nname = \"b\"\nmetric = \"bytes\"\nwarmup = 5\n{extra}\n");
+        let src = SourceText::new("b.toml", text);
+        let cfg: RulesConfig = src.parse().expect("parses");
+        BaselineRule::compile(&cfg.baseline[0], &src, "baseline[0]").expect("compiles")
+    }
+
+    fn feed(j: &mut BaselineJudge, r: &BaselineRule, values: &[u64]) -> Vec<Anomaly> {
+        let host: IpAddress = "10.0.0.1".parse().unwrap();
+        let mut out = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            j.add(BaselinePartial {
+                rule: RuleId(0),
+                interval: i as u64,
+                host,
+                measure: Measure::Amount(*v),
+            });
+            j.evaluate(r, Nanos::from_secs(60 * (i as u64 + 1)), Duration::ZERO, &mut |a| out.push(a));
+        }
+        out
+    }
+
+    #[test]
+    fn a_spike_after_warmup_alerts_with_mean_sigma_and_score() {
+        let r = rule("");
+        let mut j = BaselineJudge::default();
+        let got = feed(&mut j, &r, &[1000, 1100, 900, 1050, 950, 1000, 1020, 9000]);
+        assert_eq!(got.len(), 1);
+        let a = got[0];
+        assert_eq!(a.value, 9000.0);
+        assert!(a.mean > 950.0 && a.mean < 1050.0, "{a:?}");
+        assert!(a.score > 3.0);
+        assert_eq!(a.interval_start, Nanos::from_secs(7 * 60));
+    }
+
+    #[test]
+    fn nothing_is_judged_during_warmup() {
+        let r = rule("");
+        let mut j = BaselineJudge::default();
+        assert!(feed(&mut j, &r, &[10, 10_000, 10, 50_000]).is_empty());
+    }
+
+    #[test]
+    fn an_anomalous_interval_does_not_teach_the_baseline() {
+        let r = rule("");
+        let mut j = BaselineJudge::default();
+        // A sustained attack keeps alerting: its intervals never become the norm.
+        let got = feed(&mut j, &r, &[1000, 1000, 1010, 990, 1000, 1000, 9000, 9000, 9000, 9000, 9000]);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|a| (a.mean - 1000.0).abs() < 10.0));
+    }
+
+    #[test]
+    fn a_steady_host_does_not_alert_on_small_changes() {
+        let r = rule("");
+        let mut j = BaselineJudge::default();
+        assert!(feed(&mut j, &r, &[1000; 20].iter().copied().chain([1200]).collect::<Vec<_>>()).is_empty());
+        assert_eq!(
+            feed(&mut BaselineJudge::default(), &r, &[1000, 1000, 1000, 1000, 1000, 1000, 1400]).len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! The collector's detector: everything that needs all workers' view, in deterministic order.
+//!
+//! The collector hands it, in the pipeline's merged order, every worker alert, flow record,
+//! partial aggregate and watermark. It
+//!
+//! - merges Merged threshold rules' partial aggregates and judges them when the watermark
+//!   passes a bucket's end plus the lateness;
+//! - runs flow threshold rules and flow baselines on flow records;
+//! - merges packet baselines' partial measurements and judges each interval;
+//! - follows sequence rules over alerts and flow records;
+//! - passes every alert through the [`AlertPolicy`].
+//!
+//! Alerts it raises itself get ids derived from their bucket, interval or input position, so
+//! a replay gives the same ids.
+
+use std::sync::Arc;
+
+use outpost_decode::{Duration, Nanos};
+use outpost_flowmeter::FlowRecord;
+
+use crate::alert::{Alert, AlertDetail, AlertId};
+use crate::baseline::{BaselineJudge, BaselinePartial, BaselineStats};
+use crate::config::{AlertPolicyConfig, InputKind};
+use crate::key::KeyValue;
+use crate::network::NetworkMap;
+use crate::policy::{AlertPolicy, DedupSummary, PolicyStats, Verdict};
+use crate::rules::{RuleId, RuleKind, RuleSet};
+use crate::sequence::{SequenceStats, SequenceTracker, Step};
+use crate::threshold::{ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdStats};
+
+/// What the collector's detector emits.
+#[derive(Debug, Clone)]
+pub enum CentralOutput {
+    /// An alert that passed the policy: write it.
+    Alert(Alert),
+    /// Duplicates of an earlier alert, at the end of its dedup interval.
+    Suppressed(DedupSummary),
+}
+
+#[derive(Debug)]
+enum CentralState {
+    Flow(ImmediateThreshold),
+    Merged(MergedThreshold),
+    Baseline(BaselineJudge),
+    Sequence(SequenceTracker),
+    None,
+}
+
+impl CentralState {
+    fn new(kind: &RuleKind) -> CentralState {
+        match kind {
+            RuleKind::Threshold(t) => match t.placement {
+                Placement::Central => CentralState::Flow(ImmediateThreshold::new(t)),
+                Placement::Merged => CentralState::Merged(MergedThreshold::new()),
+                Placement::Local => CentralState::None,
+            },
+            RuleKind::Baseline(_) => CentralState::Baseline(BaselineJudge::default()),
+            RuleKind::Sequence(_) => CentralState::Sequence(SequenceTracker::default()),
+            _ => CentralState::None,
+        }
+    }
+}
+
+/// Per-rule counters of the collector's part.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum CentralRuleStats {
+    /// Threshold rules judged here.
+    Threshold(ThresholdStats),
+    /// Baselines.
+    Baseline(BaselineStats),
+    /// Sequences.
+    Sequence(SequenceStats),
+    /// Nothing runs here.
+    None {},
+}
+
+/// Counters of the collector's detector.
+#[derive(Debug, Clone, Default)]
+pub struct CentralStats {
+    /// Per rule, by rule id.
+    pub rules: Vec<CentralRuleStats>,
+    /// Policy counters per rule, by rule id.
+    pub policy: Vec<PolicyStats>,
+}
+
+/// The collector's detection state.
+#[derive(Debug)]
+pub struct CentralDetector {
+    rules: Arc<RuleSet>,
+    networks: Arc<NetworkMap>,
+    policy_config: AlertPolicyConfig,
+    policy: AlertPolicy,
+    states: Vec<CentralState>,
+    run_key: u64,
+    lateness: Duration,
+    now: Nanos,
+}
+
+impl CentralDetector {
+    /// State for `rules` with `policy`.
+    #[must_use]
+    pub fn new(
+        rules: Arc<RuleSet>,
+        networks: Arc<NetworkMap>,
+        policy: &AlertPolicyConfig,
+        run_key: u64,
+        lateness: Duration,
+    ) -> CentralDetector {
+        let states = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
+        CentralDetector {
+            policy: AlertPolicy::new(policy, &rules),
+            policy_config: policy.clone(),
+            rules,
+            networks,
+            states,
+            run_key,
+            lateness,
+            now: Nanos::ZERO,
+        }
+    }
+
+    /// Swaps in a new rule set, keeping the state of unchanged rules. Open dedup intervals
+    /// restart.
+    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+        let carried = rules.carried_over_from(&self.rules);
+        let mut old: Vec<Option<CentralState>> =
+            std::mem::take(&mut self.states).into_iter().map(Some).collect();
+        self.states = rules
+            .rules
+            .iter()
+            .zip(carried)
+            .map(|(r, from)| {
+                from.and_then(|id| old.get_mut(usize::from(id.0)).and_then(Option::take))
+                    .unwrap_or_else(|| CentralState::new(&r.kind))
+            })
+            .collect();
+        self.policy = AlertPolicy::new(&self.policy_config, &rules);
+        self.rules = rules;
+    }
+
+    /// An alert raised by a worker or here (at input position `seq`): sequences see it, then
+    /// the policy decides.
+    pub fn on_alert(&mut self, seq: u64, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
+        if alert.ts > self.now {
+            self.now = alert.ts;
+        }
+        // Sequence steps made of alerts.
+        let mut completed = Vec::new();
+        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let (RuleKind::Sequence(sq), CentralState::Sequence(tr)) = (&rule.kind, state) else { continue };
+            for (step, s) in sq.steps.iter().enumerate() {
+                if let Step::Alerts(ids) = s {
+                    if ids.contains(&alert.rule) {
+                        let key = sq.key.of_alert(&alert, &self.networks);
+                        if let Some(c) = tr.offer(sq, key, step, alert.ts) {
+                            completed.push((RuleId(u16::try_from(i).unwrap_or(u16::MAX)), c));
+                        }
+                    }
+                }
+            }
+        }
+        self.pass(alert, out);
+        for (id, c) in completed {
+            let a = Alert::for_key(
+                AlertId::derive(self.run_key, seq | (1 << 63), id, &c.key),
+                c.at,
+                id,
+                c.key,
+                AlertDetail::Sequence { started: c.started },
+            );
+            self.on_alert(seq, a, out);
+        }
+    }
+
+    fn pass(&mut self, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
+        if self.policy.offer(&alert) == Verdict::Pass {
+            out(CentralOutput::Alert(alert));
+        }
+    }
+
+    /// A flow record (at input position `seq`).
+    pub fn on_flow(&mut self, seq: u64, r: &FlowRecord, out: &mut impl FnMut(CentralOutput)) {
+        let mut raised = Vec::new();
+        let networks = Arc::clone(&self.networks);
+        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            match (&rule.kind, state) {
+                (RuleKind::Threshold(t), CentralState::Flow(st)) => {
+                    if !t.selects_flow(r) {
+                        continue;
+                    }
+                    let key = t.key.of_flow(r, &networks);
+                    if let Some(c) = st.add(t, key, r.end(), t.flow_contribution(r)) {
+                        raised.push(flow_alert(
+                            self.run_key,
+                            seq,
+                            id,
+                            key,
+                            r,
+                            AlertDetail::Threshold { value: c.value, events: c.events },
+                        ));
+                    }
+                }
+                (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
+                    if b.input == InputKind::Flows
+                        && (b.filter.is_match_all() || b.filter.matches(&crate::select::flow_as_packet(r)))
+                    {
+                        j.on_flow(b, r);
+                    }
+                }
+                (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
+                    for step in 0..sq.steps.len() {
+                        if SequenceTracker::flow_matches(sq, step, r) {
+                            let key = sq.key.of_flow(r, &networks);
+                            if let Some(c) = tr.offer(sq, key, step, r.end()) {
+                                let mut a = flow_alert(
+                                    self.run_key,
+                                    seq,
+                                    id,
+                                    key,
+                                    r,
+                                    AlertDetail::Sequence { started: c.started },
+                                );
+                                a.ts = c.at;
+                                raised.push(a);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for a in raised {
+            self.on_alert(seq, a, out);
+        }
+    }
+
+    /// A worker's partial aggregate of a Merged threshold rule.
+    pub fn on_partial(&mut self, p: Partial) {
+        let i = usize::from(p.rule.0);
+        if let (Some(rule), Some(CentralState::Merged(st))) =
+            (self.rules.rules.get(i), self.states.get_mut(i))
+        {
+            if let RuleKind::Threshold(t) = &rule.kind {
+                st.add(t, p);
+            }
+        }
+    }
+
+    /// A worker's partial measurement of a baseline rule.
+    pub fn on_baseline(&mut self, p: BaselinePartial) {
+        if let Some(CentralState::Baseline(j)) = self.states.get_mut(usize::from(p.rule.0)) {
+            j.add(p);
+        }
+    }
+
+    /// Every worker has processed the input up to `watermark`: judge finished buckets and
+    /// intervals, expire sequences, close dedup intervals.
+    pub fn on_watermark(&mut self, watermark: Nanos, out: &mut impl FnMut(CentralOutput)) {
+        if watermark > self.now {
+            self.now = watermark;
+        }
+        let mut raised = Vec::new();
+        let (run_key, lateness) = (self.run_key, self.lateness);
+        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            match (&rule.kind, state) {
+                (RuleKind::Threshold(t), CentralState::Merged(st)) => {
+                    st.evaluate(t, watermark, lateness, &mut |key, end, c| {
+                        let bucket = end.0 / t.bucket_len().as_nanos();
+                        raised.push(Alert::for_key(
+                            AlertId::derive(run_key, bucket | (1 << 62), id, &key),
+                            end,
+                            id,
+                            key,
+                            AlertDetail::Threshold { value: c.value, events: c.events },
+                        ));
+                    });
+                }
+                (RuleKind::Threshold(t), CentralState::Flow(st)) => st.expire(t, watermark),
+                (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
+                    j.evaluate(b, watermark, lateness, &mut |an| {
+                        let key = KeyValue { src: an.host, ..KeyValue::default() };
+                        let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
+                        raised.push(Alert::for_key(
+                            AlertId::derive(run_key, interval | (1 << 61), id, &key),
+                            an.interval_end,
+                            id,
+                            key,
+                            AlertDetail::Baseline {
+                                value: an.value,
+                                mean: an.mean,
+                                sigma: an.sigma,
+                                score: an.score,
+                                interval_start: an.interval_start,
+                            },
+                        ));
+                    });
+                }
+                (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => tr.expire(sq, watermark),
+                _ => {}
+            }
+        }
+        for a in raised {
+            let anchor = a.ts.0;
+            self.on_alert(anchor, a, out);
+        }
+        self.policy.advance(watermark, &mut |s| out(CentralOutput::Suppressed(s)));
+    }
+
+    /// End of input: judge everything still open, close every dedup interval.
+    pub fn finish(&mut self, out: &mut impl FnMut(CentralOutput)) {
+        // Buckets and intervals still open are judged as if time had passed them.
+        let end = Nanos::MAX;
+        let saved = self.lateness;
+        self.lateness = Duration::ZERO;
+        let mut raised = Vec::new();
+        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            let run_key = self.run_key;
+            match (&rule.kind, state) {
+                (RuleKind::Threshold(t), CentralState::Merged(st)) => {
+                    st.evaluate(t, end, Duration::ZERO, &mut |key, bucket_end, c| {
+                        let bucket = bucket_end.0 / t.bucket_len().as_nanos();
+                        raised.push(Alert::for_key(
+                            AlertId::derive(run_key, bucket | (1 << 62), id, &key),
+                            bucket_end,
+                            id,
+                            key,
+                            AlertDetail::Threshold { value: c.value, events: c.events },
+                        ));
+                    });
+                }
+                (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
+                    j.evaluate(b, end, Duration::ZERO, &mut |an| {
+                        let key = KeyValue { src: an.host, ..KeyValue::default() };
+                        let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
+                        raised.push(Alert::for_key(
+                            AlertId::derive(run_key, interval | (1 << 61), id, &key),
+                            an.interval_end,
+                            id,
+                            key,
+                            AlertDetail::Baseline {
+                                value: an.value,
+                                mean: an.mean,
+                                sigma: an.sigma,
+                                score: an.score,
+                                interval_start: an.interval_start,
+                            },
+                        ));
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.lateness = saved;
+        for a in raised {
+            let anchor = a.ts.0;
+            self.on_alert(anchor, a, out);
+        }
+        self.policy.finish(&mut |s| out(CentralOutput::Suppressed(s)));
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> CentralStats {
+        CentralStats {
+            rules: self
+                .states
+                .iter()
+                .map(|s| match s {
+                    CentralState::Flow(t) => CentralRuleStats::Threshold(t.stats.clone()),
+                    CentralState::Merged(t) => CentralRuleStats::Threshold(t.stats.clone()),
+                    CentralState::Baseline(b) => CentralRuleStats::Baseline(b.stats.clone()),
+                    CentralState::Sequence(s) => CentralRuleStats::Sequence(s.stats.clone()),
+                    CentralState::None => CentralRuleStats::None {},
+                })
+                .collect(),
+            policy: self.policy.stats.clone(),
+        }
+    }
+}
+
+/// An alert raised by a flow record.
+fn flow_alert(
+    run_key: u64,
+    seq: u64,
+    rule: RuleId,
+    key: KeyValue,
+    r: &FlowRecord,
+    detail: AlertDetail,
+) -> Alert {
+    Alert {
+        id: AlertId::derive(run_key, seq | (1 << 63), rule, &key),
+        ts: r.end(),
+        rule,
+        key,
+        frame: None,
+        flow_id: Some(r.flow_id),
+        src: r.src,
+        dst: r.dst,
+        src_port: r.src_port,
+        dst_port: r.dst_port,
+        ip_proto: r.proto,
+        vlan: (r.vlan != 0).then_some(r.vlan),
+        detail,
+    }
+}

@@ -1,0 +1,117 @@
+//! Intel rules: packets to or from addresses on intel lists.
+//!
+//! The lists are loaded when the rules are compiled (so reloading the rules rereads them) into
+//! one [`IntelSet`] per rule; every IP packet the worker owns by source is looked up (source,
+//! destination, or both). A worker raises at most one alert per listed address per
+//! `cooldown`; the alert policy deduplicates further.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
+use outpost_filter::Filter;
+
+use crate::alert::Matched;
+use crate::config::{ConfigError, IntelConfig, IntelDirection, SourceText};
+use crate::intel::{IntelMatch, IntelSet, IntelSource};
+use crate::select::compile_filter;
+
+/// A compiled intel rule.
+#[derive(Debug, Clone)]
+pub struct IntelRule {
+    /// Packets looked up.
+    pub filter: Filter,
+    /// Which addresses.
+    pub direction: IntelDirection,
+    /// The loaded lists.
+    pub set: Arc<IntelSet>,
+    /// Alert at most once per address per this long, per worker.
+    pub cooldown: Duration,
+}
+
+impl IntelRule {
+    /// Compiles `[[intel]]`, loading its lists (paths relative to the rule file).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the list entry, with the list loader's message.
+    pub fn compile(c: &IntelConfig, src: &SourceText, key: &str) -> Result<IntelRule, ConfigError> {
+        let filter = compile_filter(c.filter.as_ref(), src, &format!("{key}.filter"))?;
+        if c.lists.is_empty() {
+            return Err(src.error(
+                c.name.span(),
+                format!("{key}.lists"),
+                "an intel rule needs at least one list",
+            ));
+        }
+        let base = src.path.parent().unwrap_or(Path::new(""));
+        let sources: Vec<IntelSource> = c
+            .lists
+            .iter()
+            .map(|l| IntelSource {
+                name: l.name.get_ref().clone(),
+                path: base.join(l.path.get_ref()),
+                lenient: l.lenient,
+            })
+            .collect();
+        let set = IntelSet::load(&sources).map_err(|e| {
+            let span = c.lists.first().map_or(c.name.span(), |l| l.path.span());
+            src.error(span, format!("{key}.lists"), e.to_string())
+        })?;
+        Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), cooldown: c.cooldown.0 })
+    }
+
+    /// The name of list `i`.
+    #[must_use]
+    pub fn list_name(&self, i: u16) -> &str {
+        self.set.list_name(i)
+    }
+}
+
+/// A listed address seen in a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// The listed address.
+    pub listed: IpAddress,
+    /// The list entry.
+    pub hit: IntelMatch,
+    /// Which address of the packet.
+    pub matched: Matched,
+}
+
+/// A worker's recent intel alerts (cooldown per address).
+#[derive(Debug, Default)]
+pub struct IntelState {
+    quiet_until: HashMap<IpAddress, Nanos, foldhash::fast::RandomState>,
+    /// Packets that hit a list.
+    pub hits: u64,
+}
+
+impl IntelState {
+    /// Looks the packet up; returns the sightings that should alert.
+    pub fn on_packet(&mut self, rule: &IntelRule, m: &PacketMeta, out: &mut impl FnMut(Sighting)) {
+        let mut check = |addr: IpAddress, matched: Matched, state: &mut IntelState| {
+            if let Some(hit) = rule.set.lookup(&addr) {
+                state.hits += 1;
+                let until = state.quiet_until.entry(addr).or_insert(Nanos::ZERO);
+                if m.ts >= *until {
+                    *until = m.ts.saturating_add(rule.cooldown);
+                    out(Sighting { listed: addr, hit, matched });
+                }
+            }
+        };
+        if matches!(rule.direction, IntelDirection::Either | IntelDirection::Src) {
+            check(m.src, Matched::Src, self);
+        }
+        if matches!(rule.direction, IntelDirection::Either | IntelDirection::Dst) {
+            check(m.dst, Matched::Dst, self);
+        }
+    }
+
+    /// Forgets cooldowns that ended before `now` (bounds memory).
+    pub fn expire(&mut self, now: Nanos) {
+        if self.quiet_until.len() > 4096 {
+            self.quiet_until.retain(|_, t| *t > now);
+        }
+    }
+}

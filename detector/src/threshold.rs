@@ -1,0 +1,779 @@
+//! Threshold rules: an aggregate of a key's inputs over a sliding event-time window, compared
+//! with a threshold.
+//!
+//! # Aggregates
+//! `count`, `sum(field)`, `distinct(field)` (exact up to `exact_limit` values, HyperLogLog
+//! above) and `ratio` (inputs matching a second condition / all inputs, judged once the window
+//! holds `min_events` inputs).
+//!
+//! # Windows
+//! A window of length W moves in steps of W / `window_buckets` (a hopping window; one bucket
+//! makes it tumbling). Buckets are aligned to the Unix epoch, so every worker and the
+//! collector agree on them. The window at time t covers the bucket holding t and the
+//! `window_buckets − 1` before it. Input out of order by less than the window still lands in
+//! its own bucket; older input is counted as late and ignored.
+//!
+//! # Where a rule runs ([`Placement`])
+//! - **Local**: packet rules whose key holds `src_ip` run in the worker that owns the source
+//!   and alert on the packet that crosses the threshold.
+//! - **Merged**: other packet rules (e.g. keyed by `dst_ip`) aggregate per worker per bucket;
+//!   when event time passes a bucket's end plus the lateness, each worker hands its partial
+//!   aggregates to the collector, which merges them, and judges each key whose window gained
+//!   data. Alerts come at bucket ends.
+//! - **Central**: flow rules run in the collector, which sees every flow record, and alert on
+//!   the record that crosses the threshold.
+//!
+//! After a key alerts, it does not alert again from the same rule until its window has moved
+//! past the alert (the alert policy deduplicates further).
+
+use std::collections::{BTreeMap, HashMap as StdHashMap};
+
+use hashbrown::HashMap;
+use outpost_decode::{Duration, Nanos, PacketMeta};
+use outpost_filter::Filter;
+use outpost_flowmeter::FlowRecord;
+
+use crate::config::{
+    AggregateKind, ConfigError, FieldName, InputKind, KeyField, SourceText, ThresholdConfig,
+};
+use crate::key::{KeySpec, KeyValue};
+use crate::network::NetworkMap;
+use crate::select::{FlowConditions, FlowSelector, compile_filter};
+use crate::sketch::{DistinctCounter, Late, WindowedCount, WindowedDistinct};
+use crate::wheel::TimerWheel;
+
+/// What a rule reads, compiled.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Packets matching the filter.
+    Packets(Filter),
+    /// Flow records matching the selector.
+    Flows(FlowSelector),
+}
+
+/// The counted subset of a ratio.
+#[derive(Debug, Clone)]
+pub enum Subset {
+    /// Packets matching a filter.
+    Packets(Filter),
+    /// Flow records matching a selector.
+    Flows(FlowSelector),
+}
+
+/// A compiled aggregate.
+#[derive(Debug, Clone)]
+pub enum Aggregate {
+    /// Number of inputs.
+    Count,
+    /// Sum of a field.
+    Sum(FieldName),
+    /// Distinct values of a field.
+    Distinct(FieldName),
+    /// Inputs in the subset / all inputs.
+    Ratio(Subset),
+}
+
+impl Aggregate {
+    /// The name used in alerts (`count`, `sum(bytes)`, `distinct(dst_port)`, `ratio`).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Aggregate::Count => "count".into(),
+            Aggregate::Sum(f) => format!("sum({})", field_name(*f)),
+            Aggregate::Distinct(f) => format!("distinct({})", field_name(*f)),
+            Aggregate::Ratio(_) => "ratio".into(),
+        }
+    }
+}
+
+fn field_name(f: FieldName) -> &'static str {
+    match f {
+        FieldName::SrcIp => "src_ip",
+        FieldName::DstIp => "dst_ip",
+        FieldName::SrcPort => "src_port",
+        FieldName::DstPort => "dst_port",
+        FieldName::Proto => "proto",
+        FieldName::Bytes => "bytes",
+        FieldName::Packets => "packets",
+    }
+}
+
+/// Where a threshold rule is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the worker owning the key's source address, per packet.
+    Local,
+    /// Per worker per bucket, merged and judged in the collector at bucket ends.
+    Merged,
+    /// In the collector, per flow record.
+    Central,
+}
+
+/// A compiled threshold rule.
+#[derive(Debug, Clone)]
+pub struct ThresholdRule {
+    /// Inputs.
+    pub input: Input,
+    /// Key.
+    pub key: KeySpec,
+    /// Aggregate.
+    pub aggregate: Aggregate,
+    /// Window length.
+    pub window: Duration,
+    /// Buckets per window (≥ 1).
+    pub buckets: u32,
+    /// Alert at or above this value.
+    pub threshold: f64,
+    /// Ratio: fewest inputs before judging.
+    pub min_events: u64,
+    /// Distinct: exact up to this many values.
+    pub exact_limit: usize,
+    /// Most keys per worker (and in the collector).
+    pub max_keys: usize,
+    /// Where it runs.
+    pub placement: Placement,
+}
+
+impl ThresholdRule {
+    /// Compiles `[[threshold]]` number `key` of a file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the offending value.
+    pub fn compile(c: &ThresholdConfig, src: &SourceText, key: &str) -> Result<ThresholdRule, ConfigError> {
+        let filter = compile_filter(c.filter.as_ref(), src, &format!("{key}.filter"))?;
+        let conditions = FlowConditions::new(&c.flow);
+        let input = match c.input {
+            InputKind::Packets => {
+                if !conditions.is_empty() {
+                    return Err(src.error(
+                        c.name.span(),
+                        format!("{key}.flow"),
+                        "flow conditions need `input = \"flows\"`",
+                    ));
+                }
+                Input::Packets(filter)
+            }
+            InputKind::Flows => Input::Flows(FlowSelector::new(filter, conditions)),
+        };
+        let spec = KeySpec::new(c.key.get_ref(), src, c.key.span(), &format!("{key}.key"))?;
+        let need_field = |what: &str| {
+            c.field.ok_or_else(|| {
+                src.error(c.name.span(), format!("{key}.field"), format!("`{what}` needs a `field`"))
+            })
+        };
+        let aggregate = match c.aggregate {
+            AggregateKind::Count => Aggregate::Count,
+            AggregateKind::Sum => Aggregate::Sum(need_field("sum")?),
+            AggregateKind::Distinct => Aggregate::Distinct(need_field("distinct")?),
+            AggregateKind::Ratio => {
+                let r = c.ratio.as_ref().ok_or_else(|| {
+                    src.error(
+                        c.name.span(),
+                        format!("{key}.ratio"),
+                        "`ratio` needs `ratio = { filter = ... }`",
+                    )
+                })?;
+                let f = compile_filter(r.filter.as_ref(), src, &format!("{key}.ratio.filter"))?;
+                Aggregate::Ratio(match c.input {
+                    InputKind::Packets => Subset::Packets(f),
+                    InputKind::Flows => Subset::Flows(FlowSelector::new(f, FlowConditions::new(&r.flow))),
+                })
+            }
+        };
+        let window = c.window.get_ref().0;
+        if window == Duration::ZERO {
+            return Err(src.error(c.window.span(), format!("{key}.window"), "must be longer than zero"));
+        }
+        if c.window_buckets == 0 || c.window_buckets > 64 {
+            return Err(src.error(
+                c.window.span(),
+                format!("{key}.window_buckets"),
+                "must be between 1 and 64",
+            ));
+        }
+        if !c.threshold.is_finite() || c.threshold <= 0.0 {
+            return Err(src.error(c.name.span(), format!("{key}.threshold"), "must be a positive number"));
+        }
+        if matches!(c.aggregate, AggregateKind::Ratio) && c.threshold > 1.0 {
+            return Err(src.error(
+                c.name.span(),
+                format!("{key}.threshold"),
+                "a ratio threshold is between 0 and 1",
+            ));
+        }
+        let placement = match c.input {
+            InputKind::Flows => Placement::Central,
+            InputKind::Packets if spec.has(KeyField::SrcIp) => Placement::Local,
+            InputKind::Packets => Placement::Merged,
+        };
+        Ok(ThresholdRule {
+            input,
+            key: spec,
+            aggregate,
+            window,
+            buckets: c.window_buckets,
+            threshold: c.threshold,
+            min_events: c.min_events.max(1),
+            exact_limit: c.exact_limit.max(1),
+            max_keys: c.max_keys.max(1),
+            placement,
+        })
+    }
+
+    /// Length of one bucket.
+    #[must_use]
+    pub fn bucket_len(&self) -> Duration {
+        Duration((self.window.as_nanos() / u64::from(self.buckets)).max(1))
+    }
+
+    /// Whether a packet is one of the rule's inputs.
+    #[inline]
+    #[must_use]
+    pub fn selects_packet(&self, m: &PacketMeta) -> bool {
+        match &self.input {
+            Input::Packets(f) => f.matches(m),
+            Input::Flows(_) => false,
+        }
+    }
+
+    /// Whether a flow record is one of the rule's inputs.
+    #[must_use]
+    pub fn selects_flow(&self, r: &FlowRecord) -> bool {
+        match &self.input {
+            Input::Flows(s) => s.matches(r),
+            Input::Packets(_) => false,
+        }
+    }
+}
+
+/// What one input contributes to an aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contribution {
+    /// Count or sum by this amount.
+    Amount(u64),
+    /// A value for a distinct count (its hash).
+    Value(u64),
+    /// A ratio input, in the counted subset or not.
+    RatioInput(bool),
+}
+
+fn packet_field(f: FieldName, m: &PacketMeta) -> u64 {
+    match f {
+        FieldName::SrcIp => m.src.shard_hash(),
+        FieldName::DstIp => m.dst.shard_hash(),
+        FieldName::SrcPort => u64::from(m.src_port),
+        FieldName::DstPort => u64::from(m.dst_port),
+        FieldName::Proto => u64::from(m.ip_proto),
+        FieldName::Bytes => u64::from(m.ip_len),
+        FieldName::Packets => 1,
+    }
+}
+
+fn flow_field(f: FieldName, r: &FlowRecord) -> u64 {
+    match f {
+        FieldName::SrcIp => r.src.shard_hash(),
+        FieldName::DstIp => r.dst.shard_hash(),
+        FieldName::SrcPort => u64::from(r.src_port),
+        FieldName::DstPort => u64::from(r.dst_port),
+        FieldName::Proto => u64::from(r.proto),
+        FieldName::Bytes => r.fwd.bytes + r.rev.bytes,
+        FieldName::Packets => r.fwd.packets + r.rev.packets,
+    }
+}
+
+/// Mixes a small field value (a port) into a well-spread hash for distinct counting.
+#[inline]
+fn spread(v: u64) -> u64 {
+    let mut h = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl ThresholdRule {
+    /// What a selected packet contributes.
+    #[inline]
+    #[must_use]
+    pub fn packet_contribution(&self, m: &PacketMeta) -> Contribution {
+        match &self.aggregate {
+            Aggregate::Count => Contribution::Amount(1),
+            Aggregate::Sum(f) => Contribution::Amount(packet_field(*f, m)),
+            Aggregate::Distinct(f) => Contribution::Value(spread(packet_field(*f, m))),
+            Aggregate::Ratio(Subset::Packets(sub)) => Contribution::RatioInput(sub.matches(m)),
+            Aggregate::Ratio(Subset::Flows(_)) => Contribution::RatioInput(false),
+        }
+    }
+
+    /// What a selected flow record contributes.
+    #[must_use]
+    pub fn flow_contribution(&self, r: &FlowRecord) -> Contribution {
+        match &self.aggregate {
+            Aggregate::Count => Contribution::Amount(1),
+            Aggregate::Sum(f) => Contribution::Amount(flow_field(*f, r)),
+            Aggregate::Distinct(f) => Contribution::Value(spread(flow_field(*f, r))),
+            Aggregate::Ratio(Subset::Flows(sub)) => Contribution::RatioInput(sub.matches(r)),
+            Aggregate::Ratio(Subset::Packets(_)) => Contribution::RatioInput(false),
+        }
+    }
+}
+
+/// The value and evidence of a window that reached the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossing {
+    /// The aggregate's value.
+    pub value: f64,
+    /// Inputs in the window.
+    pub events: u64,
+}
+
+/// A key's sliding-window aggregate (immediate evaluation).
+#[derive(Debug, Clone)]
+enum Counter {
+    Amount { total: WindowedCount, events: WindowedCount },
+    Distinct { values: WindowedDistinct, events: WindowedCount },
+    Ratio { subset: WindowedCount, all: WindowedCount },
+}
+
+impl Counter {
+    fn new(rule: &ThresholdRule) -> Counter {
+        let (w, b) = (rule.window, rule.buckets as usize);
+        match rule.aggregate {
+            Aggregate::Count | Aggregate::Sum(_) => {
+                Counter::Amount { total: WindowedCount::new(w, b), events: WindowedCount::new(w, b) }
+            }
+            Aggregate::Distinct(_) => Counter::Distinct {
+                values: WindowedDistinct::new(w, b, rule.exact_limit),
+                events: WindowedCount::new(w, b),
+            },
+            Aggregate::Ratio(_) => {
+                Counter::Ratio { subset: WindowedCount::new(w, b), all: WindowedCount::new(w, b) }
+            }
+        }
+    }
+
+    /// Adds an input at `now`; returns the window's value when it may have changed, or
+    /// `Err(Late)` when `now` is before the window.
+    fn add(&mut self, now: Nanos, c: Contribution, rule: &ThresholdRule) -> Result<Option<Crossing>, Late> {
+        Ok(match (self, c) {
+            (Counter::Amount { total, events }, Contribution::Amount(a)) => {
+                let n = events.add(now, 1)?;
+                let v = total.add(now, a)?;
+                Some(Crossing { value: v as f64, events: n })
+            }
+            (Counter::Distinct { values, events }, Contribution::Value(h)) => {
+                let n = events.add(now, 1)?;
+                values.insert(now, h)?.new_estimate().map(|v| Crossing { value: v as f64, events: n })
+            }
+            (Counter::Ratio { subset, all }, Contribution::RatioInput(hit)) => {
+                let n = all.add(now, 1)?;
+                let k = if hit { subset.add(now, 1)? } else { subset.total(now) };
+                (n >= rule.min_events).then(|| Crossing { value: k as f64 / n as f64, events: n })
+            }
+            _ => None,
+        })
+    }
+
+    fn is_idle(&self, now: Nanos) -> bool {
+        match self {
+            Counter::Amount { events, .. }
+            | Counter::Distinct { events, .. }
+            | Counter::Ratio { all: events, .. } => events.is_idle(now),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct KeyState {
+    counter: Counter,
+    /// No new alert for this key before this time.
+    quiet_until: Nanos,
+    last: Nanos,
+    generation: u32,
+}
+
+/// Counters of one threshold rule (per worker, or in the collector).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ThresholdStats {
+    /// Inputs selected by the rule.
+    pub matched: u64,
+    /// Times a key reached the threshold.
+    pub crossed: u64,
+    /// Keys held now.
+    pub keys: u64,
+    /// Most keys held at once.
+    pub peak_keys: u64,
+    /// Keys dropped because the table was full.
+    pub evicted: u64,
+    /// Inputs too late for their window.
+    pub late: u64,
+}
+
+impl ThresholdStats {
+    /// Adds another part's counters.
+    pub fn merge(&mut self, o: &ThresholdStats) {
+        self.matched += o.matched;
+        self.crossed += o.crossed;
+        self.keys += o.keys;
+        self.peak_keys += o.peak_keys;
+        self.evicted += o.evicted;
+        self.late += o.late;
+    }
+}
+
+/// Per-key sliding windows evaluated as inputs arrive (Local and Central placements).
+#[derive(Debug)]
+pub struct ImmediateThreshold {
+    keys: HashMap<KeyValue, KeyState, foldhash::fast::RandomState>,
+    wheel: TimerWheel<KeyValue>,
+    next_generation: u32,
+    /// Counters.
+    pub stats: ThresholdStats,
+}
+
+impl ImmediateThreshold {
+    /// Empty state for `rule`.
+    #[must_use]
+    pub fn new(rule: &ThresholdRule) -> ImmediateThreshold {
+        ImmediateThreshold {
+            keys: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            wheel: TimerWheel::for_timeout(rule.window),
+            next_generation: 0,
+            stats: ThresholdStats::default(),
+        }
+    }
+
+    /// Adds one input for `key` at `now`; returns the crossing when the key reaches the
+    /// threshold (at most once per window).
+    pub fn add(
+        &mut self,
+        rule: &ThresholdRule,
+        key: KeyValue,
+        now: Nanos,
+        c: Contribution,
+    ) -> Option<Crossing> {
+        self.stats.matched += 1;
+        if !self.keys.contains_key(&key) {
+            while self.keys.len() >= rule.max_keys {
+                let Some((k, g)) = self.wheel.pop_earliest() else { break };
+                if self.keys.get(&k).is_some_and(|s| s.generation == g) {
+                    self.keys.remove(&k);
+                    self.stats.evicted += 1;
+                }
+            }
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let generation = self.next_generation;
+            self.keys.insert(
+                key,
+                KeyState { counter: Counter::new(rule), quiet_until: Nanos::ZERO, last: now, generation },
+            );
+            self.wheel.schedule(key, generation, now.saturating_add(rule.window));
+            self.stats.keys = self.keys.len() as u64;
+            self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
+        }
+        let state = self.keys.get_mut(&key)?;
+        state.last = state.last.max(now);
+        let crossing = match state.counter.add(now, c, rule) {
+            Ok(c) => c?,
+            Err(Late) => {
+                self.stats.late += 1;
+                return None;
+            }
+        };
+        if crossing.value >= rule.threshold && now >= state.quiet_until {
+            state.quiet_until = now.saturating_add(rule.window);
+            self.stats.crossed += 1;
+            return Some(crossing);
+        }
+        None
+    }
+
+    /// Drops keys whose window has emptied.
+    pub fn expire(&mut self, rule: &ThresholdRule, now: Nanos) {
+        let keys = &mut self.keys;
+        self.wheel.advance(now, |k, g| {
+            let s = keys.get(&k)?;
+            if s.generation != g {
+                return None;
+            }
+            if s.counter.is_idle(now) && s.quiet_until <= now {
+                keys.remove(&k);
+                None
+            } else {
+                Some(s.last.saturating_add(rule.window).max(now.saturating_add(Duration(1))))
+            }
+        });
+        self.stats.keys = self.keys.len() as u64;
+    }
+}
+
+/// A partial aggregate of one key in one bucket, from one worker.
+#[derive(Debug, Clone)]
+pub enum PartialValue {
+    /// Count or sum, and the number of inputs.
+    Amount { total: u64, events: u64 },
+    /// Distinct values, and the number of inputs.
+    Distinct { values: Box<DistinctCounter>, events: u64 },
+    /// Ratio inputs: in the subset, and all.
+    Ratio { subset: u64, all: u64 },
+}
+
+impl PartialValue {
+    fn new(rule: &ThresholdRule) -> PartialValue {
+        match rule.aggregate {
+            Aggregate::Count | Aggregate::Sum(_) => PartialValue::Amount { total: 0, events: 0 },
+            Aggregate::Distinct(_) => {
+                PartialValue::Distinct { values: Box::new(DistinctCounter::new(rule.exact_limit)), events: 0 }
+            }
+            Aggregate::Ratio(_) => PartialValue::Ratio { subset: 0, all: 0 },
+        }
+    }
+
+    fn add(&mut self, c: Contribution) {
+        match (self, c) {
+            (PartialValue::Amount { total, events }, Contribution::Amount(a)) => {
+                *total = total.saturating_add(a);
+                *events += 1;
+            }
+            (PartialValue::Distinct { values, events }, Contribution::Value(h)) => {
+                values.insert(h);
+                *events += 1;
+            }
+            (PartialValue::Ratio { subset, all }, Contribution::RatioInput(hit)) => {
+                *subset += u64::from(hit);
+                *all += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds another part of the same bucket and key.
+    pub fn merge(&mut self, o: &PartialValue) {
+        match (self, o) {
+            (PartialValue::Amount { total, events }, PartialValue::Amount { total: t, events: e }) => {
+                *total = total.saturating_add(*t);
+                *events += e;
+            }
+            (PartialValue::Distinct { values, events }, PartialValue::Distinct { values: v, events: e }) => {
+                values.merge(v);
+                *events += e;
+            }
+            (PartialValue::Ratio { subset, all }, PartialValue::Ratio { subset: s, all: a }) => {
+                *subset += s;
+                *all += a;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Partial aggregates a worker hands to the collector at the end of a bucket.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    /// Index of the rule among the rule set's rules.
+    pub rule: crate::rules::RuleId,
+    /// Bucket number (bucket start / bucket length).
+    pub bucket: u64,
+    /// The key.
+    pub key: KeyValue,
+    /// Its partial aggregate.
+    pub value: PartialValue,
+}
+
+/// Per-worker bucket aggregates of a Merged rule.
+#[derive(Debug)]
+pub struct PartialThreshold {
+    /// Open buckets: bucket number → key → value. Ordered so flushing is deterministic.
+    open: BTreeMap<u64, StdHashMap<KeyValue, PartialValue>>,
+    /// Buckets up to (excluding) this number were flushed.
+    flushed_before: u64,
+    /// Counters.
+    pub stats: ThresholdStats,
+}
+
+impl PartialThreshold {
+    /// Empty.
+    #[must_use]
+    pub fn new() -> PartialThreshold {
+        PartialThreshold { open: BTreeMap::new(), flushed_before: 0, stats: ThresholdStats::default() }
+    }
+
+    /// Adds an input at `ts`.
+    pub fn add(&mut self, rule: &ThresholdRule, key: KeyValue, ts: Nanos, c: Contribution) {
+        self.stats.matched += 1;
+        let bucket = ts.0 / rule.bucket_len().as_nanos();
+        if bucket < self.flushed_before {
+            self.stats.late += 1;
+            return;
+        }
+        let keys = self.open.entry(bucket).or_default();
+        if !keys.contains_key(&key) && keys.len() >= rule.max_keys {
+            self.stats.evicted += 1;
+            return;
+        }
+        keys.entry(key).or_insert_with(|| PartialValue::new(rule)).add(c);
+        self.stats.keys = self.open.values().map(|m| m.len() as u64).sum();
+        self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
+    }
+
+    /// Hands every bucket that ended at least `lateness` before `now` to `out`, keys in
+    /// sorted order (deterministic).
+    pub fn flush(
+        &mut self,
+        rule_id: crate::rules::RuleId,
+        rule: &ThresholdRule,
+        now: Nanos,
+        lateness: Duration,
+        out: &mut impl FnMut(Partial),
+    ) {
+        let len = rule.bucket_len().as_nanos();
+        // Buckets whose end (start + len) + lateness ≤ now.
+        let ready_before = now.0.saturating_sub(lateness.as_nanos()) / len;
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= ready_before {
+                break;
+            }
+            let (bucket, keys) = entry.remove_entry();
+            let mut keys: Vec<(KeyValue, PartialValue)> = keys.into_iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (key, value) in keys {
+                out(Partial { rule: rule_id, bucket, key, value });
+            }
+        }
+        self.flushed_before = self.flushed_before.max(ready_before);
+        self.stats.keys = self.open.values().map(|m| m.len() as u64).sum();
+    }
+
+    /// Hands every open bucket to `out` (end of input).
+    pub fn flush_all(
+        &mut self,
+        rule_id: crate::rules::RuleId,
+        rule: &ThresholdRule,
+        out: &mut impl FnMut(Partial),
+    ) {
+        self.flush(rule_id, rule, Nanos::MAX, Duration::ZERO, out);
+    }
+}
+
+impl Default for PartialThreshold {
+    fn default() -> PartialThreshold {
+        PartialThreshold::new()
+    }
+}
+
+/// The collector's merge of a Merged rule's partial aggregates.
+#[derive(Debug)]
+pub struct MergedThreshold {
+    /// key → (bucket → merged value), only buckets still inside some window.
+    keys: StdHashMap<KeyValue, MergedKey>,
+    /// Buckets that received partials and were not judged yet, with the keys they touched.
+    pending: BTreeMap<u64, Vec<KeyValue>>,
+    /// Counters.
+    pub stats: ThresholdStats,
+}
+
+#[derive(Debug, Default)]
+struct MergedKey {
+    buckets: BTreeMap<u64, PartialValue>,
+    quiet_until_bucket: u64,
+}
+
+impl MergedThreshold {
+    /// Empty.
+    #[must_use]
+    pub fn new() -> MergedThreshold {
+        MergedThreshold {
+            keys: StdHashMap::new(),
+            pending: BTreeMap::new(),
+            stats: ThresholdStats::default(),
+        }
+    }
+
+    /// Merges one worker's partial.
+    pub fn add(&mut self, rule: &ThresholdRule, p: Partial) {
+        if !self.keys.contains_key(&p.key) && self.keys.len() >= rule.max_keys {
+            self.stats.evicted += 1;
+            return;
+        }
+        let k = self.keys.entry(p.key).or_default();
+        match k.buckets.get_mut(&p.bucket) {
+            Some(v) => v.merge(&p.value),
+            None => {
+                k.buckets.insert(p.bucket, p.value);
+            }
+        }
+        let touched = self.pending.entry(p.bucket).or_default();
+        if touched.last() != Some(&p.key) {
+            touched.push(p.key);
+        }
+        self.stats.keys = self.keys.len() as u64;
+        self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
+    }
+
+    /// Judges every pending bucket that ended at least `lateness` before `watermark`:
+    /// `alert(key, bucket end, crossing)` for keys whose window reached the threshold.
+    pub fn evaluate(
+        &mut self,
+        rule: &ThresholdRule,
+        watermark: Nanos,
+        lateness: Duration,
+        alert: &mut impl FnMut(KeyValue, Nanos, Crossing),
+    ) {
+        let len = rule.bucket_len().as_nanos();
+        let ready_before = watermark.0.saturating_sub(lateness.as_nanos()) / len;
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() >= ready_before {
+                break;
+            }
+            let (bucket, mut touched) = entry.remove_entry();
+            touched.sort_unstable();
+            touched.dedup();
+            for key in touched {
+                let Some(k) = self.keys.get_mut(&key) else { continue };
+                let first = bucket.saturating_sub(u64::from(rule.buckets) - 1);
+                let crossing = window_value(rule, k.buckets.range(first..=bucket).map(|(_, v)| v));
+                if let Some(c) = crossing {
+                    if c.value >= rule.threshold && bucket >= k.quiet_until_bucket {
+                        k.quiet_until_bucket = bucket + u64::from(rule.buckets);
+                        self.stats.crossed += 1;
+                        alert(key, Nanos(bucket.saturating_add(1).saturating_mul(len)), c);
+                    }
+                }
+                // Buckets that can no longer be in any window.
+                k.buckets.retain(|b, _| *b >= first);
+            }
+        }
+        // Forget keys whose buckets all left the window.
+        let oldest_live = ready_before.saturating_sub(u64::from(rule.buckets));
+        self.keys.retain(|_, k| k.buckets.last_key_value().is_some_and(|(b, _)| *b >= oldest_live));
+        self.stats.keys = self.keys.len() as u64;
+    }
+}
+
+impl Default for MergedThreshold {
+    fn default() -> MergedThreshold {
+        MergedThreshold::new()
+    }
+}
+
+/// The aggregate over a window's buckets.
+fn window_value<'a>(rule: &ThresholdRule, parts: impl Iterator<Item = &'a PartialValue>) -> Option<Crossing> {
+    let mut acc = PartialValue::new(rule);
+    for p in parts {
+        acc.merge(p);
+    }
+    match acc {
+        PartialValue::Amount { total, events } => Some(Crossing { value: total as f64, events }),
+        PartialValue::Distinct { values, events } => {
+            Some(Crossing { value: values.estimate() as f64, events })
+        }
+        PartialValue::Ratio { subset, all } => {
+            (all >= rule.min_events).then(|| Crossing { value: subset as f64 / all as f64, events: all })
+        }
+    }
+}
+
+/// The key of a flow record for this rule.
+#[must_use]
+pub fn flow_key(rule: &ThresholdRule, r: &FlowRecord, networks: &NetworkMap) -> KeyValue {
+    rule.key.of_flow(r, networks)
+}
