@@ -414,7 +414,8 @@ pub enum Merged<R> {
         /// The record.
         record: R,
     },
-    /// Every worker has processed all input up to this event time.
+    /// Every worker has processed all input up to this event time, including the clock tick
+    /// at it, and every record that tick caused has been handed over.
     Watermark(Nanos),
 }
 
@@ -474,15 +475,21 @@ impl<R, St> Merger<R, St> {
             }
             self.drain_through(target, sink);
             let mut clock = Nanos::ZERO;
+            let mut everyone = true;
             for input in &mut self.inputs {
-                if let Some(&(t, c)) = input.ticks.front() {
-                    if t == target {
+                match input.ticks.front() {
+                    Some(&(t, c)) if t == target => {
                         input.ticks.pop_front();
                         clock = clock.max(c);
                     }
+                    _ => everyone &= input.done.is_some(),
                 }
             }
-            if clock > self.watermark {
+            // Only a tick every worker processed (a flush, which every worker receives) makes
+            // a watermark: by then every worker has also emitted what that clock made due
+            // (closed buckets, partial aggregates) — a tick of one worker's full block says
+            // nothing about what the others emitted at their own later ticks.
+            if everyone && clock > self.watermark {
                 self.watermark = clock;
                 sink(Merged::Watermark(clock));
             }

@@ -17,7 +17,10 @@
 //! go to the collector when the interval ends, plus the lateness, and are merged there before
 //! the interval is judged. Flow records (`metric = "flows"`) are measured in the collector.
 
-use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::collections::BTreeMap;
+
+/// A hash map with a fast hasher (keys are addresses and rule keys, not attacker-chosen strings).
+type StdHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 use outpost_filter::Filter;

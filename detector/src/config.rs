@@ -553,14 +553,18 @@ pub enum IntelDirection {
     Dst,
 }
 
-/// One intel list file of an intel rule.
+/// One intel list of an intel rule: a file, or entries written inline.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntelListConfig {
     /// List name (appears in alerts).
     pub name: Spanned<String>,
     /// File of addresses and CIDRs, one per line, `#` comments; relative to the rule file.
-    pub path: Spanned<String>,
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// Addresses and CIDRs written in the rule itself (instead of `path`).
+    #[serde(default)]
+    pub entries: Option<Vec<String>>,
     /// Skip (and count) bad lines instead of refusing the file. Default false.
     #[serde(default)]
     pub lenient: bool,

@@ -5,7 +5,7 @@
 //! destination, or both). A worker raises at most one alert per listed address per
 //! `cooldown`; the alert policy deduplicates further.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -45,19 +45,31 @@ impl IntelRule {
             ));
         }
         let base = src.path.parent().unwrap_or(Path::new(""));
-        let sources: Vec<IntelSource> = c
-            .lists
-            .iter()
-            .map(|l| IntelSource {
-                name: l.name.get_ref().clone(),
-                path: base.join(l.path.get_ref()),
-                lenient: l.lenient,
-            })
-            .collect();
-        let set = IntelSet::load(&sources).map_err(|e| {
-            let span = c.lists.first().map_or(c.name.span(), |l| l.path.span());
-            src.error(span, format!("{key}.lists"), e.to_string())
-        })?;
+        let mut texts: Vec<(IntelSource, String)> = Vec::with_capacity(c.lists.len());
+        for (i, l) in c.lists.iter().enumerate() {
+            let k = format!("{key}.lists[{i}]");
+            let (path, text) = match (&l.path, &l.entries) {
+                (Some(p), None) => {
+                    let path = base.join(p.get_ref());
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        src.error(
+                            p.span(),
+                            format!("{k}.path"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    (path, text)
+                }
+                (None, Some(entries)) => {
+                    (PathBuf::from(format!("{}:{k}.entries", src.path.display())), entries.join("\n"))
+                }
+                _ => return Err(src.error(l.name.span(), k, "a list has either `path` or `entries`")),
+            };
+            texts.push((IntelSource { name: l.name.get_ref().clone(), path, lenient: l.lenient }, text));
+        }
+        let refs: Vec<(IntelSource, &str)> = texts.iter().map(|(s, t)| (s.clone(), t.as_str())).collect();
+        let set = IntelSet::from_texts(&refs)
+            .map_err(|e| src.error(c.name.span(), format!("{key}.lists"), e.to_string()))?;
         Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), cooldown: c.cooldown.0 })
     }
 

@@ -26,7 +26,10 @@
 //! After a key alerts, it does not alert again from the same rule until its window has moved
 //! past the alert (the alert policy deduplicates further).
 
-use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::collections::BTreeMap;
+
+/// A hash map with a fast hasher (keys are addresses and rule keys, not attacker-chosen strings).
+type StdHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use hashbrown::HashMap;
 use outpost_decode::{Duration, Nanos, PacketMeta};
@@ -682,7 +685,7 @@ impl MergedThreshold {
     #[must_use]
     pub fn new() -> MergedThreshold {
         MergedThreshold {
-            keys: StdHashMap::new(),
+            keys: StdHashMap::default(),
             pending: BTreeMap::new(),
             stats: ThresholdStats::default(),
         }

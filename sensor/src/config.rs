@@ -23,6 +23,47 @@ pub const MAX_WORKERS: usize = 256;
 /// The built-in configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/outpost.toml");
 
+/// The built-in configuration's rule files (`rules.d/*.toml` of the repository's `config/`),
+/// by the path the configuration names them with.
+pub const BUILTIN_RULE_FILES: &[(&str, &str)] = &[
+    ("rules.d/default.toml", include_str!("../../config/rules.d/default.toml")),
+    ("rules.d/seed.toml", include_str!("../../config/rules.d/seed.toml")),
+];
+
+/// The files a `rule_files` entry names: itself, or — when its file name holds `*` — every
+/// file of its directory matching the pattern (`*` matches any run of characters), sorted.
+fn expand(
+    pattern: &str,
+    list_dir: impl Fn(&Path) -> std::io::Result<Vec<String>>,
+) -> std::io::Result<Vec<String>> {
+    let (dir, name) = match pattern.rsplit_once('/') {
+        Some((d, n)) => (d, n),
+        None => ("", pattern),
+    };
+    if !name.contains('*') {
+        return Ok(vec![pattern.to_string()]);
+    }
+    let mut out: Vec<String> = list_dir(Path::new(dir))?
+        .into_iter()
+        .filter(|f| wildcard(name, f))
+        .map(|f| if dir.is_empty() { f } else { format!("{dir}/{f}") })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len().saturating_sub(head.len()))
+                    .any(|i| name.get(head.len() + i..).is_some_and(|rest| wildcard(tail, rest)))
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,13 +265,52 @@ impl Loaded {
         let config: SensorConfig = main.parse()?;
         let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         let mut files = Vec::with_capacity(config.rule_files.len());
-        for f in &config.rule_files {
-            let p = base.join(f);
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| ConfigError::file(&p, format!("cannot read rule file: {e}")))?;
-            let src = SourceText::new(p, text);
-            let rules: RulesConfig = src.parse()?;
-            files.push((rules, src));
+        for pattern in &config.rule_files {
+            let names = match path {
+                Some(_) => expand(pattern, |d| {
+                    let dir = base.join(d);
+                    std::fs::read_dir(&dir)?
+                        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                        .collect()
+                }),
+                None => expand(pattern, |d| {
+                    Ok(BUILTIN_RULE_FILES
+                        .iter()
+                        .filter_map(|(p, _)| {
+                            p.rsplit_once('/')
+                                .filter(|(dir, _)| Path::new(dir) == d)
+                                .map(|(_, n)| n.to_string())
+                        })
+                        .collect())
+                }),
+            }
+            .map_err(|e| ConfigError::file(&base.join(pattern), format!("cannot list rule files: {e}")))?;
+            if names.is_empty() {
+                return Err(ConfigError::file(
+                    &main.path,
+                    format!("rule_files: `{pattern}` matches no file"),
+                ));
+            }
+            for f in names {
+                let (p, text) = match path {
+                    Some(_) => {
+                        let p = base.join(&f);
+                        let text = std::fs::read_to_string(&p)
+                            .map_err(|e| ConfigError::file(&p, format!("cannot read rule file: {e}")))?;
+                        (p, text)
+                    }
+                    None => {
+                        let text =
+                            BUILTIN_RULE_FILES.iter().find(|(n, _)| *n == f).map(|(_, t)| (*t).to_string());
+                        let text = text
+                            .ok_or_else(|| ConfigError::file(Path::new(&f), "no such built-in rule file"))?;
+                        (PathBuf::from(format!("<built-in {f}>")), text)
+                    }
+                };
+                let src = SourceText::new(p, text);
+                let rules: RulesConfig = src.parse()?;
+                files.push((rules, src));
+            }
         }
         let mut parts = vec![(&config.rules, &main, "rules")];
         parts.extend(files.iter().map(|(r, s)| (r, s, "")));
@@ -274,9 +354,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_built_in_config_compiles() {
+    fn wildcards_match_runs_of_characters() {
+        assert!(wildcard("*.toml", "default.toml"));
+        assert!(wildcard("a*b*c", "aXXbYc"));
+        assert!(!wildcard("*.toml", "default.toml~"));
+        assert!(wildcard("x", "x"));
+        let files =
+            expand("rules.d/*.toml", |_| Ok(vec!["b.toml".into(), "a.toml".into(), "c.txt".into()])).unwrap();
+        assert_eq!(files, vec!["rules.d/a.toml", "rules.d/b.toml"]);
+    }
+
+    #[test]
+    fn the_built_in_config_compiles_and_matches_the_repository_files() {
         let l = Loaded::load(None).expect("default config");
-        assert_eq!(l.rules.names().collect::<Vec<_>>(), vec!["seed-state-machine"]);
+        let names: Vec<&str> = l.rules.names().collect();
+        assert!(names.contains(&"seed-state-machine") && names.contains(&"scan-vertical-tcp"), "{names:?}");
+        let from_files =
+            Loaded::load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/outpost.toml"))))
+                .expect("repository config");
+        assert_eq!(
+            from_files.rules.names().collect::<Vec<_>>(),
+            names,
+            "BUILTIN_RULE_FILES must list every rules.d file"
+        );
         assert!(!l.networks.networks().is_empty());
     }
 

@@ -49,14 +49,33 @@ enum GenScenario {
 }
 
 fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write as _;
     let loaded = config::Loaded::load(path)?;
-    println!("{}: OK", loaded.origin.display());
-    println!("  sensor: {}", loaded.config.sensor.name);
-    println!("  networks: {}", loaded.networks.networks().len());
+    let mut text = String::new();
+    let _ = writeln!(text, "{}: OK", loaded.origin.display());
+    let _ = writeln!(text, "  sensor: {}", loaded.config.sensor.name);
+    let _ = writeln!(text, "  networks: {}", loaded.networks.networks().len());
     for r in &loaded.rules.rules {
-        println!("  rule {} ({}, {}){}", r.name, r.kind.name(), r.severity.name(), describe(&r.kind));
+        let _ = writeln!(
+            text,
+            "  rule {} ({}, {}){}",
+            r.name,
+            r.kind.name(),
+            r.severity.name(),
+            describe(&r.kind)
+        );
     }
+    write_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// What `check-config` says about a rule.

@@ -150,7 +150,12 @@ fn no_alerts_without_injected_errors() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "", "a clean scenario must raise no alert");
     let summary = &read_jsonl(&dir.path().join("s.json"))[0];
-    let rule = &summary["rules"][0]["workers"];
+    let rule = &summary["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "seed-state-machine")
+        .expect("the seed rule is in the built-in configuration")["workers"];
     assert_eq!(rule["events"].as_u64(), Some(300_000), "every event packet is classified");
     assert_eq!(rule["invalid"].as_u64(), Some(0));
     assert!(rule["terminated"].as_u64().unwrap() > 10_000);
