@@ -156,7 +156,7 @@ impl FrameBlock {
             let data = self.bytes.get(start..start.saturating_add(d.len as usize)).unwrap_or(&[]);
             (
                 InputPos { seq: d.seq, frame: d.index, roles: d.roles },
-                Frame { data, ts: d.ts, wire_len: d.wire_len, link: d.link },
+                Frame { data, ts: d.ts, wire_len: d.wire_len, link: d.link, record: d.index },
             )
         })
     }
@@ -169,8 +169,8 @@ mod tests {
     #[test]
     fn frames_come_back_in_order_with_their_bytes() {
         let mut b = FrameBlock::new(BlockLimits { frames: 2, bytes: 1 << 10 });
-        let f1 = Frame { data: &[1, 2, 3], ts: Nanos(5), wire_len: 3, link: LinkType::Ethernet };
-        let f2 = Frame { data: &[9], ts: Nanos(7), wire_len: 60, link: LinkType::Raw };
+        let f1 = Frame { data: &[1, 2, 3], ts: Nanos(5), wire_len: 3, link: LinkType::Ethernet, record: 0 };
+        let f2 = Frame { data: &[9], ts: Nanos(7), wire_len: 60, link: LinkType::Raw, record: 1 };
         b.push(&f1, 10, 0, Roles::BOTH);
         assert!(!b.is_full(BlockLimits { frames: 2, bytes: 1 << 10 }));
         b.push(&f2, 12, 1, Roles::PAIR);

@@ -45,7 +45,8 @@ impl MemorySource {
         let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
         self.data.extend_from_slice(frame);
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        self.descs.push(FrameDesc { ts, offset, len, wire_len: wire_len.max(len), link });
+        let record = self.descs.len() as u64;
+        self.descs.push(FrameDesc { ts, offset, len, wire_len: wire_len.max(len), link, record });
     }
 
     /// Delivers the frames `times` times in all (at least once). Timestamps repeat as stored.
@@ -78,9 +79,17 @@ impl PacketSource for MemorySource {
             self.pos = 0;
         }
         let end = (self.pos + self.batch).min(self.descs.len());
+        // Record numbers continue across repeated passes.
+        let pass_base = self.stats.records - self.pos as u64;
+        if let Some(descs) = self.descs.get_mut(self.pos..end) {
+            for (i, d) in descs.iter_mut().enumerate() {
+                d.record = pass_base + (self.pos + i) as u64;
+            }
+        }
         let descs = self.descs.get(self.pos..end).unwrap_or_default();
         self.pos = end;
         self.stats.frames += descs.len() as u64;
+        self.stats.records += descs.len() as u64;
         self.stats.bytes += descs.iter().map(|d| u64::from(d.len)).sum::<u64>();
         Ok(Some(Batch::new(&self.data, descs)))
     }

@@ -70,6 +70,8 @@ pub struct PcapFileSource {
     finished: bool,
     last_ts: Nanos,
     stats: SourceStats,
+    /// Record number of this file's first record in a multi-file input.
+    first_record: u64,
 }
 
 impl PcapFileSource {
@@ -108,6 +110,7 @@ impl PcapFileSource {
             finished: false,
             last_ts: Nanos::ZERO,
             stats: SourceStats::default(),
+            first_record: 0,
         })
     }
 
@@ -187,8 +190,9 @@ impl PcapFileSource {
     /// Parses as many records as fit in the buffer into `descs`. Returns `Ok(true)` when it
     /// stopped for lack of bytes (more may follow after a refill).
     fn parse_records(&mut self) -> Result<bool, SourceError> {
-        let Some(format) = self.format else { return Ok(false) };
         while self.descs.len() < self.max_frames {
+            // Read per record: a section header block may change the byte order.
+            let Some(format) = self.format else { return Ok(false) };
             let at = self.start;
             let input = &self.buf[at..self.end];
             if input.is_empty() {
@@ -244,8 +248,8 @@ impl PcapFileSource {
                             self.format = Some(Format::Ng { big_endian: shb.big_endian() });
                             self.interfaces.clear();
                             self.start = at + consumed;
-                            // Byte order may have changed: re-read the format.
-                            return self.parse_records();
+                            // Byte order may have changed: the loop re-reads the format.
+                            continue;
                         }
                         Block::InterfaceDescription(idb) => {
                             let resolution = idb.ts_resolution().unwrap_or(0);
@@ -302,6 +306,8 @@ impl PcapFileSource {
 
     fn push_frame(&mut self, link: Option<LinkType>, off: usize, len: usize, orig: u32, ts: Nanos) {
         self.last_ts = ts;
+        let record = self.first_record + self.stats.records;
+        self.stats.records += 1;
         let Some(link) = link else {
             self.stats.unsupported_link += 1;
             return;
@@ -312,7 +318,7 @@ impl PcapFileSource {
         };
         self.stats.frames += 1;
         self.stats.bytes += len as u64;
-        self.descs.push(FrameDesc { ts, offset, len: len32, wire_len: orig.max(len32), link });
+        self.descs.push(FrameDesc { ts, offset, len: len32, wire_len: orig.max(len32), link, record });
     }
 }
 
@@ -375,7 +381,12 @@ impl PacketSource for PcapFileSource {
                     // Frames in `descs` point into the buffer; hand them out before compacting.
                     break;
                 }
-                self.refill()?;
+                if let Err(e) = self.refill() {
+                    // A read error or an oversized block ends this file: retrying would meet
+                    // the same error forever.
+                    self.finished = true;
+                    return Err(e);
+                }
                 if self.format.is_none() && (self.end - self.start >= 4 || self.eof) {
                     if let Err(e) = self.read_header() {
                         self.finished = true;
@@ -420,7 +431,9 @@ impl PacketSource for PcapFiles {
         loop {
             if self.current.is_none() {
                 let Some(path) = self.paths.next() else { return Ok(None) };
-                self.current = Some(PcapFileSource::open(path)?);
+                let mut next = PcapFileSource::open(path)?;
+                next.first_record = self.done.records;
+                self.current = Some(next);
             }
             // Decide first whether the current file is exhausted, then borrow it for the batch
             // (two steps keep the borrow checker happy about returning the borrowed batch).
@@ -462,5 +475,6 @@ fn add_stats(into: &mut SourceStats, s: &SourceStats) {
     into.frames += s.frames;
     into.bytes += s.bytes;
     into.unsupported_link += s.unsupported_link;
+    into.records += s.records;
     into.dropped += s.dropped;
 }

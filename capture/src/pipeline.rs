@@ -192,7 +192,9 @@ impl Dispatcher {
             if frame.ts > self.clock {
                 self.clock = frame.ts;
             }
-            let (seq, index) = (self.seq, self.stats.frames);
+            // The frame number is the source's record number: records it skipped still count,
+            // as in Wireshark.
+            let (seq, index) = (self.seq, frame.record);
             self.seq += 1;
             self.stats.frames += 1;
             if n == 1 {
@@ -602,6 +604,9 @@ fn receive_loop<Src: PacketSource>(mut source: Src, mut d: Dispatcher, stop: &At
             d.flush();
         }
     }
+    // The final flush always waits, even under `Drop`: every worker must see the end of the
+    // input and the same final sequence number.
+    d.backpressure = Backpressure::Wait;
     d.flush();
     let stats = d.stats.clone();
     drop(d);

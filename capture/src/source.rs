@@ -23,6 +23,9 @@ pub struct FrameDesc {
     pub wire_len: u32,
     /// Link-layer type of the frame.
     pub link: LinkType,
+    /// Record number in the input from 0, counting every record the source read — also
+    /// those it skipped (unsupported link type) — so `record + 1` is Wireshark's frame number.
+    pub record: u64,
 }
 
 /// One captured frame, borrowed from its batch.
@@ -36,6 +39,8 @@ pub struct Frame<'a> {
     pub wire_len: u32,
     /// Link-layer type.
     pub link: LinkType,
+    /// Record number in the input from 0 (see [`FrameDesc::record`]).
+    pub record: u64,
 }
 
 /// A batch of frames borrowed from a source: descriptors into one backing buffer.
@@ -75,6 +80,7 @@ impl<'a> Batch<'a> {
             ts: d.ts,
             wire_len: d.wire_len,
             link: d.link,
+            record: d.record,
         })
     }
 }
@@ -88,6 +94,8 @@ pub struct SourceStats {
     pub bytes: u64,
     /// Frames skipped because their link type is not decoded by Outpost.
     pub unsupported_link: u64,
+    /// Packet records read, delivered or skipped.
+    pub records: u64,
     /// Frames dropped by the source before delivery (kernel or ring drops, for live sources).
     pub dropped: u64,
 }

@@ -275,3 +275,68 @@ fn several_files_read_as_one_input_and_a_bad_one_does_not_stop_the_rest() {
     assert!(matches!(&errors[0], SourceError::NotACapture { path, .. } if *path == b));
     assert_eq!(src.stats().frames, 80);
 }
+
+#[test]
+fn a_block_claiming_more_than_the_largest_block_ends_the_file_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.pcap");
+    let want = write_pcap(&p, LinkType::Ethernet, Precision::Nano, 10);
+    let mut bytes = std::fs::read(&p).unwrap();
+    // A record header claiming 100 MiB, followed by more than the 64 MiB block limit.
+    bytes.extend_from_slice(&1_700_000_100u32.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&(100u32 << 20).to_le_bytes());
+    bytes.extend_from_slice(&(100u32 << 20).to_le_bytes());
+    bytes.resize(bytes.len() + (65 << 20), 0);
+    std::fs::write(&p, &bytes).unwrap();
+    let mut src = PacketSourceLoop::new(PcapFiles::new(vec![p.clone()]));
+    let (got, errors) = src.run(10);
+    assert_eq!(got, want);
+    assert_eq!(errors, 1, "one error, then the input ends (no endless retry)");
+}
+
+#[test]
+fn thousands_of_section_headers_in_a_row_do_not_overflow_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("shb.pcapng");
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.add_interface(LinkType::Ethernet, 9).unwrap();
+    let one = w.finish().unwrap();
+    // The first 28 bytes are a section header block: repeat it 200,000 times (5.6 MB).
+    let shb = &one[..28];
+    let mut bytes = Vec::with_capacity(shb.len() * 200_000 + one.len());
+    for _ in 0..200_000 {
+        bytes.extend_from_slice(shb);
+    }
+    bytes.extend_from_slice(&one);
+    std::fs::write(&p, &bytes).unwrap();
+    let (got, err) = read_all(&mut PcapFileSource::open(&p).unwrap());
+    assert!(got.is_empty());
+    assert!(err.is_none(), "{err:?}");
+}
+
+/// Reads a source to its end, counting errors, with a bound on how many errors it may give.
+struct PacketSourceLoop<S> {
+    src: S,
+}
+
+impl<S: PacketSource> PacketSourceLoop<S> {
+    fn new(src: S) -> Self {
+        PacketSourceLoop { src }
+    }
+
+    fn run(&mut self, max_errors: usize) -> (Vec<Got>, usize) {
+        let mut got = Vec::new();
+        let mut errors = 0;
+        loop {
+            match self.src.next_batch() {
+                Ok(Some(b)) => got.extend(b.iter().map(|f| (f.link, f.ts, f.data.to_vec(), f.wire_len))),
+                Ok(None) => return (got, errors),
+                Err(_) => {
+                    errors += 1;
+                    assert!(errors <= max_errors, "the source keeps failing: it must end after an error");
+                }
+            }
+        }
+    }
+}

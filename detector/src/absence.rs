@@ -140,6 +140,10 @@ impl AbsenceState {
     }
 
     fn arm(&mut self, key: KeyValue, from: Nanos, last: Option<Nanos>, timeout: Duration) {
+        if self.wheel.len() > 2 * self.senders.len().max(1024) {
+            let senders = &self.senders;
+            self.wheel.retain(|k, g| senders.get(k).is_some_and(|s| s.generation == g && !s.alerted));
+        }
         self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
         self.senders.insert(key, Sender { last, since: from, alerted: false, generation });

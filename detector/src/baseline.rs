@@ -234,7 +234,7 @@ impl BaselineMeter {
             }
             let (interval, hosts) = e.remove_entry();
             let mut hosts: Vec<(IpAddress, Measure)> = hosts.into_iter().collect();
-            hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            hosts.sort_unstable_by_key(|h| h.0);
             for (host, measure) in hosts {
                 out(BaselinePartial { rule: id, interval, host, measure });
             }
@@ -352,7 +352,7 @@ impl BaselineJudge {
             }
             let (interval, hosts) = e.remove_entry();
             let mut hosts: Vec<(IpAddress, f64)> = hosts.iter().map(|(h, m)| (*h, m.value())).collect();
-            hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            hosts.sort_unstable_by_key(|h| h.0);
             for (host, value) in hosts {
                 self.judge(rule, host, value, interval, len, out);
             }

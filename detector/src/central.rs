@@ -202,12 +202,12 @@ impl CentralDetector {
                         ));
                     }
                 }
-                (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
+                (RuleKind::Baseline(b), CentralState::Baseline(j))
                     if b.input == InputKind::Flows
-                        && (b.filter.is_match_all() || b.filter.matches(&crate::select::flow_as_packet(r)))
-                    {
-                        j.on_flow(b, r);
-                    }
+                        && (b.filter.is_match_all()
+                            || b.filter.matches(&crate::select::flow_as_packet(r))) =>
+                {
+                    j.on_flow(b, r);
                 }
                 (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
                     for step in 0..sq.steps.len() {

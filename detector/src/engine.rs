@@ -238,20 +238,12 @@ impl Detector {
                         out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
                     }
                 }
-                (RuleKind::Threshold(t), State::Partial(st)) => {
-                    if t.selects_packet(m) {
-                        st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
-                    }
+                (RuleKind::Threshold(t), State::Partial(st)) if t.selects_packet(m) => {
+                    st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
                 }
-                (RuleKind::Absence(a), State::Absence(st)) => {
-                    if a.filter.matches(m) {
-                        st.on_packet(a, m);
-                    }
-                }
-                (RuleKind::Baseline(b), State::Baseline(st)) => {
-                    if m.is_ip() && b.filter.matches(m) {
-                        st.on_packet(b, m);
-                    }
+                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches(m) => st.on_packet(a, m),
+                (RuleKind::Baseline(b), State::Baseline(st)) if m.is_ip() && b.filter.matches(m) => {
+                    st.on_packet(b, m);
                 }
                 (RuleKind::Intel(ir), State::Intel(st)) => {
                     if !m.is_ip() || !ir.filter.matches(m) {

@@ -450,6 +450,12 @@ impl MachineRunner {
                 self.stats.evicted += 1;
             }
         }
+        // Keys that left (invalid, terminal, back to the initial state) leave their wheel
+        // entries behind: drop those once they outnumber the live keys.
+        if self.wheel.len() > 2 * self.keys.len().max(1024) {
+            let keys = &self.keys;
+            self.wheel.retain(|k, g| keys.get(k).is_some_and(|e| e.generation == g));
+        }
         self.next_generation = self.next_generation.wrapping_add(1);
         entry.generation = self.next_generation;
         self.wheel.schedule(key, entry.generation, entry.last.saturating_add(self.idle_timeout));
@@ -670,6 +676,24 @@ transitions = [
         assert_eq!((r.stats.keys, r.stats.evicted, r.stats.peak_keys), (4, 1, 4));
         assert_eq!(r.state_of(&"10.0.0.1".parse().unwrap()), 0, "the oldest was evicted");
         assert_ne!(r.state_of(&"10.0.0.5".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn the_timer_wheel_stays_proportional_to_live_keys_under_churn() {
+        let m = seed();
+        let mut r = MachineRunner::new(&m);
+        // One source alternating a valid first event and an invalid one: each `a` inserts a
+        // key, each `e` removes it.
+        for i in 0..100_000u64 {
+            let ev = if i % 2 == 0 { 'a' } else { 'e' };
+            run(&m, &mut r, "10.0.0.1", &[(ev, 1 + i / 1000)]);
+        }
+        assert!(
+            r.wheel.len() <= 2 * 1024 + 1,
+            "wheel holds {} entries for {} keys",
+            r.wheel.len(),
+            r.stats.keys
+        );
     }
 
     #[test]

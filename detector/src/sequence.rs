@@ -163,7 +163,7 @@ impl SequenceTracker {
             _ if step == 0 => Some(Progress { done: 1, started: ts }),
             _ => None,
         };
-        let Some(next) = next else { return None };
+        let next = next?;
         self.stats.steps += 1;
         if next.done == rule.steps.len() {
             self.keys.remove(&key);

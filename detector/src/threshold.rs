@@ -637,7 +637,7 @@ impl PartialThreshold {
             }
             let (bucket, keys) = entry.remove_entry();
             let mut keys: Vec<(KeyValue, PartialValue)> = keys.into_iter().collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            keys.sort_unstable_by_key(|k| k.0);
             for (key, value) in keys {
                 out(Partial { rule: rule_id, bucket, key, value });
             }

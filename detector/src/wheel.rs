@@ -92,6 +92,18 @@ impl<K: Copy> TimerWheel<K> {
         }
     }
 
+    /// Keeps only the entries `keep(key, generation)` accepts. O(entries); callers run it when
+    /// stale entries (of keys removed or rescheduled since) outnumber live ones, which keeps
+    /// the wheel's size proportional to the live keys at O(1) amortised cost.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, u32) -> bool) {
+        let mut len = 0;
+        for slot in &mut self.slots {
+            slot.retain(|(k, g)| keep(k, *g));
+            len += slot.len();
+        }
+        self.len = len;
+    }
+
     /// Removes and returns the entry scheduled earliest (for eviction under memory pressure),
     /// with its generation. Stale entries may be returned; the caller checks the generation.
     pub fn pop_earliest(&mut self) -> Option<(K, u32)> {

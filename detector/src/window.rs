@@ -104,8 +104,13 @@ impl AlertWindows {
     /// Moves the watermark to `watermark` and returns the windows that closed, in order.
     pub fn advance(&mut self, watermark: Nanos) -> Vec<WindowSummary> {
         self.watermark = self.watermark.max(watermark);
-        let due: Vec<(Nanos, u32)> =
-            self.open.keys().filter(|(start, _)| self.closes_at(*start) <= self.watermark).copied().collect();
+        // Ordered by start: stop at the first window still open.
+        let due: Vec<(Nanos, u32)> = self
+            .open
+            .keys()
+            .take_while(|(start, _)| self.closes_at(*start) <= self.watermark)
+            .copied()
+            .collect();
         self.close(due)
     }
 

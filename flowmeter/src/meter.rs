@@ -126,9 +126,15 @@ impl FragmentTracker {
     }
 
     /// Remembers a first fragment's ports. Returns true when an old entry had to be dropped.
+    /// A repeated first fragment (a retransmission) updates the ports but keeps its original
+    /// expiry, so `order` holds each datagram once and stays bounded by the capacity.
     fn insert(&mut self, k: FragKey, ports: (u16, u16), now: Nanos) -> bool {
+        if let Some(e) = self.map.get_mut(&k) {
+            e.ports = ports;
+            return false;
+        }
         let mut dropped = false;
-        if !self.map.contains_key(&k) && self.map.len() >= self.capacity {
+        if self.map.len() >= self.capacity {
             while let Some((old, exp)) = self.order.pop_front() {
                 if self.map.get(&old).is_some_and(|e| e.expires == exp) {
                     self.map.remove(&old);
@@ -328,8 +334,10 @@ impl FlowMeter {
         self.fragments.expire(self.now);
     }
 
-    /// End of input: export every flow still tracked.
+    /// End of input: flows whose timeouts already passed end with their own reason, then
+    /// every flow still tracked is exported.
     pub fn finish(&mut self, out: &mut impl FnMut(FlowRecord)) {
+        self.table.advance(self.now, out);
         self.table.flush(out);
     }
 

@@ -30,6 +30,9 @@ use crate::record::{DirectionCounters, EndReason, FlowRecord};
 /// No slot (list terminator).
 const NIL: u32 = u32::MAX;
 
+/// Flows an eviction looks at to find the one seen longest ago.
+pub const EVICTION_SCAN: usize = 64;
+
 /// `state` bits of a slot.
 mod st {
     /// The initiator is endpoint B of the key (forward = B → A).
@@ -85,6 +88,17 @@ impl Slot {
     fn last_seen(&self) -> Nanos {
         let us = self.last_us[0].max(self.last_us[1]);
         self.base.saturating_add(Duration(u64::from(us) * 1_000))
+    }
+
+    /// The end reason of a flow whose TCP close was seen (both FINs, or a RST).
+    fn close_reason(&self) -> Option<EndReason> {
+        if self.state & st::CLOSING == 0 {
+            None
+        } else if self.state & st::RST != 0 {
+            Some(EndReason::TcpRst)
+        } else {
+            Some(EndReason::TcpFin)
+        }
     }
 
     fn initiator(&self) -> Side {
@@ -390,11 +404,18 @@ impl FlowTable {
         let found = self.index.find(hash, |i| slots.get(i as usize).is_some_and(|s| s.key == *key));
         let idx = match found {
             Some(idx) => {
-                let (last, empty, base) = match self.slots.get(idx as usize) {
-                    Some(s) => (s.last_seen(), s.is_empty_period(), s.base),
+                let (last, empty, base, closed) = match self.slots.get(idx as usize) {
+                    Some(s) => (s.last_seen(), s.is_empty_period(), s.base, s.close_reason()),
                     None => return,
                 };
-                if p.ts >= last && p.ts.since(last) >= self.idle {
+                let after = |d: Duration| p.ts >= last && p.ts.since(last) >= d;
+                // A closed connection's linger is over, or a new SYN reuses its 5-tuple: the
+                // old flow ended before this packet (exactly, whatever the wheel did).
+                let reopened = key.proto == 6 && p.tcp_flags & (SYN | ACK) == SYN;
+                if let Some(reason) = closed.filter(|_| after(self.linger) || reopened) {
+                    self.end(idx, hash, reason, out);
+                    self.create(key, hash, from, p, out)
+                } else if after(self.idle) {
                     // Idle for the timeout: the old flow ended before this packet.
                     self.end(idx, hash, EndReason::IdleTimeout, out);
                     self.create(key, hash, from, p, out)
@@ -420,7 +441,7 @@ impl FlowTable {
         out: &mut impl FnMut(FlowRecord),
     ) -> u32 {
         if self.index.len() >= self.capacity {
-            self.evict_one(out);
+            self.evict_one(p.ts, out);
         }
         // Initiator: the sender, unless this is a SYN-ACK (then its receiver sent the SYN).
         let init = if key.proto == 6 && p.tcp_flags & (SYN | ACK) == SYN | ACK { from.other() } else { from };
@@ -533,8 +554,7 @@ impl FlowTable {
             return;
         }
         let hash = s.key.hash64();
-        if s.state & st::CLOSING != 0 {
-            let reason = if s.state & st::RST != 0 { EndReason::TcpRst } else { EndReason::TcpFin };
+        if let Some(reason) = s.close_reason() {
             self.end(idx, hash, reason, out);
         } else if s.last_seen().saturating_add(self.idle) <= now {
             self.end(idx, hash, EndReason::IdleTimeout, out);
@@ -589,36 +609,39 @@ impl FlowTable {
         }
     }
 
-    /// Evicts the flow that has been idle longest among those due soonest, exporting it with
+    /// Makes room for one flow at time `now`. Flows already due end first, with their own
+    /// reasons; if the table is still full, a flow whose TCP close was seen ends with its close
+    /// reason, else the flow seen longest ago among those scheduled soonest (up to
+    /// [`EVICTION_SCAN`] looked at, in the earliest wheel buckets) is exported with
     /// [`EndReason::Evicted`].
-    fn evict_one(&mut self, out: &mut impl FnMut(FlowRecord)) {
-        let n = self.heads.len() as u64;
-        // Flows whose true deadline is later than their bucket are moved on; the first flow
-        // that really belongs to the earliest non-empty bucket is evicted. Bounded: each
-        // move puts a flow strictly later.
-        for _ in 0..self.capacity.saturating_mul(2).max(16) {
-            let Some(bi) = (0..n)
-                .map(|i| ((self.current + i) & (n - 1)) as usize)
-                .find(|&b| self.heads.get(b).is_some_and(|&h| h != NIL))
-            else {
-                return;
-            };
-            let Some(&idx) = self.heads.get(bi) else { return };
-            let Some(&s) = self.slots.get(idx as usize) else { return };
-            let want = self.bucket_of(self.deadline(&s));
-            if ((want & (n - 1)) as usize) != bi && want > self.current {
-                self.unlink(idx);
-                self.link(idx, self.deadline(&s));
-                continue;
-            }
-            self.end(idx, s.key.hash64(), EndReason::Evicted, out);
+    fn evict_one(&mut self, now: Nanos, out: &mut impl FnMut(FlowRecord)) {
+        self.advance(now, out);
+        if self.index.len() < self.capacity {
             return;
         }
-        // Pathological: nothing settled; evict the head of the earliest bucket.
-        if let Some(&idx) = (0..n)
-            .filter_map(|i| self.heads.get(((self.current + i) & (n - 1)) as usize))
-            .find(|&&h| h != NIL)
-        {
+        let n = self.heads.len() as u64;
+        let mut oldest: Option<(u32, Nanos)> = None;
+        let mut looked = 0;
+        'buckets: for i in 0..n {
+            let mut idx = self.heads.get(((self.current + i) & (n - 1)) as usize).copied().unwrap_or(NIL);
+            while idx != NIL {
+                let Some(&s) = self.slots.get(idx as usize) else { break };
+                if let Some(reason) = s.close_reason() {
+                    self.end(idx, s.key.hash64(), reason, out);
+                    return;
+                }
+                let last = s.last_seen();
+                if oldest.is_none_or(|(_, t)| last < t) {
+                    oldest = Some((idx, last));
+                }
+                looked += 1;
+                if looked >= EVICTION_SCAN {
+                    break 'buckets;
+                }
+                idx = s.next;
+            }
+        }
+        if let Some((idx, _)) = oldest {
             let hash = self.slots.get(idx as usize).map_or(0, |s| s.key.hash64());
             self.end(idx, hash, EndReason::Evicted, out);
         }
@@ -633,13 +656,7 @@ impl FlowTable {
         live.sort_unstable();
         for idx in live {
             let Some(s) = self.slots.get(idx as usize) else { continue };
-            let reason = if s.state & st::CLOSING == 0 {
-                EndReason::EndOfInput
-            } else if s.state & st::RST != 0 {
-                EndReason::TcpRst
-            } else {
-                EndReason::TcpFin
-            };
+            let reason = s.close_reason().unwrap_or(EndReason::EndOfInput);
             let hash = s.key.hash64();
             self.end(idx, hash, reason, out);
         }

@@ -387,3 +387,99 @@ mod end_of_input {
         assert_eq!(reasons, ["end_of_input", "tcp_fin", "tcp_rst"].into_iter().collect());
     }
 }
+
+mod review {
+    use super::*;
+
+    #[test]
+    fn a_packet_after_the_close_linger_starts_a_new_flow() {
+        let mut m = FlowMeter::new(config(64), 0);
+        let mut recs = Vec::new();
+        // No clock ticks: the exact check on the packet ends the closed flow.
+        for p in tcp_conversation(0) {
+            m.on_packet(&p, &mut |r| recs.push(r));
+        }
+        let late = pkt("10.0.0.1", "10.0.0.2", tcp(40000, 443, ACK, 303, 1211), 0, 3_000);
+        m.on_packet(&late, &mut |r| recs.push(r));
+        m.finish(&mut |r| recs.push(r));
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].end_reason, recs[0].fwd.packets), (EndReason::TcpFin, 5));
+        assert_eq!((recs[1].end_reason, recs[1].fwd.packets), (EndReason::EndOfInput, 1));
+    }
+
+    #[test]
+    fn a_new_syn_on_a_closed_connection_is_a_new_flow() {
+        let mut m = FlowMeter::new(config(64), 0);
+        let mut recs = Vec::new();
+        for p in tcp_conversation(0) {
+            m.on_packet(&p, &mut |r| recs.push(r));
+        }
+        // The same 5-tuple reused 100 ms later, well inside the 2 s linger.
+        for p in tcp_conversation(100) {
+            m.on_packet(&p, &mut |r| recs.push(r));
+        }
+        m.finish(&mut |r| recs.push(r));
+        assert_eq!(recs.len(), 2);
+        assert!(recs.iter().all(|r| r.end_reason == EndReason::TcpFin && r.fwd.packets == 5));
+        assert_ne!(recs[0].flow_id, recs[1].flow_id);
+    }
+
+    #[test]
+    fn eviction_takes_the_flow_seen_longest_ago_not_the_oldest_active_one() {
+        let mut m = FlowMeter::new(config(2), 0);
+        let mut recs = Vec::new();
+        let mut feed = |p: PacketMeta, m: &mut FlowMeter| m.on_packet(&p, &mut |r| recs.push(r));
+        // A: active since 0 with a packet every second; B: one packet at 95.
+        for s in 0..=100u64 {
+            feed(pkt("10.0.0.1", "10.0.0.9", udp(1, 2), 10, s * 1_000), &mut m);
+            if s == 95 {
+                feed(pkt("10.0.0.2", "10.0.0.9", udp(1, 2), 10, s * 1_000), &mut m);
+            }
+        }
+        feed(pkt("10.0.0.3", "10.0.0.9", udp(1, 2), 10, 100_500), &mut m);
+        let evicted: Vec<&FlowRecord> = recs.iter().filter(|r| r.end_reason == EndReason::Evicted).collect();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].src, ip("10.0.0.2").into());
+    }
+
+    #[test]
+    fn a_closed_connection_makes_room_with_its_close_reason() {
+        let mut m = FlowMeter::new(config(1), 0);
+        let mut recs = Vec::new();
+        for p in tcp_conversation(0) {
+            m.on_packet(&p, &mut |r| recs.push(r));
+        }
+        m.on_packet(&pkt("10.0.0.3", "10.0.0.9", udp(1, 2), 10, 10), &mut |r| recs.push(r));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].end_reason, EndReason::TcpFin);
+    }
+
+    #[test]
+    fn flows_already_due_at_the_end_of_input_keep_their_timeout_reason() {
+        let mut m = FlowMeter::new(config(64), 0);
+        let mut recs = Vec::new();
+        m.on_packet(&pkt("10.0.0.1", "10.0.0.2", udp(1, 2), 10, 0), &mut |r| recs.push(r));
+        m.on_packet(&pkt("10.0.0.3", "10.0.0.4", udp(1, 2), 10, 40_000), &mut |r| recs.push(r));
+        m.finish(&mut |r| recs.push(r));
+        let reasons: Vec<EndReason> = recs.iter().map(|r| r.end_reason).collect();
+        assert_eq!(reasons, vec![EndReason::IdleTimeout, EndReason::EndOfInput]);
+    }
+
+    #[test]
+    fn repeated_first_fragments_do_not_fill_the_fragment_table() {
+        let cfg = FlowConfig { fragment_capacity: 2, ..config(64) };
+        let mut m = FlowMeter::new(cfg, 0);
+        let frag = |id: u16| {
+            let mut b = FrameBuilder::new(ip("10.0.0.1"), ip("10.0.0.2"), udp(53, 53)).payload(&[1; 3000]);
+            b.ip_id = id;
+            meta_of(&b.fragments(1200)[0], 0)
+        };
+        for _ in 0..1_000 {
+            m.on_packet(&frag(1), &mut |_| {});
+        }
+        assert_eq!(m.stats().fragment_table_full, 0);
+        m.on_packet(&frag(2), &mut |_| {});
+        m.on_packet(&frag(3), &mut |_| {});
+        assert_eq!(m.stats().fragment_table_full, 1, "the third datagram pushes out the oldest");
+    }
+}

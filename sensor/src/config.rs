@@ -215,6 +215,15 @@ impl FlowsSection {
         };
         let idle_timeout = positive(&self.idle_timeout, "idle_timeout")?;
         let active_timeout = positive(&self.active_timeout, "active_timeout")?;
+        let close_linger = positive(&self.close_linger, "close_linger")?;
+        let fragment_timeout = positive(&self.fragment_timeout, "fragment_timeout")?;
+        if close_linger > idle_timeout {
+            return Err(src.error(
+                self.close_linger.span(),
+                "flows.close_linger",
+                "must not be longer than flows.idle_timeout",
+            ));
+        }
         if active_timeout > MAX_ACTIVE_TIMEOUT {
             return Err(src.error(self.active_timeout.span(), "flows.active_timeout", "must be at most 1h"));
         }
@@ -222,13 +231,8 @@ impl FlowsSection {
             return Err(src.error(0..0, "flows.capacity", "must be between 1 and 4294967294"));
         }
         Ok(FlowConfig {
-            table: TableConfig {
-                capacity: self.capacity,
-                idle_timeout,
-                active_timeout,
-                close_linger: self.close_linger.get_ref().0,
-            },
-            fragment_timeout: self.fragment_timeout.get_ref().0,
+            table: TableConfig { capacity: self.capacity, idle_timeout, active_timeout, close_linger },
+            fragment_timeout,
             fragment_capacity: self.fragment_capacity.max(1),
         })
     }
