@@ -1,0 +1,400 @@
+//! Intel lists: the file format, bad lines, both families, longest-prefix match against a
+//! brute-force reference, duplicates, reload, and a million-entry load.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use outpost_decode::{Cidr, IpAddress};
+use outpost_detector::intel::{IntelError, IntelMatch, IntelSet, IntelSource};
+
+fn ip(s: &str) -> IpAddress {
+    s.parse().expect("test address")
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().expect("test prefix")
+}
+
+fn one_list(text: &str) -> Result<IntelSet, IntelError> {
+    IntelSet::from_texts(&[(IntelSource::strict("feed", "lists/feed.txt"), text)])
+}
+
+/// A directory removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("outpost-intel-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write list");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// splitmix64: a small seeded generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn u128(&mut self) -> u128 {
+        u128::from(self.next()) << 64 | u128::from(self.next())
+    }
+}
+
+fn v4(bits: u32) -> IpAddress {
+    IpAddress::from_v4(bits.to_be_bytes())
+}
+
+#[test]
+fn comments_blanks_descriptions_and_both_families_parse() {
+    let text = "\u{feff}# header comment\r\n\
+                ; Spamhaus-style header\n\
+                \n\
+                192.0.2.7\n\
+                \t198.51.100.0/24 ; SBL123   # trailing comment\r\n\
+                2001:db8::/32  documentation range\n\
+                2001:DB8:0:0:0:0:0:1\n\
+                ::ffff:203.0.113.0/120,mapped\n\
+                ::1 # loopback\n";
+    let set = one_list(text).expect("valid list");
+    assert_eq!(set.len(), 6);
+    assert_eq!(set.list_name(0), "feed");
+    let hit = |a: &str| set.lookup(&ip(a)).map(|m| (m.prefix.to_string(), m.entry));
+    assert_eq!(hit("192.0.2.7"), Some(("192.0.2.7/32".into(), 0)));
+    assert_eq!(hit("198.51.100.200"), Some(("198.51.100.0/24".into(), 1)));
+    assert_eq!(hit("2001:db8:5::9"), Some(("2001:db8::/32".into(), 2)));
+    assert_eq!(hit("2001:db8::1"), Some(("2001:db8::1/128".into(), 3)));
+    assert_eq!(hit("203.0.113.99"), Some(("203.0.113.0/24".into(), 4)));
+    assert_eq!(hit("::1"), Some(("::1/128".into(), 5)));
+    assert_eq!(hit("192.0.2.8"), None);
+    assert_eq!(hit("2001:db9::"), None);
+    assert_eq!(set.entry_description(0, 0), None);
+    assert_eq!(set.entry_description(0, 1), Some("SBL123"));
+    assert_eq!(set.entry_description(0, 2), Some("documentation range"));
+    assert_eq!(set.entry_description(0, 4), Some("mapped"));
+    assert_eq!(set.entry_description(0, 5), None);
+    assert_eq!(set.entry_description(1, 0), None);
+    let stats = set.stats();
+    assert_eq!((stats.ipv4_hosts, stats.ipv4_prefixes, stats.ipv6_hosts, stats.ipv6_prefixes), (1, 2, 2, 1));
+}
+
+#[test]
+fn sets_are_shareable_across_workers() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<IntelSet>();
+    fn small_copy<T: Copy>() {}
+    small_copy::<IntelMatch>();
+}
+
+#[test]
+fn the_default_rulesets_reserved_list_loads() {
+    // config/rules.d/default.toml's inline list, joined by lines as the intel rule does.
+    let set = one_list(&["0.0.0.0/8", "240.0.0.0/4", "192.0.0.0/29", "::/128"].join("\n")).expect("list");
+    assert_eq!(set.lookup(&ip("0.1.2.3")).map(|m| m.entry), Some(0));
+    assert_eq!(set.lookup(&ip("255.255.255.255")).map(|m| m.entry), Some(1));
+    assert_eq!(set.lookup(&ip("::")).map(|m| m.entry), Some(3));
+    assert_eq!(set.lookup(&ip("::1")), None);
+    assert_eq!(set.lookup(&ip("192.0.0.8")), None);
+}
+
+#[test]
+fn an_empty_list_and_an_empty_set_match_nothing() {
+    let set = one_list("# nothing yet\n\n").expect("valid list");
+    assert!(set.is_empty());
+    assert_eq!(set.lookup(&ip("10.0.0.1")), None);
+    assert_eq!(IntelSet::empty().lookup(&ip("2001:db8::1")), None);
+}
+
+#[test]
+fn bad_lines_name_file_line_column_text_and_count() {
+    let text = "10.0.0.1\n\n  10.0.0.300   # typo\n10.1.2.3/8\n2001:db8::/129\n192.0.2.0/24\nfe80::1%eth0\n";
+    let err = one_list(text).expect_err("bad lines");
+    let IntelError::BadLines { first, count } = &err else { panic!("unexpected {err:?}") };
+    assert_eq!(*count, 4);
+    assert_eq!((first.path.as_path(), first.line, first.column), (Path::new("lists/feed.txt"), 3, 3));
+    assert_eq!(first.key, "10.0.0.300");
+    assert_eq!(
+        err.to_string(),
+        "lists/feed.txt:3:3: `10.0.0.300`: not an IP address or CIDR prefix (and 3 more bad lines)"
+    );
+}
+
+#[test]
+fn host_bits_set_is_a_bad_line_not_a_wider_prefix() {
+    let err = one_list("10.1.2.3/8\n").expect_err("host bits");
+    let first = err.config_error().expect("located");
+    assert_eq!((first.line, first.key.as_str()), (1, "10.1.2.3/8"));
+    assert!(first.message.contains("host bits are set (the network is 10.0.0.0/8"), "{}", first.message);
+    let err = one_list("2001:db8::1/32\n").expect_err("host bits");
+    assert!(err.to_string().contains("2001:db8::/32"), "{err}");
+    assert_eq!(err.to_string(), err.config_error().expect("located").to_string());
+}
+
+#[test]
+fn lenient_lists_skip_and_count_bad_lines() {
+    let text = "10.0.0.1\njunk\n10.0.0.2\n<html>\n10.0.0.0/33\n10.0.0.3\n";
+    let set = IntelSet::from_texts(&[(IntelSource::lenient("feed", "feed.txt"), text)]).expect("lenient");
+    let list = &set.lists()[0];
+    assert_eq!((list.len(), list.skipped_lines()), (3, 3));
+    let first = list.first_skipped().expect("first skipped line");
+    assert_eq!((first.line, first.key.as_str()), (2, "junk"));
+    assert_eq!(set.stats().skipped_lines, 3);
+    // Entries are numbered by entry line, not file line.
+    assert_eq!(set.lookup(&ip("10.0.0.3")).map(|m| m.entry), Some(2));
+    assert_eq!(set.lookup(&ip("10.0.0.4")), None);
+}
+
+#[test]
+fn families_never_match_each_other() {
+    let set = IntelSet::from_entries([
+        ("v4-all", vec![cidr("0.0.0.0/0")]),
+        ("v6-all", vec![cidr("::/0"), cidr("::/64"), cidr("::/96")]),
+    ])
+    .expect("set");
+    for a in ["0.0.0.0", "1.2.3.4", "255.255.255.255", "::ffff:10.0.0.1"] {
+        assert_eq!(set.lookup(&ip(a)).map(|m| m.list), Some(0), "{a}");
+        assert_eq!(set.lookup(&ip(a)).map(|m| m.prefix), Some(cidr("0.0.0.0/0")), "{a}");
+    }
+    assert_eq!(set.lookup(&ip("2001:db8::1")).map(|m| m.prefix), Some(cidr("::/0")));
+    assert_eq!(set.lookup(&ip("::5")).map(|m| m.prefix), Some(cidr("::/96")));
+    assert_eq!(set.lookup(&ip("::1:0:0:5")).map(|m| m.prefix), Some(cidr("::/64")));
+
+    // IPv4 entries written IPv4-mapped are IPv4 entries.
+    let set = one_list("::ffff:10.0.0.0/104\n::ffff:192.0.2.1\n").expect("mapped");
+    assert_eq!(set.lookup(&ip("10.9.9.9")).map(|m| m.prefix), Some(cidr("10.0.0.0/8")));
+    assert_eq!(set.lookup(&ip("192.0.2.1")).map(|m| m.prefix), Some(cidr("192.0.2.1/32")));
+    assert_eq!(set.lookup(&ip("::a09:909")), None);
+    let stats = set.stats();
+    assert_eq!((stats.ipv4_hosts, stats.ipv4_prefixes, stats.ipv6_hosts, stats.ipv6_prefixes), (1, 1, 0, 0));
+}
+
+#[test]
+fn identical_entries_first_list_then_first_line_wins() {
+    let set = IntelSet::from_texts(&[
+        (IntelSource::strict("a", "a.txt"), "10.0.0.0/8\n192.0.2.1\n192.0.2.1\n"),
+        (IntelSource::strict("b", "b.txt"), "192.0.2.1\n10.0.0.0/8\n10.1.0.0/16\n2001:db8::1\n"),
+        (IntelSource::strict("c", "c.txt"), "2001:db8::1\n2001:db8::/32\n2001:db8::/32\n"),
+    ])
+    .expect("set");
+    let at = |a: &str| set.lookup(&ip(a)).map(|m| (set.list_name(m.list).to_string(), m.entry));
+    assert_eq!(at("192.0.2.1"), Some(("a".into(), 1)));
+    assert_eq!(at("10.0.0.1"), Some(("a".into(), 0)));
+    assert_eq!(at("10.1.0.1"), Some(("b".into(), 2)));
+    assert_eq!(at("2001:db8::1"), Some(("b".into(), 3)));
+    assert_eq!(at("2001:db8::2"), Some(("c".into(), 1)));
+    assert_eq!(set.stats().duplicates, 5);
+    assert_eq!(set.len(), 10);
+}
+
+/// The longest prefix containing `addr` of the same family, ties to the first list and entry.
+fn brute_force(entries: &[(Cidr, u16, u32)], addr: &IpAddress) -> Option<IntelMatch> {
+    entries
+        .iter()
+        .filter(|(c, _, _)| c.network().is_v4() == addr.is_v4() && c.contains(addr))
+        .min_by_key(|(c, list, entry)| (std::cmp::Reverse(c.len128()), *list, *entry))
+        .map(|&(prefix, list, entry)| IntelMatch { prefix, list, entry })
+}
+
+/// Random lists clustered around a few anchors, so prefixes nest, repeat and share `/16`s.
+fn random_lists(rng: &mut Rng, lists: usize, per_list: usize) -> Vec<Vec<Cidr>> {
+    let anchors4: Vec<u32> = (0..4)
+        .map(|i| match i {
+            0 => 0,
+            1 => u32::MAX,
+            _ => rng.next() as u32,
+        })
+        .collect();
+    // Half the time, all IPv6 entries share 2001:db8::/32, as clustered feeds do.
+    let clustered = rng.below(2) == 0;
+    let (anchors6, spread6): (Vec<u128>, u64) = if clustered {
+        ((0..3).map(|_| 0x2001_0db8_u128 << 96 | rng.u128() >> 32).collect(), 97)
+    } else {
+        ((0..3).map(|i| if i == 0 { u128::MAX } else { rng.u128() }).collect(), 129)
+    };
+    (0..lists)
+        .map(|_| {
+            (0..per_list)
+                .map(|_| {
+                    if rng.below(3) > 0 {
+                        let anchor = anchors4[rng.below(4) as usize];
+                        let spread = rng.below(33) as u32;
+                        let noise = if spread == 0 { 0 } else { (rng.next() as u32) >> (32 - spread) };
+                        let bits = anchor ^ noise;
+                        let len = match rng.below(4) {
+                            0 => 32,
+                            _ => rng.below(33) as u8,
+                        };
+                        Cidr::new(v4(bits), len).expect("v4 prefix")
+                    } else {
+                        let anchor = anchors6[rng.below(3) as usize];
+                        let spread = rng.below(spread6) as u32;
+                        let noise = if spread == 0 { 0 } else { rng.u128() >> (128 - spread) };
+                        let len = match rng.below(4) {
+                            0 => 128,
+                            _ => rng.below(129) as u8,
+                        };
+                        let addr = IpAddress::from_bits(anchor ^ noise);
+                        // An address that landed in the IPv4-mapped range is IPv4: shift it out.
+                        let addr = if addr.is_v4() {
+                            IpAddress::from_bits(anchor ^ noise ^ (1 << 127))
+                        } else {
+                            addr
+                        };
+                        Cidr::new(addr, len).expect("v6 prefix")
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn longest_prefix_match_agrees_with_brute_force() {
+    for seed in 0..24u64 {
+        let mut rng = Rng(seed);
+        let (count, per_list) = (1 + rng.below(4) as usize, 20 + rng.below(200) as usize);
+        let lists = random_lists(&mut rng, count, per_list);
+        let names: Vec<String> = (0..lists.len()).map(|i| format!("list{i}")).collect();
+        let set =
+            IntelSet::from_entries(names.iter().map(String::as_str).zip(lists.iter().cloned())).expect("set");
+        let entries: Vec<(Cidr, u16, u32)> = lists
+            .iter()
+            .zip(0u16..)
+            .flat_map(|(l, li)| l.iter().zip(0u32..).map(move |(c, ei)| (*c, li, ei)))
+            .collect();
+
+        let mut queries: Vec<IpAddress> =
+            vec![v4(0), v4(u32::MAX), IpAddress::UNSPECIFIED, IpAddress::from_bits(u128::MAX)];
+        for (c, _, _) in &entries {
+            let first = c.network().to_bits();
+            let host_bits = u128::MAX.checked_shr(u32::from(c.len128())).unwrap_or(0);
+            let last = first | host_bits;
+            let inside = first | (rng.u128() & host_bits);
+            for q in [first, last, first.wrapping_sub(1), last.wrapping_add(1), inside] {
+                queries.push(IpAddress::from_bits(q));
+            }
+        }
+        for _ in 0..2000 {
+            let (c, _, _) = entries[rng.below(entries.len() as u64) as usize];
+            let flip = 1u128 << rng.below(if c.network().is_v4() { 32 } else { 128 });
+            queries.push(IpAddress::from_bits(c.network().to_bits() ^ flip));
+            queries.push(v4(rng.next() as u32));
+            queries.push(IpAddress::from_bits(rng.u128()));
+        }
+        for q in &queries {
+            assert_eq!(set.lookup(q), brute_force(&entries, q), "seed {seed}, address {q}");
+        }
+    }
+}
+
+#[test]
+fn load_reads_files_and_reload_picks_up_changes() {
+    let dir = Scratch::new("reload");
+    let a = dir.write("a.txt", "192.0.2.1\n");
+    let b = dir.write("b.txt", "2001:db8::/32 # docs\n");
+    let sources = [IntelSource::strict("a", &a), IntelSource::lenient("b", &b)];
+    let set = IntelSet::load(&sources).expect("load");
+    assert_eq!(set.sources(), &sources);
+    assert_eq!(set.lists()[0].path(), Some(a.as_path()));
+    assert!(set.lookup(&ip("192.0.2.1")).is_some());
+    assert!(set.lookup(&ip("192.0.2.2")).is_none());
+
+    dir.write("a.txt", "192.0.2.2\n");
+    dir.write("b.txt", "junk\n2001:db9::/32\n");
+    let reloaded = set.reload().expect("reload");
+    assert!(reloaded.lookup(&ip("192.0.2.1")).is_none());
+    assert_eq!(reloaded.lookup(&ip("192.0.2.2")).map(|m| m.list), Some(0));
+    assert_eq!(reloaded.lookup(&ip("2001:db9::7")).map(|m| m.list), Some(1));
+    assert_eq!(reloaded.lists()[1].skipped_lines(), 1);
+    // The running set is untouched.
+    assert!(set.lookup(&ip("192.0.2.1")).is_some());
+
+    // A failed reload leaves the caller with the set it has.
+    dir.write("a.txt", "192.0.2.300\n");
+    let err = reloaded.reload().expect_err("bad line");
+    assert!(err.to_string().starts_with(&format!("{}:1:1: `192.0.2.300`", a.display())), "{err}");
+    std::fs::remove_file(&b).expect("remove");
+    dir.write("a.txt", "192.0.2.3\n");
+    let err = reloaded.reload().expect_err("missing file");
+    assert!(matches!(err, IntelError::Unreadable(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot read intel list `b`"), "{err}");
+
+    let in_memory = IntelSet::from_entries([("m", vec![cidr("10.0.0.0/8")])]).expect("set");
+    assert_eq!(in_memory.reload().err(), Some(IntelError::NotReloadable));
+}
+
+/// One line per entry: 900k IPv4 hosts, 50k IPv4 prefixes /8../30, 25k IPv6 hosts and 25k
+/// IPv6 prefixes. Returns the text and a sample of (address, expected prefix length).
+fn million_line_list(rng: &mut Rng) -> (String, Vec<(IpAddress, u8)>) {
+    let mut text = String::with_capacity(20 << 20);
+    let mut sample = Vec::new();
+    for i in 0..1_000_000u32 {
+        match i {
+            0..900_000 => {
+                let a = rng.next() as u32;
+                let _ = writeln!(text, "{}", std::net::Ipv4Addr::from(a));
+                if i % 1000 == 0 {
+                    sample.push((v4(a), 32));
+                }
+            }
+            900_000..950_000 => {
+                let len = 8 + rng.below(23) as u32;
+                let net = (rng.next() as u32) & (u32::MAX << (32 - len));
+                let _ = writeln!(text, "{}/{len} prefix {i}", std::net::Ipv4Addr::from(net));
+            }
+            950_000..975_000 => {
+                let a = 0x2000_u128 << 112 | rng.u128() >> 4;
+                let _ = writeln!(text, "{}", std::net::Ipv6Addr::from(a));
+                sample.push((IpAddress::from_bits(a), 128));
+            }
+            _ => {
+                let len = 16 + rng.below(112) as u32;
+                let net = (0x2000_u128 << 112 | rng.u128() >> 4) & (u128::MAX << (128 - len));
+                let _ = writeln!(text, "{}/{len}", std::net::Ipv6Addr::from(net));
+            }
+        }
+    }
+    (text, sample)
+}
+
+#[test]
+fn a_million_entries_load() {
+    let dir = Scratch::new("million");
+    let (text, sample) = million_line_list(&mut Rng(7));
+    let path = dir.write("big.txt", &text);
+    drop(text);
+    let set = IntelSet::load(&[IntelSource::strict("big", &path)]).expect("load");
+    let stats = set.stats();
+    assert_eq!(stats.entries, 1_000_000);
+    assert_eq!(
+        stats.ipv4_hosts + stats.ipv4_prefixes + stats.ipv6_hosts + stats.ipv6_prefixes + stats.duplicates,
+        1_000_000
+    );
+    for (addr, len) in sample {
+        let m = set.lookup(&addr).expect("listed host");
+        assert_eq!(m.prefix.family_len(), len, "{addr}");
+    }
+    assert!(set.entry_description(0, 900_000).is_some_and(|d| d.starts_with("prefix 900000")));
+}
