@@ -229,6 +229,7 @@
 //!   per link type.
 
 mod error;
+mod guard;
 mod lexer;
 mod parser;
 mod program;
@@ -239,6 +240,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::{ErrorKind, FilterError};
+use guard::ProtoGuard;
 use outpost_decode::PacketMeta;
 use program::{ArithOp, Insn};
 
@@ -249,6 +251,8 @@ use program::{ArithOp, Insn};
 #[derive(Clone)]
 pub struct Filter {
     source: Box<str>,
+    /// The protocols the expression can match, checked before the program.
+    guard: ProtoGuard,
     /// Instructions; index 0 is the entry; empty matches everything.
     program: Box<[Insn]>,
     /// Postfix arithmetic of general relations.
@@ -272,6 +276,7 @@ impl Filter {
         };
         Ok(Filter {
             source: expr.into(),
+            guard: parsed.ast.as_ref().map_or(ProtoGuard::ALL, ProtoGuard::of),
             program: program.into_boxed_slice(),
             arith: parsed.arith.into_boxed_slice(),
         })
@@ -280,14 +285,15 @@ impl Filter {
     /// A filter that matches every packet (the empty expression).
     #[must_use]
     pub fn match_all() -> Filter {
-        Filter { source: "".into(), program: Box::new([]), arith: Box::new([]) }
+        Filter { source: "".into(), guard: ProtoGuard::ALL, program: Box::new([]), arith: Box::new([]) }
     }
 
     /// True when the packet matches. Never allocates; visits each instruction at most once.
     #[inline]
     #[must_use]
     pub fn matches(&self, meta: &PacketMeta) -> bool {
-        program::run_program(&self.program, &self.arith, meta)
+        // Two bit tests turn away packets of protocols the expression cannot match.
+        self.guard.admits(meta) && program::run_program(&self.program, &self.arith, meta)
     }
 
     /// The expression text, as given to [`Filter::parse`].
