@@ -141,13 +141,6 @@ pub enum Measure {
 }
 
 impl Measure {
-    fn new(rule: &BaselineRule) -> Measure {
-        match rule.metric {
-            BaselineMetric::Peers => Measure::Peers(Box::new(DistinctCounter::new(PEERS_EXACT))),
-            _ => Measure::Amount(0),
-        }
-    }
-
     /// Adds another part of the same host and interval.
     pub fn merge(&mut self, o: &Measure) {
         match (self, o) {
@@ -178,68 +171,191 @@ pub struct BaselinePartial {
     pub measure: Measure,
 }
 
-/// Per-worker measurements of a baseline rule.
-#[derive(Debug, Default)]
+/// What a worker counts of one host in one interval: everything the baseline rules that share
+/// a meter need.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    bytes: u64,
+    packets: u64,
+    peers: Option<Box<DistinctCounter>>,
+}
+
+/// Hosts of the current interval kept in a small direct-mapped cache: packets come in bursts
+/// per conversation, so most updates touch a host updated a moment ago and skip the map.
+const CACHE: usize = 64;
+
+/// Per-worker measurements for the baseline rules that share a filter, host side and
+/// interval (the `bytes` and `packets` rules of the default ruleset share one).
+#[derive(Debug)]
 pub struct BaselineMeter {
-    open: BTreeMap<u64, StdHashMap<IpAddress, Measure>>,
+    interval: Duration,
+    host: HostSide,
+    peers: bool,
+    max_keys: usize,
+    /// The interval being filled, its hosts, and the cache in front of them.
+    current: Option<u64>,
+    hosts: StdHashMap<IpAddress, Tally>,
+    cache: Box<[(IpAddress, u64, u64); CACHE]>,
+    /// Earlier intervals not yet handed over (input slightly out of order).
+    older: BTreeMap<u64, StdHashMap<IpAddress, Tally>>,
     flushed_before: u64,
     /// Packets too late for their interval.
     pub late: u64,
 }
 
 impl BaselineMeter {
-    /// Measures one packet (the caller checked the filter).
-    pub fn on_packet(&mut self, rule: &BaselineRule, m: &PacketMeta) {
-        let interval = rule.interval_of(m.ts);
+    /// A meter for rules like `rule` (same filter, host side and interval); `peers` when one
+    /// of them measures distinct peers.
+    #[must_use]
+    pub fn new(rule: &BaselineRule, peers: bool) -> BaselineMeter {
+        BaselineMeter {
+            interval: rule.interval,
+            host: rule.host,
+            peers,
+            max_keys: rule.max_keys,
+            current: None,
+            hosts: StdHashMap::default(),
+            cache: Box::new([(IpAddress::UNSPECIFIED, 0, 0); CACHE]),
+            older: BTreeMap::new(),
+            flushed_before: 0,
+            late: 0,
+        }
+    }
+
+    /// Whether the meter counts distinct peers.
+    #[must_use]
+    pub fn measures_peers(&self) -> bool {
+        self.peers
+    }
+
+    /// Whether `rule` can share this meter.
+    #[must_use]
+    pub fn fits(&self, rule: &BaselineRule) -> bool {
+        self.interval == rule.interval && self.host == rule.host
+    }
+
+    fn spill_cache(&mut self) {
+        for (host, bytes, packets) in self.cache.iter_mut() {
+            if *packets == 0 {
+                continue;
+            }
+            let t = self.hosts.entry(*host).or_default();
+            t.bytes = t.bytes.saturating_add(*bytes);
+            t.packets += *packets;
+            *packets = 0;
+            *bytes = 0;
+        }
+    }
+
+    /// Counts one packet for its host(s) (the caller checked the filter).
+    pub fn on_packet(&mut self, m: &PacketMeta) {
+        let interval = m.ts.0 / self.interval.as_nanos().max(1);
         if interval < self.flushed_before {
             self.late += 1;
             return;
         }
-        let hosts = self.open.entry(interval).or_default();
-        let mut add = |host: IpAddress, peer: IpAddress| {
-            if !hosts.contains_key(&host) && hosts.len() >= rule.max_keys {
+        if self.current != Some(interval) {
+            if self.current.is_some_and(|c| interval < c) {
+                // Out of order, but its interval is still open.
+                let hosts = self.older.entry(interval).or_default();
+                for (h, peer) in sides(self.host, m) {
+                    let t = hosts.entry(h).or_default();
+                    add(t, m, peer, self.peers);
+                }
                 return;
             }
-            let e = hosts.entry(host).or_insert_with(|| Measure::new(rule));
-            match (e, rule.metric) {
-                (Measure::Amount(a), BaselineMetric::Bytes) => *a = a.saturating_add(u64::from(m.ip_len)),
-                (Measure::Amount(a), _) => *a += 1,
-                (Measure::Peers(p), _) => {
-                    p.insert(peer.shard_hash());
-                }
+            self.spill_cache();
+            if let Some(c) = self.current {
+                let hosts = std::mem::take(&mut self.hosts);
+                self.older.insert(c, hosts);
             }
-        };
-        if matches!(rule.host, HostSide::Both | HostSide::Src) {
-            add(m.src, m.dst);
+            self.current = Some(interval);
         }
-        if matches!(rule.host, HostSide::Both | HostSide::Dst) {
-            add(m.dst, m.src);
+        for (h, peer) in sides(self.host, m) {
+            if self.peers {
+                if !self.hosts.contains_key(&h) && self.hosts.len() >= self.max_keys {
+                    continue;
+                }
+                add(self.hosts.entry(h).or_default(), m, peer, true);
+                continue;
+            }
+            let slot = (h.shard_hash() as usize) & (CACHE - 1);
+            let Some(entry) = self.cache.get_mut(slot) else { continue };
+            if entry.0 != h || entry.2 == 0 {
+                let (old, bytes, packets) = *entry;
+                if packets > 0 {
+                    let t = self.hosts.entry(old).or_default();
+                    t.bytes = t.bytes.saturating_add(bytes);
+                    t.packets += packets;
+                }
+                if !self.hosts.contains_key(&h) && self.hosts.len() >= self.max_keys {
+                    *entry = (IpAddress::UNSPECIFIED, 0, 0);
+                    continue;
+                }
+                *entry = (h, 0, 0);
+            }
+            entry.1 = entry.1.saturating_add(u64::from(m.ip_len));
+            entry.2 += 1;
         }
     }
 
-    /// Hands every interval that ended at least `lateness` before `now` to `out`, hosts in
-    /// address order.
+    /// Hands every interval that ended at least `lateness` before `now` to `out`: one
+    /// partial per rule of `rules` (the rules sharing this meter) and host, hosts in address
+    /// order.
     pub fn flush(
         &mut self,
-        id: RuleId,
-        rule: &BaselineRule,
+        rules: &[(RuleId, &BaselineRule)],
         now: Nanos,
         lateness: Duration,
         out: &mut impl FnMut(BaselinePartial),
     ) {
-        let ready_before = now.0.saturating_sub(lateness.as_nanos()) / rule.interval.as_nanos().max(1);
-        while let Some(e) = self.open.first_entry() {
+        let ready_before = now.0.saturating_sub(lateness.as_nanos()) / self.interval.as_nanos().max(1);
+        if self.current.is_some_and(|c| c < ready_before) {
+            self.spill_cache();
+            if let Some(c) = self.current.take() {
+                let hosts = std::mem::take(&mut self.hosts);
+                self.older.insert(c, hosts);
+            }
+        }
+        while let Some(e) = self.older.first_entry() {
             if *e.key() >= ready_before {
                 break;
             }
             let (interval, hosts) = e.remove_entry();
-            let mut hosts: Vec<(IpAddress, Measure)> = hosts.into_iter().collect();
+            let mut hosts: Vec<(IpAddress, Tally)> = hosts.into_iter().collect();
             hosts.sort_unstable_by_key(|h| h.0);
-            for (host, measure) in hosts {
-                out(BaselinePartial { rule: id, interval, host, measure });
+            for (host, tally) in &hosts {
+                for (id, rule) in rules {
+                    let measure = match rule.metric {
+                        BaselineMetric::Bytes => Measure::Amount(tally.bytes),
+                        BaselineMetric::Packets | BaselineMetric::Flows => Measure::Amount(tally.packets),
+                        BaselineMetric::Peers => Measure::Peers(
+                            tally
+                                .peers
+                                .clone()
+                                .unwrap_or_else(|| Box::new(DistinctCounter::new(PEERS_EXACT))),
+                        ),
+                    };
+                    out(BaselinePartial { rule: *id, interval, host: *host, measure });
+                }
             }
         }
         self.flushed_before = self.flushed_before.max(ready_before);
+    }
+}
+
+/// The hosts a packet counts for, each with its peer.
+fn sides(side: HostSide, m: &PacketMeta) -> impl Iterator<Item = (IpAddress, IpAddress)> {
+    let src = matches!(side, HostSide::Both | HostSide::Src).then_some((m.src, m.dst));
+    let dst = matches!(side, HostSide::Both | HostSide::Dst).then_some((m.dst, m.src));
+    src.into_iter().chain(dst)
+}
+
+fn add(t: &mut Tally, m: &PacketMeta, peer: IpAddress, peers: bool) {
+    t.bytes = t.bytes.saturating_add(u64::from(m.ip_len));
+    t.packets += 1;
+    if peers {
+        t.peers.get_or_insert_with(|| Box::new(DistinctCounter::new(PEERS_EXACT))).insert(peer.shard_hash());
     }
 }
 
@@ -439,6 +555,52 @@ mod tests {
             j.evaluate(r, Nanos::from_secs(60 * (i as u64 + 1)), Duration::ZERO, &mut |a| out.push(a));
         }
         out
+    }
+
+    #[test]
+    fn a_shared_meter_counts_bytes_and_packets_per_host_through_its_cache() {
+        let bytes = rule("");
+        let packets = {
+            let src = SourceText::new("p.toml", "[[baseline]]\nname = \"p\"\nmetric = \"packets\"\n");
+            let cfg: RulesConfig = src.parse().expect("parses");
+            BaselineRule::compile(&cfg.baseline[0], &src, "baseline[0]").expect("compiles")
+        };
+        let mut meter = BaselineMeter::new(&bytes, false);
+        assert!(meter.fits(&packets));
+        // 300 hosts (more than the cache holds) sending to one server, interleaved.
+        let server: IpAddress = "192.168.1.10".parse().unwrap();
+        for round in 0..5u64 {
+            for h in 0..300u32 {
+                let m = PacketMeta {
+                    src: IpAddress::from_v4((0x0a00_0000 + h).to_be_bytes()),
+                    dst: server,
+                    ip_len: 100 + h,
+                    ts: Nanos::from_secs(60 + round),
+                    network: outpost_decode::Network::Ipv4,
+                    ..PacketMeta::default()
+                };
+                meter.on_packet(&m);
+            }
+        }
+        let mut out = Vec::new();
+        meter.flush(
+            &[(RuleId(0), &bytes), (RuleId(1), &packets)],
+            Nanos::from_secs(120),
+            Duration::ZERO,
+            &mut |p| out.push(p),
+        );
+        assert_eq!(out.len(), 301 * 2);
+        let value = |rule: u16, host: IpAddress| {
+            out.iter()
+                .find(|p| p.rule == RuleId(rule) && p.host == host)
+                .map(|p| p.measure.value())
+                .expect("host measured")
+        };
+        assert_eq!(value(1, server), 1500.0);
+        assert_eq!(value(0, server), (0..300).map(|h| 5.0 * f64::from(100 + h)).sum::<f64>());
+        let h7 = IpAddress::from_v4((0x0a00_0007u32).to_be_bytes());
+        assert_eq!((value(0, h7), value(1, h7)), (5.0 * 107.0, 5.0));
+        assert!(out.iter().all(|p| p.interval == 1));
     }
 
     #[test]

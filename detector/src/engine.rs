@@ -96,7 +96,8 @@ enum State {
     Immediate(ImmediateThreshold),
     Partial(PartialThreshold),
     Absence(AbsenceState),
-    Baseline(BaselineMeter),
+    /// A packet baseline measured by the shared meter `Detector::meters[i]`.
+    Baseline(usize),
     Intel(IntelState),
     /// The rule does not run in workers (flow rules, sequences).
     Elsewhere,
@@ -112,9 +113,8 @@ impl State {
                 Placement::Central => State::Elsewhere,
             },
             RuleKind::Absence(a) => State::Absence(AbsenceState::new(a)),
-            RuleKind::Baseline(b) if b.input == InputKind::Packets => {
-                State::Baseline(BaselineMeter::default())
-            }
+            // Packet baselines get their meter index when the detector groups them.
+            RuleKind::Baseline(b) if b.input == InputKind::Packets => State::Baseline(usize::MAX),
             RuleKind::Intel(_) => State::Intel(IntelState::default()),
             RuleKind::Baseline(_) | RuleKind::Sequence(_) => State::Elsewhere,
         }
@@ -126,7 +126,7 @@ impl State {
             State::Immediate(t) => RuleStats::Threshold(t.stats.clone()),
             State::Partial(t) => RuleStats::Threshold(t.stats.clone()),
             State::Absence(a) => RuleStats::Absence(a.stats.clone()),
-            State::Baseline(b) => RuleStats::Hits { hits: b.late },
+            State::Baseline(_) => RuleStats::Hits { hits: 0 },
             State::Intel(i) => RuleStats::Hits { hits: i.hits },
             State::Elsewhere => RuleStats::None {},
         }
@@ -156,12 +156,56 @@ impl WorkerPlace {
     }
 }
 
+/// A meter shared by packet baseline rules with the same filter, host side and interval.
+#[derive(Debug)]
+struct SharedMeter {
+    filter: outpost_filter::Filter,
+    rules: Vec<RuleId>,
+    meter: BaselineMeter,
+}
+
+/// Groups the packet baseline rules into shared meters and points their states at them.
+fn group_meters(rules: &RuleSet, states: &mut [State]) -> Vec<SharedMeter> {
+    let mut meters: Vec<SharedMeter> = Vec::new();
+    for ((id, rule), state) in rules.iter().zip(states.iter_mut()) {
+        let (RuleKind::Baseline(b), State::Baseline(slot)) = (&rule.kind, state) else { continue };
+        let peers = b.metric == crate::config::BaselineMetric::Peers;
+        let found = meters.iter().position(|m| {
+            m.filter.source() == b.filter.source() && m.meter.fits(b) && (peers == m.meter_peers())
+        });
+        *slot = match found {
+            Some(i) => {
+                if let Some(m) = meters.get_mut(i) {
+                    m.rules.push(id);
+                }
+                i
+            }
+            None => {
+                meters.push(SharedMeter {
+                    filter: b.filter.clone(),
+                    rules: vec![id],
+                    meter: BaselineMeter::new(b, peers),
+                });
+                meters.len() - 1
+            }
+        };
+    }
+    meters
+}
+
+impl SharedMeter {
+    fn meter_peers(&self) -> bool {
+        self.meter.measures_peers()
+    }
+}
+
 /// One worker's detection state: a state per rule. Owned by one thread; no locks.
 #[derive(Debug)]
 pub struct Detector {
     rules: Arc<RuleSet>,
     networks: Arc<NetworkMap>,
     states: Vec<State>,
+    meters: Vec<SharedMeter>,
     run_key: u64,
     place: WorkerPlace,
     lateness: Duration,
@@ -181,8 +225,9 @@ impl Detector {
         place: WorkerPlace,
         lateness: Duration,
     ) -> Detector {
-        let states = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
-        Detector { rules, networks, states, run_key, place, lateness, now: Nanos::ZERO, alerts: 0 }
+        let mut states: Vec<State> = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
+        let meters = group_meters(&rules, &mut states);
+        Detector { rules, networks, states, meters, run_key, place, lateness, now: Nanos::ZERO, alerts: 0 }
     }
 
     /// Swaps in a new rule set at a batch boundary. Rules whose name and definition did not
@@ -200,6 +245,8 @@ impl Detector {
                     .unwrap_or_else(|| State::new(&r.kind))
             })
             .collect();
+        // Baseline meters are regrouped; the interval being measured starts over.
+        self.meters = group_meters(&rules, &mut self.states);
         self.rules = rules;
     }
 
@@ -242,9 +289,7 @@ impl Detector {
                     st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
                 }
                 (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches(m) => st.on_packet(a, m),
-                (RuleKind::Baseline(b), State::Baseline(st)) if m.is_ip() && b.filter.matches(m) => {
-                    st.on_packet(b, m);
-                }
+
                 (RuleKind::Intel(ir), State::Intel(st)) => {
                     if !m.is_ip() || !ir.filter.matches(m) {
                         continue;
@@ -264,6 +309,36 @@ impl Detector {
                 }
                 _ => {}
             }
+        }
+        self.meter_baselines(m);
+    }
+
+    /// Measures a packet for the shared baseline meters.
+    #[inline]
+    fn meter_baselines(&mut self, m: &PacketMeta) {
+        if !m.is_ip() {
+            return;
+        }
+        for sm in &mut self.meters {
+            if sm.filter.matches(m) {
+                sm.meter.on_packet(m);
+            }
+        }
+    }
+
+    /// Hands finished intervals of the shared baseline meters to `out`.
+    fn flush_meters(&mut self, now: Nanos, lateness: Duration, out: &mut impl FnMut(DetectorOutput)) {
+        let rules = &self.rules;
+        for sm in &mut self.meters {
+            let group: Vec<(RuleId, &crate::baseline::BaselineRule)> = sm
+                .rules
+                .iter()
+                .filter_map(|id| match rules.rule(*id).map(|r| &r.kind) {
+                    Some(RuleKind::Baseline(b)) => Some((*id, b)),
+                    _ => None,
+                })
+                .collect();
+            sm.meter.flush(&group, now, lateness, &mut |p| out(DetectorOutput::Baseline(p)));
         }
     }
 
@@ -297,13 +372,11 @@ impl Detector {
                         out(DetectorOutput::Alert(alert));
                     });
                 }
-                (RuleKind::Baseline(b), State::Baseline(st)) => {
-                    st.flush(id, b, now, lateness, &mut |p| out(DetectorOutput::Baseline(p)));
-                }
                 (RuleKind::Intel(_), State::Intel(st)) => st.expire(now),
                 _ => {}
             }
         }
+        self.flush_meters(now, lateness, out);
     }
 
     /// End of input: hand over every open bucket and interval.
@@ -315,12 +388,10 @@ impl Detector {
                 (RuleKind::Threshold(t), State::Partial(st)) => {
                     st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)))
                 }
-                (RuleKind::Baseline(b), State::Baseline(st)) => {
-                    st.flush(id, b, Nanos::MAX, Duration::ZERO, &mut |p| out(DetectorOutput::Baseline(p)));
-                }
                 _ => {}
             }
         }
+        self.flush_meters(Nanos::MAX, Duration::ZERO, out);
     }
 
     /// The worker's clock (latest packet or tick time).
@@ -332,7 +403,17 @@ impl Detector {
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> DetectorStats {
-        DetectorStats { rules: self.states.iter().map(State::stats).collect(), alerts: self.alerts }
+        let rules = self
+            .states
+            .iter()
+            .map(|s| match s {
+                State::Baseline(i) => {
+                    RuleStats::Hits { hits: self.meters.get(*i).map_or(0, |m| m.meter.late) }
+                }
+                other => other.stats(),
+            })
+            .collect();
+        DetectorStats { rules, alerts: self.alerts }
     }
 }
 
