@@ -384,11 +384,8 @@ impl Detector {
         let rules = &self.rules;
         for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
-            match (&rule.kind, state) {
-                (RuleKind::Threshold(t), State::Partial(st)) => {
-                    st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)))
-                }
-                _ => {}
+            if let (RuleKind::Threshold(t), State::Partial(st)) = (&rule.kind, state) {
+                st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)));
             }
         }
         self.flush_meters(Nanos::MAX, Duration::ZERO, out);
