@@ -1,6 +1,7 @@
 //! Outpost's traffic generator: frames built byte by byte, streamed into pcap or pcapng files,
 //! and scenarios that come with ground truth so tests can check detections exactly.
 
+pub mod attack;
 pub mod frame;
 pub mod mix;
 pub mod pcap;
