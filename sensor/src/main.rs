@@ -46,6 +46,10 @@ enum GenScenario {
     /// A benign traffic mix for flow metering: TCP (complete, half-open, reset), UDP, ICMP,
     /// IPv6, VLAN and fragments, with one ground-truth line per flow.
     Mix(outpost_tools::mix::MixArgs),
+    /// Attacks mixed into the benign traffic mix — scans, sweeps, floods, brute force,
+    /// intel contacts, a volume spike — with one ground-truth line per attack and rule that
+    /// must fire.
+    Attacks(outpost_tools::attack::AttacksArgs),
 }
 
 fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
@@ -117,6 +121,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gen { scenario: GenScenario::Mix(args) } => {
             let summary = outpost_tools::mix::generate_mix(&args)?;
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gen { scenario: GenScenario::Attacks(args) } => {
+            let summary = outpost_tools::attack::generate_attacks(&args)?;
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
