@@ -6,6 +6,8 @@
 #   make test    installs what is missing, runs fmt/clippy checks, every test, a fuzz smoke run
 #   make bench   replay and decode throughput (see BENCHMARKS.md)
 #   make fuzz    the decoder fuzz target for FUZZ_SECONDS (default 300)
+#   make realtools  recapture nmap/hping3/hydra between network namespaces (root, ~5 min;
+#                installs its own tools) into tests/fixtures/realtools, which make test replays
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,10 +27,10 @@ OUTPOST := target/release/outpost
 # oracle, IPFIX decoding), nfdump (IPFIX / NetFlow v9 collector), softflowd (benchmark peer).
 APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool nfdump softflowd
 
-.PHONY: help deps deps-apt deps-rust build demo test test-rust fuzz fuzz-smoke bench clean
+.PHONY: help deps deps-apt deps-rust build demo test test-rust fuzz fuzz-smoke bench realtools clean
 
 help:
-	@sed -n '3,8p' Makefile
+	@sed -n '3,10p' Makefile
 
 ## ---- dependencies ------------------------------------------------------------------------
 
@@ -97,6 +99,9 @@ fuzz-smoke:
 
 bench: deps-apt
 	bench/run.sh
+
+realtools:
+	tests/realtools/capture.sh
 
 clean:
 	$(CARGO) clean

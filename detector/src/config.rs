@@ -568,6 +568,10 @@ pub struct IntelListConfig {
     /// Skip (and count) bad lines instead of refusing the file. Default false.
     #[serde(default)]
     pub lenient: bool,
+    /// A missing `path` is an empty list instead of an error, so a rule can ship waiting for
+    /// a feed that is installed later (a reload picks it up). Default false.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// An intel rule (`[[intel]]`): traffic to or from listed addresses.

@@ -51,7 +51,13 @@ impl IntelRule {
             let (path, text) = match (&l.path, &l.entries) {
                 (Some(p), None) => {
                     let path = base.join(p.get_ref());
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                    // Feeds are not always clean UTF-8: a stray byte in a comment must not
+                    // refuse the list, and a bad byte in an entry makes that line bad.
+                    let text = match std::fs::read(&path) {
+                        Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                        r => r.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    }
+                    .map_err(|e| {
                         src.error(
                             p.span(),
                             format!("{k}.path"),

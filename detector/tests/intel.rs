@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use outpost_decode::{Cidr, IpAddress};
 use outpost_detector::intel::{IntelError, IntelMatch, IntelSet, IntelSource};
+use outpost_detector::{ConfigError, RuleSet, RulesConfig, SourceText};
 
 fn ip(s: &str) -> IpAddress {
     s.parse().expect("test address")
@@ -109,14 +110,49 @@ fn sets_are_shareable_across_workers() {
 }
 
 #[test]
-fn the_default_rulesets_reserved_list_loads() {
-    // config/rules.d/default.toml's inline list, joined by lines as the intel rule does.
-    let set = one_list(&["0.0.0.0/8", "240.0.0.0/4", "192.0.0.0/29", "::/128"].join("\n")).expect("list");
-    assert_eq!(set.lookup(&ip("0.1.2.3")).map(|m| m.entry), Some(0));
-    assert_eq!(set.lookup(&ip("255.255.255.255")).map(|m| m.entry), Some(1));
-    assert_eq!(set.lookup(&ip("::")).map(|m| m.entry), Some(3));
-    assert_eq!(set.lookup(&ip("::1")), None);
-    assert_eq!(set.lookup(&ip("192.0.0.8")), None);
+fn the_shipped_blocklist_loads_and_lists_nothing() {
+    // config/intel/blocklist.txt, the default ruleset's optional `intel-match` list: only
+    // comments (its examples are commented out), so a fresh sensor raises no intel alert.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/intel/blocklist.txt");
+    let set = IntelSet::load(&[IntelSource::strict("blocklist", &path)]).expect("shipped list loads");
+    assert!(set.is_empty());
+}
+
+/// Compiles one rule file's text, as if read from `dir/rules.toml`.
+fn compile_rules(dir: &Path, text: &str) -> Result<RuleSet, ConfigError> {
+    let src = SourceText::new(dir.join("rules.toml"), text);
+    let cfg: RulesConfig = src.parse()?;
+    RuleSet::compile([(&cfg, &src, "")])
+}
+
+#[test]
+fn a_missing_optional_list_is_empty_and_a_missing_required_list_names_its_key() {
+    let scratch = Scratch::new("optional");
+    let rule = |optional: bool| {
+        format!(
+            "[[intel]]\nname = \"feed\"\nlists = [{{ name = \"f\", path = \"nope.txt\", optional = {optional} }}]\n"
+        )
+    };
+    compile_rules(&scratch.0, &rule(true)).expect("an optional list may be missing");
+    let err = compile_rules(&scratch.0, &rule(false)).expect_err("a required list must exist").to_string();
+    assert!(err.contains("rules.toml:3:") && err.contains("`intel[0].lists[0].path`"), "{err}");
+    assert!(err.contains("nope.txt"), "{err}");
+}
+
+#[test]
+fn a_list_with_stray_non_utf8_bytes_loads_its_good_lines() {
+    let scratch = Scratch::new("latin1");
+    // A Latin-1 comment (0xe9) and an entry; a lenient list also survives a bad byte in an
+    // entry, which becomes a skipped bad line.
+    std::fs::write(scratch.0.join("feed.txt"), b"# caf\xe9 feed\n203.0.113.7\n198.51.100.\xff\n").unwrap();
+    let set = compile_rules(
+        &scratch.0,
+        "[[intel]]\nname = \"feed\"\nlists = [{ name = \"f\", path = \"feed.txt\", lenient = true }]\n",
+    )
+    .expect("loads");
+    let outpost_detector::RuleKind::Intel(rule) = &set.rules[0].kind else { panic!("an intel rule") };
+    assert!(rule.set.lookup(&ip("203.0.113.7")).is_some());
+    assert_eq!((rule.set.len(), rule.set.stats().skipped_lines), (1, 1));
 }
 
 #[test]
