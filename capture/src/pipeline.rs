@@ -484,7 +484,10 @@ impl<R, St> Merger<R, St> {
                         input.ticks.pop_front();
                         clock = clock.max(c);
                     }
-                    _ => everyone &= input.done.is_some(),
+                    // A finished worker has processed every tick, but only once its own
+                    // ticks are all released have the records it emitted at them been
+                    // handed over too.
+                    _ => everyone &= input.done.is_some() && input.ticks.is_empty(),
                 }
             }
             // Only a tick every worker processed (a flush, which every worker receives) makes
@@ -784,4 +787,56 @@ where
         pin_failures,
         wall: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's message stream, as the collector receives it.
+    fn input(msgs: Vec<Out<u64, ()>>) -> MergeInput<u64, ()> {
+        let (mut tx, rx) = RingBuffer::new(msgs.len().max(1));
+        for m in msgs {
+            assert!(tx.push(m).is_ok());
+        }
+        MergeInput { rx, queue: VecDeque::new(), ticks: VecDeque::new(), reported: None, done: None }
+    }
+
+    fn rec(seq: u64) -> Out<u64, ()> {
+        Out::Record { seq, record: seq }
+    }
+
+    fn tick(tick_seq: u64, clock: u64) -> Out<u64, ()> {
+        Out::Progress { tick_seq, clock: Nanos(clock) }
+    }
+
+    /// Merges what the inputs hold; returns the stream as `R seq` and `W clock`.
+    fn merge(inputs: Vec<MergeInput<u64, ()>>) -> Vec<String> {
+        let mut m = Merger { inputs, watermark: Nanos::ZERO };
+        for i in &mut m.inputs {
+            i.pump();
+        }
+        let mut got = Vec::new();
+        m.release(&mut |x| {
+            got.push(match x {
+                Merged::Record { seq, .. } => format!("R{seq}"),
+                Merged::Watermark(t) => format!("W{}", t.0),
+            });
+        });
+        got
+    }
+
+    #[test]
+    fn a_finished_worker_holds_back_watermarks_until_its_own_ticks_are_released() {
+        // Flush tick 2 (clock 10) went to both workers. Worker 0 then finished its input:
+        // a full block ending at tick 9 (clock 20), where it emitted a record (a partial
+        // aggregate that clock made due), and the final flush 12. Worker 1, slower, has
+        // reported its full block at tick 8 (clock 15) and the final flush.
+        let w0 = input(vec![rec(1), tick(2, 10), rec(9), tick(9, 20), tick(12, 25), Out::Done(())]);
+        let w1 = input(vec![tick(2, 10), rec(7), tick(8, 15), tick(12, 25)]);
+        let got = merge(vec![w0, w1]);
+        // Tick 8 is one worker's: no watermark there, though worker 0 is done — its record
+        // at tick 9 must come before any watermark past tick 2.
+        assert_eq!(got, ["R1", "W10", "R7", "R9", "W25"], "{got:?}");
+    }
 }

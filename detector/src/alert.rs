@@ -75,7 +75,7 @@ impl std::fmt::Display for AlertId {
 }
 
 /// Which address of a packet matched an intel list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Matched {
     /// The source address.
     Src,

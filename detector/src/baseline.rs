@@ -199,6 +199,8 @@ pub struct BaselineMeter {
     /// Earlier intervals not yet handed over (input slightly out of order).
     older: BTreeMap<u64, StdHashMap<IpAddress, Tally>>,
     flushed_before: u64,
+    /// Packets measured.
+    pub packets: u64,
     /// Packets too late for their interval.
     pub late: u64,
 }
@@ -218,6 +220,7 @@ impl BaselineMeter {
             cache: Box::new([(IpAddress::UNSPECIFIED, 0, 0); CACHE]),
             older: BTreeMap::new(),
             flushed_before: 0,
+            packets: 0,
             late: 0,
         }
     }
@@ -254,6 +257,7 @@ impl BaselineMeter {
             self.late += 1;
             return;
         }
+        self.packets += 1;
         if self.current != Some(interval) {
             if self.current.is_some_and(|c| interval < c) {
                 // Out of order, but its interval is still open.
@@ -428,12 +432,17 @@ impl BaselineJudge {
     }
 
     /// Measures a flow record in the collector (`metric = "flows"`: one per flow, counted
-    /// for its initiator — and its responder with `host = "both"` or `"dst"`).
+    /// for its initiator — and its responder with `host = "both"` or `"dst"`). A flow counts
+    /// in the interval in which its first record ends — its last packet for a flow that
+    /// ended, the active timeout for a long one — because that record reaches the collector
+    /// within the flow meter's idle timeout or close linger of its end (see
+    /// [`CentralDetector::with_flow_delay`](crate::CentralDetector::with_flow_delay)), while
+    /// its start can lie an active timeout back.
     pub fn on_flow(&mut self, rule: &BaselineRule, r: &FlowRecord) {
         if r.sequence != 0 {
             return;
         }
-        let interval = rule.interval_of(r.start());
+        let interval = rule.interval_of(r.end());
         if interval < self.judged_before {
             self.stats.late += 1;
             return;

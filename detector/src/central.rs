@@ -94,6 +94,7 @@ pub struct CentralDetector {
     states: Vec<CentralState>,
     run_key: u64,
     lateness: Duration,
+    flow_delay: Duration,
     now: Nanos,
 }
 
@@ -116,8 +117,19 @@ impl CentralDetector {
             states,
             run_key,
             lateness,
+            flow_delay: Duration::ZERO,
             now: Nanos::ZERO,
         }
+    }
+
+    /// How long after a flow's end its first record can reach the collector: the flow
+    /// meter's idle timeout or close linger, whichever is longer, plus its expiry lag. Flow
+    /// baselines judge an interval only this much (plus the lateness) after it ends, so the
+    /// flows that ended in it have all been counted. Default zero (no flow input).
+    #[must_use]
+    pub fn with_flow_delay(mut self, delay: Duration) -> CentralDetector {
+        self.flow_delay = delay;
+        self
     }
 
     /// Swaps in a new rule set, keeping the state of unchanged rules. Open dedup intervals
@@ -194,7 +206,6 @@ impl CentralDetector {
                     if let Some(c) = st.add(t, key, r.end(), t.flow_contribution(r)) {
                         raised.push(flow_alert(
                             self.run_key,
-                            seq,
                             id,
                             key,
                             r,
@@ -216,7 +227,6 @@ impl CentralDetector {
                             if let Some(c) = tr.offer(sq, key, step, r.end()) {
                                 let mut a = flow_alert(
                                     self.run_key,
-                                    seq,
                                     id,
                                     key,
                                     r,
@@ -262,7 +272,7 @@ impl CentralDetector {
             self.now = watermark;
         }
         let mut raised = Vec::new();
-        let (run_key, lateness) = (self.run_key, self.lateness);
+        let (run_key, lateness, flow_delay) = (self.run_key, self.lateness, self.flow_delay);
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
             match (&rule.kind, state) {
@@ -280,7 +290,11 @@ impl CentralDetector {
                 }
                 (RuleKind::Threshold(t), CentralState::Flow(st)) => st.expire(t, watermark),
                 (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
-                    j.evaluate(b, watermark, lateness, &mut |an| {
+                    let wait = match b.input {
+                        InputKind::Flows => Duration(lateness.0.saturating_add(flow_delay.0)),
+                        InputKind::Packets => lateness,
+                    };
+                    j.evaluate(b, watermark, wait, &mut |an| {
                         let key = KeyValue { src: an.host, ..KeyValue::default() };
                         let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
                         raised.push(Alert::for_key(
@@ -383,16 +397,23 @@ impl CentralDetector {
 }
 
 /// An alert raised by a flow record.
-fn flow_alert(
-    run_key: u64,
-    seq: u64,
-    rule: RuleId,
-    key: KeyValue,
-    r: &FlowRecord,
-    detail: AlertDetail,
-) -> Alert {
+/// The identity of a flow record that is the same whatever the worker count (flow ids and
+/// record positions depend on it): its 5-tuple, VLAN, first packet and record number.
+fn flow_anchor(r: &FlowRecord) -> u64 {
+    let tuple = KeyValue {
+        src: r.src,
+        dst: r.dst,
+        src_port: r.src_port,
+        dst_port: r.dst_port,
+        proto: r.proto,
+        network: u32::from(r.vlan),
+    };
+    tuple.hash64() ^ r.start().0.rotate_left(17) ^ u64::from(r.sequence).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn flow_alert(run_key: u64, rule: RuleId, key: KeyValue, r: &FlowRecord, detail: AlertDetail) -> Alert {
     Alert {
-        id: AlertId::derive(run_key, seq | (1 << 63), rule, &key),
+        id: AlertId::derive(run_key, flow_anchor(r) | (1 << 63), rule, &key),
         ts: r.end(),
         rule,
         key,

@@ -606,8 +606,8 @@ pub struct IntelConfig {
     pub direction: IntelDirection,
     /// The lists.
     pub lists: Vec<IntelListConfig>,
-    /// A worker raises at most one alert per listed address in this long (the alert policy
-    /// deduplicates further). Default `5m`.
+    /// At most one alert per listed address and side (as source, as destination) in this
+    /// long (the alert policy deduplicates further). Default `5m`.
     #[serde(default = "default_cooldown")]
     pub cooldown: ConfigDuration,
 }
@@ -783,6 +783,10 @@ pub struct StateMachineConfig {
     /// (counted). Default 1,000,000.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Only packets matching this filter expression can be events (the hosts or networks
+    /// the protocol runs on). Default: every packet.
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
     /// Event classes, tested in the order written; a packet is the first event whose filter
     /// matches, or no event.
     pub events: Vec<EventConfig>,

@@ -43,11 +43,17 @@ pub enum RuleStats {
     Threshold(ThresholdStats),
     /// An absence rule.
     Absence(AbsenceStats),
-    /// Rules with only a hit count here (intel: packets that hit a list; baselines: inputs
-    /// too late for their interval).
+    /// Intel rules: packets that hit a list.
     Hits {
         /// Count.
         hits: u64,
+    },
+    /// Packet baselines: the worker's share of the measuring.
+    Meter {
+        /// Packets measured.
+        packets: u64,
+        /// Packets too late for their interval (already handed over), not measured.
+        late: u64,
     },
     /// Nothing runs in the worker for this rule.
     None {},
@@ -61,6 +67,10 @@ impl RuleStats {
             (RuleStats::Threshold(a), RuleStats::Threshold(b)) => a.merge(b),
             (RuleStats::Absence(a), RuleStats::Absence(b)) => a.merge(b),
             (RuleStats::Hits { hits: a }, RuleStats::Hits { hits: b }) => *a += b,
+            (RuleStats::Meter { packets: a, late: al }, RuleStats::Meter { packets: b, late: bl }) => {
+                *a += b;
+                *al += bl;
+            }
             _ => {}
         }
     }
@@ -126,7 +136,7 @@ impl State {
             State::Immediate(t) => RuleStats::Threshold(t.stats.clone()),
             State::Partial(t) => RuleStats::Threshold(t.stats.clone()),
             State::Absence(a) => RuleStats::Absence(a.stats.clone()),
-            State::Baseline(_) => RuleStats::Hits { hits: 0 },
+            State::Baseline(_) => RuleStats::Meter { packets: 0, late: 0 },
             State::Intel(i) => RuleStats::Hits { hits: i.hits },
             State::Elsewhere => RuleStats::None {},
         }
@@ -405,7 +415,9 @@ impl Detector {
             .iter()
             .map(|s| match s {
                 State::Baseline(i) => {
-                    RuleStats::Hits { hits: self.meters.get(*i).map_or(0, |m| m.meter.late) }
+                    self.meters.get(*i).map_or(RuleStats::Meter { packets: 0, late: 0 }, |m| {
+                        RuleStats::Meter { packets: m.meter.packets, late: m.meter.late }
+                    })
                 }
                 other => other.stats(),
             })

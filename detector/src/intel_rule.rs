@@ -97,10 +97,13 @@ pub struct Sighting {
     pub matched: Matched,
 }
 
-/// A worker's recent intel alerts (cooldown per address).
+/// A worker's recent intel alerts: a cooldown per listed address and side. Per side, because
+/// packets from a listed address reach the worker owning it and packets to it the workers
+/// owning their senders: with the side in the key, the alerts raised do not depend on the
+/// worker count (the collector's dedup folds the two sides into one alert).
 #[derive(Debug, Default)]
 pub struct IntelState {
-    quiet_until: HashMap<IpAddress, Nanos, foldhash::fast::RandomState>,
+    quiet_until: HashMap<(IpAddress, Matched), Nanos, foldhash::fast::RandomState>,
     /// Packets that hit a list.
     pub hits: u64,
 }
@@ -111,7 +114,7 @@ impl IntelState {
         let mut check = |addr: IpAddress, matched: Matched, state: &mut IntelState| {
             if let Some(hit) = rule.set.lookup(&addr) {
                 state.hits += 1;
-                let until = state.quiet_until.entry(addr).or_insert(Nanos::ZERO);
+                let until = state.quiet_until.entry((addr, matched)).or_insert(Nanos::ZERO);
                 if m.ts >= *until {
                     *until = m.ts.saturating_add(rule.cooldown);
                     out(Sighting { listed: addr, hit, matched });

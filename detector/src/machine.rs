@@ -52,6 +52,8 @@ pub struct StateMachine {
     pub terminal: Vec<bool>,
     /// Event names, in matching order.
     pub events: Vec<String>,
+    /// The rule's scope (`filter`): packets outside it are no event.
+    scope: Option<Filter>,
     filters: Vec<Filter>,
     /// `next[state * events.len() + event]`: the target state, or `INVALID`.
     next: Vec<u16>,
@@ -109,6 +111,12 @@ impl StateMachine {
             return Err(src.error(cfg.name.span(), format!("{key}.max_keys"), "must be at least 1"));
         }
 
+        let scope = match &cfg.filter {
+            Some(f) => Some(Filter::parse(f.get_ref()).map_err(|e| {
+                err(f.span(), format!("{key}.filter"), format!("bad filter expression: {e}"))
+            })?),
+            None => None,
+        };
         let mut events = Vec::with_capacity(cfg.events.len());
         let mut filters = Vec::with_capacity(cfg.events.len());
         for (i, ev) in cfg.events.iter().enumerate() {
@@ -215,6 +223,7 @@ impl StateMachine {
             states,
             terminal,
             events,
+            scope,
             filters,
             next,
             idle_timeout: cfg.idle_timeout.0,
@@ -226,6 +235,9 @@ impl StateMachine {
     #[inline]
     #[must_use]
     pub fn classify(&self, meta: &PacketMeta) -> Option<u16> {
+        if self.scope.as_ref().is_some_and(|s| !s.matches(meta)) {
+            return None;
+        }
         let i = self.filters.iter().position(|f| f.matches(meta))?;
         u16::try_from(i).ok()
     }

@@ -19,10 +19,6 @@ pub struct RuleId(pub u16);
 
 /// A rule's kind, with its compiled form.
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "rules are compiled once and held in one Vec; boxing buys nothing"
-)]
 pub enum RuleKind {
     /// A per-source state machine.
     StateMachine(StateMachine),

@@ -182,6 +182,19 @@ pub struct TableConfig {
     pub close_linger: Duration,
 }
 
+impl TableConfig {
+    /// The longest a flow's record can follow the record's end (its last packet, or the
+    /// active timeout's moment for an interim record), in event time: the idle timeout or
+    /// close linger, whichever is longer, plus one wheel bucket (at most 1 s) and one second
+    /// for the clock ticks that drive the wheel. Consumers that bucket flow records by their
+    /// end (flow baselines) wait this long before an interval is complete.
+    #[must_use]
+    pub fn record_delay(&self) -> Duration {
+        let longest = self.idle_timeout.as_nanos().max(self.close_linger.as_nanos());
+        Duration(longest.saturating_add(2_000_000_000))
+    }
+}
+
 /// Most flows a table can hold (slab indices are `u32`, with `NIL` reserved).
 pub const MAX_CAPACITY: usize = (u32::MAX - 1) as usize;
 /// Longest active timeout: microsecond offsets in `u32` cover 71 minutes.

@@ -320,7 +320,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         &loaded.config.alert_policy,
         key,
         lateness,
-    );
+    )
+    .with_flow_delay(flow_config.as_ref().map_or(outpost_decode::Duration::ZERO, |f| f.table.record_delay()));
     let mut suppressed_summaries = 0u64;
     // What the collector's detector passes on: alerts (JSON and alert windows) and dedup
     // summaries.
@@ -505,6 +506,7 @@ fn describe_rule(r: &RuleSummary) -> String {
             parts.push(format!("matched {}, silences {}, senders {}, dropped {}", a.matched, a.silences, a.keys, a.dropped));
         }
         RuleStats::Hits { hits } => parts.push(format!("hits {hits}")),
+        RuleStats::Meter { packets, late } => parts.push(format!("measured {packets} packets, {late} late")),
         RuleStats::None {} => {}
     }
     match &r.collector {

@@ -15,7 +15,7 @@
 //! | `connect-scan` | nmap -sT: full handshakes on open ports, then RST; RST-ACK on closed | `scan-vertical-tcp` | 125–225 ports |
 //! | `fin-scan`, `null-scan`, `xmas-scan` | nmap -sF/-sN/-sX of 25–45 ports; RST-ACK from closed ports | `scan-tcp-stealth`, 10 ports / 60 s | 25–45 ports |
 //! | `udp-scan` | nmap -sU of 80–110 ports at ~1/s; port unreachables under Linux's rate limit | `scan-vertical-udp`, 20 / 60 s (alert names the scanner as `dst_ip`) | ~60 per 60 s |
-//! | `horizontal-scan` | masscan of one port over a /24 at 1.5–2 hosts/s | `scan-horizontal`, 30 hosts / 60 s | 90–120 per 60 s |
+//! | `horizontal-scan` | masscan of one port over a /24 at 2.5–3.3 hosts/s | `scan-horizontal`, 64 hosts / 60 s | 150–200 per 60 s |
 //! | `ping-sweep` | fping over a /26 | `ping-sweep`, 20 hosts / 60 s | 62 hosts |
 //! | `syn-flood` | 6,000 spoofed SYNs/s for 15 s, SYN cookies answer | `syn-flood`, 20,000 / 10 s (key: victim) | ~60,000 / 10 s |
 //! | `icmp-flood` | 6,000 spoofed echo requests/s for 15 s, all answered | `icmp-flood`, 20,000 / 10 s | ~60,000 / 10 s |
@@ -25,7 +25,7 @@
 //! | `login-brute-force` | 40–65 FTP, MySQL or IMAP login sessions | `login-brute-force`, 15 / 5 min | 40–65 |
 //! | `brute-force-then-session` | 20–40 SSH attempts, then a 2.5–6 min interactive session with ≥ 120 kB | `ssh-brute-force` and `brute-force-then-session` (≥ 60 s or ≥ 100 kB within 1 h) | both |
 //! | `intel-contact` | HTTPS to or from a listed address | `intel-match`, any packet | one to three connections |
-//! | `volume-spike` | 13–15 min of steady reports, then an upload of 18× a minute's payload | `volume-baseline-bytes`, `volume-baseline-packets` (mean + 3σ) | ≥ 10× bytes and packets |
+//! | `volume-spike` | 13–15 min of steady reports, then a 45–65 MB upload | `volume-baseline-bytes`, `volume-baseline-packets` (mean + 6σ, σ ≥ mean/2, at least 20 MB / 20,000 packets) | ≥ 10× bytes and packets, ≥ 2× the floors |
 //!
 //! # The run
 //!

@@ -434,7 +434,8 @@ fn measure(run: &Run, t: &AttackTruth) -> (f64, f64) {
             }
             let value = series.iter().find(|m| m.0 == spike).map(pick).expect("the spike interval");
             let (mean, sd) = mean_sd(&before);
-            assert!(value > mean + 3.0 * sd);
+            assert!(value > mean + 6.0 * sd.max(mean / 2.0), "{t:?}: {value} vs mean {mean}, σ {sd}");
+            assert!(value >= 2.0 * t.rule.floor() as f64, "{t:?}: {value} is not twice the floor");
             return (value / mean, 10.0);
         }
     };

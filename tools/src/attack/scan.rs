@@ -7,7 +7,7 @@
 //! | `connect-scan` | nmap -sT: the same ports, one ephemeral source port per probe (`+2` apart, as Linux hands them to one destination); open ports complete the handshake and the scanner resets at once (`SO_LINGER` 0) | as above |
 //! | `fin-scan`, `null-scan`, `xmas-scan` | nmap -sF / -sN / -sX: 25–45 top ports, FIN, no flag, or FIN+PSH+URG; closed ports answer RST-ACK (RFC 9293 §3.10.7.1), open ones stay silent and are probed once more after 1–1.5 s | 25–45 distinct ports, ≥ 2.5× the 10 of `scan-tcp-stealth` |
 //! | `udp-scan` | nmap -sU: 80–110 top UDP ports (DNS, NTP and SNMP probes carry their protocol's request), ten fast, then one every 0.95–1.25 s, as nmap slows down for the target's ICMP rate limit; closed ports answer port unreachable quoting the probe, limited like Linux (`icmp_ratelimit` 1 s, burst 6) — unanswered probes are retried once at the end; the target's DNS or NTP service answers its probe | about 60 unreachables in the busiest 60 s, ≥ 2.5× the 20 of `scan-vertical-udp` |
-//! | `horizontal-scan` | masscan --rate 1.5–2: one port (445, 22, 3389 or 23) on hosts `.1`..`.254` of a server network in random order; live hosts (the mix's roles and 40 % of the rest) answer SYN-ACK (SSH on the servers) or RST-ACK, the others nothing | 90–120 distinct hosts per 60 s, ≥ 3× the 30 of `scan-horizontal` |
+//! | `horizontal-scan` | masscan --rate 2.5–3.3: one port (445, 22, 3389 or 23) on hosts `.1`..`.254` of a server network in random order; live hosts (the mix's roles and 40 % of the rest) answer SYN-ACK (SSH on the servers) or RST-ACK, the others nothing | 150–200 distinct hosts per 60 s, ≥ 2.3× the 64 of `scan-horizontal` |
 //! | `ping-sweep` | fping -g over a /26 (62 hosts, in address order, 10 ms apart); live hosts (the mix's roles and half of the rest) reply, silent ones get three retries after 0.5, 0.75 and 1.125 s | 62 distinct hosts within seconds, ≥ 3× the 20 of `ping-sweep` |
 
 use outpost_decode::meta::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
@@ -312,7 +312,7 @@ pub(crate) fn horizontal_scan(ctx: &mut AttackCtx<'_>) -> Result<Planned, super:
     let tag = ctx.tag(phase::MAIN);
     let mut hosts: Vec<u8> = (1..=254).collect();
     ctx.rng.shuffle(&mut hosts);
-    let rate_gap = ctx.rng.range(500_000_000, 667_000_000);
+    let rate_gap = ctx.rng.range(300_000_000, 400_000_000);
     let sport = ctx.rng.range(33_000, 65_000) as u16;
     let ttl = 255 - ctx.rng.range(8, 20) as u8;
     let mut out = Vec::with_capacity(3 * hosts.len());

@@ -180,13 +180,13 @@ pub enum DetectionRule {
     ScanTcpStealth,
     /// ICMP/ICMPv6 port unreachables per (scanned host, scanner) ≥ 20 in 60 s.
     ScanVerticalUdp,
-    /// Distinct `dst_ip` of SYNs without ACK or UDP per (`src_ip`, `dst_port`) ≥ 30 in 60 s.
+    /// Distinct `dst_ip` of SYNs without ACK or UDP per (`src_ip`, `dst_port`) ≥ 64 in 60 s.
     ScanHorizontal,
     /// Distinct `dst_ip` of echo requests per `src_ip` ≥ 20 in 60 s.
     PingSweep,
     /// SYNs without ACK per `dst_ip` ≥ 20,000 in 10 s.
     SynFlood,
-    /// ICMP/ICMPv6 packets per `dst_ip` ≥ 20,000 in 10 s.
+    /// ICMP/ICMPv6 packets other than echo replies per `dst_ip` ≥ 20,000 in 10 s.
     IcmpFlood,
     /// UDP packets per `dst_ip` ≥ 50,000 in 10 s.
     UdpFlood,
@@ -263,7 +263,7 @@ impl DetectionRule {
             DetectionRule::ScanVerticalTcp => 50,
             DetectionRule::ScanTcpStealth => 10,
             DetectionRule::ScanVerticalUdp => 20,
-            DetectionRule::ScanHorizontal => 30,
+            DetectionRule::ScanHorizontal => 64,
             DetectionRule::PingSweep => 20,
             DetectionRule::SynFlood | DetectionRule::IcmpFlood => 20_000,
             DetectionRule::UdpFlood => 50_000,
@@ -271,6 +271,17 @@ impl DetectionRule {
             DetectionRule::LoginBruteForce => 15,
             DetectionRule::BruteForceThenSession | DetectionRule::IntelMatch => 1,
             DetectionRule::VolumeBaselineBytes | DetectionRule::VolumeBaselinePackets => 0,
+        }
+    }
+
+    /// The volume baselines' floor (`min_value` of the default rule): bytes or packets in
+    /// the interval below which no anomaly is raised; 0 for other rules.
+    #[must_use]
+    pub const fn floor(self) -> u64 {
+        match self {
+            DetectionRule::VolumeBaselineBytes => 20_000_000,
+            DetectionRule::VolumeBaselinePackets => 20_000,
+            _ => 0,
         }
     }
 

@@ -12,9 +12,10 @@
 //!
 //! The steady traffic starts just after a minute boundary and runs for 13–15 whole one-minute
 //! intervals; 3–8 s into the next minute the host opens a TLS connection to a new external
-//! address (the exfiltration peer, seen for the first time) and uploads 18 × 60 × `base`
-//! bytes in 20–35 s — at least 10× the usual bytes and packets of a minute once ACKs and the
-//! continuing reports are counted, and far above mean + 3σ. The reports go on for 1–2 more
+//! address (the exfiltration peer, seen for the first time) and uploads 45–65 MB in 20–35 s
+//! — over 50× the usual bytes and packets of a minute, far above mean + 6σ, and over twice
+//! the default baselines' floors of 20 MB and 20,000 packets a minute (the floors keep the
+//! benign mix's bursts of a few MB quiet). The reports go on for 1–2 more
 //! minutes. The truth window is the upload; `attacker` is the host, `target` the
 //! exfiltration peer. The collector's own volume does not change, and the exfiltration peer
 //! has no history, so neither should alert.
@@ -30,8 +31,8 @@ use super::stream::{Pending, Script, Source};
 /// One minute, ns.
 const MINUTE: u64 = 60_000_000_000;
 
-/// How many times a minute's usual report payload the upload carries.
-pub(crate) const SPIKE_FACTOR: u64 = 18;
+/// The upload's size, bytes: 45–65 MB.
+const SPIKE_BYTES: (u64, u64) = (45_000_000, 65_000_000);
 
 /// TLS record header of application data.
 fn app_data(len: usize) -> [u8; 5] {
@@ -154,6 +155,64 @@ impl Source for Steady {
     }
 }
 
+/// Bytes of the upload expanded per event: about 1,400 segments and their ACKs.
+const UPLOAD_CHUNK: u64 = 2_000_000;
+
+/// The exfiltration upload over one TLS connection, expanded a chunk at a time so its tens of
+/// thousands of packets never wait in memory at once: the handshake, [`UPLOAD_CHUNK`]s of
+/// data back to back, then the server's short answer and the close.
+#[derive(Debug)]
+struct Upload {
+    rng: Random,
+    conn: Option<TcpConn>,
+    rtt: u64,
+    mss: usize,
+    /// Start of the next event (the last packet's time).
+    next: u64,
+    /// Bytes to send, and still to send.
+    total: u64,
+    left: u64,
+    ns_per_byte: u64,
+    opened: bool,
+    done: bool,
+}
+
+impl Source for Upload {
+    fn next_event(&self) -> Option<u64> {
+        (!self.done).then_some(self.next)
+    }
+
+    fn expand(&mut self, out: &mut Pending) {
+        let Some(conn) = self.conn.take() else {
+            self.done = true;
+            return;
+        };
+        let mut pkts: Vec<Pkt> = Vec::with_capacity(2 * (UPLOAD_CHUNK as usize / self.mss.max(64)) + 8);
+        let mut s = Session::new(conn, self.next, self.rtt, self.mss, &mut pkts, &mut self.rng);
+        if !self.opened {
+            tls_open(&mut s);
+            self.opened = true;
+        } else if self.left > 0 {
+            let chunk = self.left.min(UPLOAD_CHUNK);
+            let first = self.left == self.total;
+            let delay = if first { quick(s.rng) } else { (s.mss as u64 + 54) * self.ns_per_byte };
+            s.bulk(delay, FWD, chunk, self.ns_per_byte, true);
+            self.left -= chunk;
+        } else {
+            let d = s.react(REV) + s.rng.range(5_000_000, 50_000_000);
+            s.record(d, REV, &app_data(200), 200);
+            let d = s.react(FWD);
+            s.close(d, FWD);
+            self.done = true;
+        }
+        self.next = s.clock;
+        if !self.done {
+            self.conn = Some(s.conn);
+        }
+        out.extend(pkts);
+    }
+}
+
 /// Plans the steady traffic and the spike.
 pub(crate) fn volume_spike(ctx: &mut AttackCtx<'_>) -> Result<Planned, PlanExhausted> {
     let host_addr: IpAddr = ctx.plan.quiet_host(&mut ctx.rng, ctx.v6);
@@ -194,20 +253,28 @@ pub(crate) fn volume_spike(ctx: &mut AttackCtx<'_>) -> Result<Planned, PlanExhau
     let exfil = Peer { addr: exfil_addr, port: 443, ttl: ctx.external_ttl(), window: 65535, external: true };
     let client = Peer { port: ctx.rng.range(45_001, 60_999) as u16, ..host };
     let conn = TcpConn::new(client, exfil, ctx.tag(phase::SECOND), &mut ctx.rng);
-    let mut pkts = Vec::new();
-    let total = SPIKE_FACTOR * 60 * base;
+    let total = ctx.rng.range(SPIKE_BYTES.0, SPIKE_BYTES.1);
     let duration = ctx.rng.range(20_000_000_000, 35_000_000_000);
-    let mut s = Session::new(conn, spike_at, rtt, mss, &mut pkts, &mut ctx.rng);
-    tls_open(&mut s);
-    let q = quick(s.rng);
-    s.bulk(q, FWD, total, (duration / total).max(1), true);
-    let d = s.react(REV) + s.rng.range(5_000_000, 50_000_000);
-    s.record(d, REV, &app_data(200), 200);
-    let d = s.react(FWD);
-    s.close(d, FWD);
-    let mut spike = Planned::eager(pkts, Some(host_addr), Some(exfil_addr), None);
+    let upload = Upload {
+        rng: ctx.sub_rng(1),
+        conn: Some(conn),
+        rtt,
+        mss,
+        next: spike_at,
+        total,
+        left: total,
+        ns_per_byte: (duration / total).max(1),
+        opened: false,
+        done: false,
+    };
+    let mut spike = Planned::eager(Vec::new(), Some(host_addr), Some(exfil_addr), None);
+    spike.scripts.clear();
+    // The upload takes `duration` for its payload, plus headers (54 of ~1,500 bytes a
+    // segment), the handshake and the close.
+    spike.end = spike_at + duration + duration / 16 + 2_000_000_000;
+    spike.scripts.push(Script::new(Box::new(upload)));
     spike.scripts.push(Script::new(Box::new(steady)));
-    spike.last = spike.last.max(steady_end + 1_000_000_000);
+    spike.last = spike.end.max(steady_end + 1_000_000_000);
     Ok(spike)
 }
 
