@@ -59,6 +59,8 @@ pub struct BaselineRule {
     pub min_sigma: f64,
     /// Most hosts tracked.
     pub max_keys: usize,
+    /// Intervals without traffic after which a host's baseline is forgotten (at least 1).
+    pub forget_intervals: u64,
 }
 
 impl BaselineRule {
@@ -112,6 +114,7 @@ impl BaselineRule {
             min_value: c.min_value,
             min_sigma: c.min_sigma,
             max_keys: c.max_keys.max(1),
+            forget_intervals: (c.forget.0.as_nanos() / interval.as_nanos().max(1)).max(1),
         })
     }
 
@@ -369,6 +372,8 @@ struct Learned {
     mean: f64,
     var: f64,
     intervals: u32,
+    /// The last interval the host had traffic in.
+    last: u64,
 }
 
 /// An interval that exceeded its host's baseline.
@@ -399,8 +404,11 @@ pub struct BaselineStats {
     pub anomalies: u64,
     /// Hosts with a baseline.
     pub hosts: u64,
-    /// Hosts not tracked because the table was full.
+    /// Hosts not tracked because the table was full of hosts with a useful history.
     pub dropped: u64,
+    /// Baselines forgotten: hosts not seen for `forget`, or still learning when the table
+    /// filled up.
+    pub forgotten: u64,
     /// Inputs too late for their interval.
     pub late: u64,
 }
@@ -411,6 +419,10 @@ pub struct BaselineJudge {
     learned: StdHashMap<IpAddress, Learned>,
     pending: BTreeMap<u64, StdHashMap<IpAddress, Measure>>,
     judged_before: u64,
+    /// The interval of the last sweep for forgotten hosts, and of the last sweep because the
+    /// table was full (at most one of each per interval).
+    swept: u64,
+    swept_full: Option<u64>,
     /// Counters.
     pub stats: BaselineStats,
 }
@@ -483,7 +495,34 @@ impl BaselineJudge {
             }
         }
         self.judged_before = self.judged_before.max(ready_before);
+        self.forget_idle(rule);
         self.stats.hosts = self.learned.len() as u64;
+    }
+
+    /// Forgets hosts without traffic for `forget`; sweeps at most every eighth of that.
+    fn forget_idle(&mut self, rule: &BaselineRule) {
+        let now = self.judged_before;
+        if now < self.swept.saturating_add((rule.forget_intervals / 8).max(1)) {
+            return;
+        }
+        self.swept = now;
+        let before = self.learned.len();
+        self.learned.retain(|_, l| now.saturating_sub(l.last) <= rule.forget_intervals);
+        self.stats.forgotten += (before - self.learned.len()) as u64;
+    }
+
+    /// The table is full and `interval` brings a new host: forget the hosts still in their
+    /// warm-up that had no traffic in this interval — under a flood from spoofed sources the
+    /// table fills with addresses seen once, which must not keep real hosts from being
+    /// learned. At most one sweep per interval; true when there is room now.
+    fn make_room(&mut self, rule: &BaselineRule, interval: u64) -> bool {
+        if self.swept_full != Some(interval) {
+            self.swept_full = Some(interval);
+            let before = self.learned.len();
+            self.learned.retain(|_, l| l.intervals >= rule.warmup || l.last >= interval);
+            self.stats.forgotten += (before - self.learned.len()) as u64;
+        }
+        self.learned.len() < rule.max_keys
     }
 
     fn judge(
@@ -495,11 +534,15 @@ impl BaselineJudge {
         len: u64,
         out: &mut impl FnMut(Anomaly),
     ) {
-        if !self.learned.contains_key(&host) && self.learned.len() >= rule.max_keys {
+        if !self.learned.contains_key(&host)
+            && self.learned.len() >= rule.max_keys
+            && !self.make_room(rule, interval)
+        {
             self.stats.dropped += 1;
             return;
         }
         let l = self.learned.entry(host).or_default();
+        l.last = interval;
         self.stats.judged += 1;
         if l.intervals >= rule.warmup && l.intervals > 0 {
             let sigma = l.var.sqrt().max(rule.min_sigma * l.mean);
@@ -651,5 +694,74 @@ mod tests {
             feed(&mut BaselineJudge::default(), &r, &[1000, 1000, 1000, 1000, 1000, 1000, 1400]).len(),
             1
         );
+    }
+
+    /// Judges one interval of `values` per host (`(host number, value)`).
+    fn judge_interval(
+        j: &mut BaselineJudge,
+        r: &BaselineRule,
+        interval: u64,
+        values: &[(u32, u64)],
+    ) -> usize {
+        for &(h, v) in values {
+            j.add(BaselinePartial {
+                rule: RuleId(0),
+                interval,
+                host: IpAddress::from_v4((0x0a00_0000 + h).to_be_bytes()),
+                measure: Measure::Amount(v),
+            });
+        }
+        let mut alerts = 0;
+        j.evaluate(r, Nanos::from_secs(60 * (interval + 1)), Duration::ZERO, &mut |_| alerts += 1);
+        alerts
+    }
+
+    #[test]
+    fn a_host_silent_longer_than_forget_starts_a_new_baseline() {
+        let r = rule("forget = \"10m\"");
+        let mut j = BaselineJudge::default();
+        for i in 0..8 {
+            judge_interval(&mut j, &r, i, &[(1, 1000)]);
+        }
+        // Silent for 20 minutes: forgotten, so a burst is only its first learned interval.
+        for i in 8..28 {
+            judge_interval(&mut j, &r, i, &[(2, 5)]);
+        }
+        assert!(j.stats.forgotten >= 1, "{:?}", j.stats);
+        assert_eq!(judge_interval(&mut j, &r, 28, &[(1, 50_000)]), 0, "no baseline to exceed");
+        // A host silent for less than `forget` keeps its baseline.
+        let mut j = BaselineJudge::default();
+        for i in 0..8 {
+            judge_interval(&mut j, &r, i, &[(1, 1000)]);
+        }
+        assert_eq!(judge_interval(&mut j, &r, 14, &[(1, 50_000)]), 1);
+    }
+
+    #[test]
+    fn spoofed_one_time_hosts_do_not_keep_real_hosts_from_being_learned() {
+        let r = rule("max_keys = 100");
+        let mut j = BaselineJudge::default();
+        // Ten real hosts build a history...
+        let real: Vec<(u32, u64)> = (0..10).map(|h| (h, 1000)).collect();
+        for i in 0..6 {
+            judge_interval(&mut j, &r, i, &real);
+        }
+        // ...then a flood from spoofed sources fills the table with addresses seen once.
+        let spoofed: Vec<(u32, u64)> = (1000..1200).map(|h| (h, 60)).collect();
+        judge_interval(&mut j, &r, 6, &spoofed);
+        assert_eq!(j.stats.hosts, 100);
+        // A new real host next interval is learned, the ten keep their baselines.
+        let mut next = real.clone();
+        next.push((50, 1000));
+        judge_interval(&mut j, &r, 7, &next);
+        assert!(j.learned.contains_key(&IpAddress::from_v4((0x0a00_0000u32 + 50).to_be_bytes())));
+        assert!(
+            (0..10).all(|h| j.learned.contains_key(&IpAddress::from_v4((0x0a00_0000u32 + h).to_be_bytes())))
+        );
+        assert!(j.stats.forgotten >= 90, "{:?}", j.stats);
+        // And they still alert on a spike.
+        let mut spike = real.clone();
+        spike[3].1 = 100_000;
+        assert_eq!(judge_interval(&mut j, &r, 8, &spike), 1);
     }
 }

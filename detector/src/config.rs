@@ -538,6 +538,13 @@ pub struct BaselineConfig {
     /// Most hosts tracked. Default 1,000,000.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// A host not seen for this long loses its baseline (and its memory). Default `24h`.
+    #[serde(default = "default_forget")]
+    pub forget: ConfigDuration,
+}
+
+fn default_forget() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(24 * 3600))
 }
 
 /// Which addresses of a packet an intel rule looks up.

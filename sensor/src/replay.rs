@@ -515,8 +515,8 @@ fn describe_rule(r: &RuleSummary) -> String {
             t.matched, t.crossed, t.keys, t.peak_keys, t.evicted
         )),
         CentralRuleStats::Baseline(b) => parts.push(format!(
-            "judged {} host intervals, anomalies {}, hosts {}, late {}",
-            b.judged, b.anomalies, b.hosts, b.late
+            "judged {} host intervals, anomalies {}, hosts {} (forgotten {}, dropped {}), late {}",
+            b.judged, b.anomalies, b.hosts, b.forgotten, b.dropped, b.late
         )),
         CentralRuleStats::Sequence(q) => {
             parts.push(format!("steps {}, completed {}, in progress {}", q.steps, q.completed, q.keys));
