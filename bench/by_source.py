@@ -9,7 +9,9 @@ the debug line tables). Per source, a cost goes to the innermost frame that is n
 standard library (a `slice::get` inlined into the filter interpreter counts as filter code);
 per pipeline stage, to the innermost frame of project code that is not a helper (a hashbrown
 probe counts for the detector or the flow meter, whichever inlined it; see STAGES). Costs in
-other objects (libc's memcpy, the kernel) are listed by object and function.
+other objects (libc's memcpy, the kernel) are listed by object and function. The hottest
+lines are listed too, each as its innermost frame outside the standard library and that
+frame's caller in the inline chain (`file:line < caller file:line`).
 
   by_source.py callgrind BINARY FRAMES PROFILE...
       PROFILE: callgrind output taken with --separate-threads=yes --dump-instr=yes
@@ -29,6 +31,7 @@ import subprocess
 import sys
 
 TOP = 25
+LINES = 15
 
 
 def parse_callgrind(path):
@@ -106,6 +109,11 @@ def parse_perf(binary, data):
     return per_thread
 
 
+def is_std(loc):
+    """True for the Rust standard library's frames (including the hashbrown it vendors)."""
+    return "/rustc/" in loc or loc.startswith("/rust/deps/")
+
+
 def resolve(binary, addrs):
     """Maps each address to its inline chain, innermost first: a list of `file:line` without
     the Rust standard library's frames."""
@@ -122,7 +130,7 @@ def resolve(binary, addrs):
     def finish():
         if current is None:
             return
-        ours = [loc for loc in chain if "/rustc/" not in loc and not loc.startswith("??")]
+        ours = [loc for loc in chain if not is_std(loc) and not loc.startswith("??")]
         out[current] = ours or chain[:1] or ["??"]
 
     for line in proc.stdout.splitlines():
@@ -151,13 +159,17 @@ STAGES = [
     ("block copy + dispatch", ("capture/src/block.rs", "capture/src/pipeline.rs", "memmove", "memcpy",
                                "crate rtrb-")),
     ("filter evaluation", ("filter/src/", "detector/src/machine.rs:214")),
+    ("alert / flow / window output (JSON, NetFlow v9, IPFIX)", ("crate serde", "sensor/src/output.rs",
+                                                              "sensor/src/replay.rs", "detector/src/alert.rs",
+                                                              "detector/src/window.rs", "library/core/src/fmt",
+                                                              "flowmeter/src/record.rs", "export/src/")),
     ("flow metering", ("flowmeter/src/",)),
     ("state machine: per-source map, transitions, timer wheel", ("detector/src/machine.rs",
                                                                  "detector/src/wheel.rs")),
     ("decode (and shard_hash)", ("decode/src/",)),
     ("detector loop + worker glue (PacketMeta moves)", ("detector/src/engine.rs", "sensor/src/worker.rs")),
-    ("alert / flow / window output", ("crate serde", "sensor/src/output.rs", "sensor/src/replay.rs",
-                                      "detector/src/alert.rs", "detector/src/window.rs", "library/core/src/fmt")),
+    ("benchmark harness (block fill, timing)", ("bench/src/",)),
+    ("other detection rules (threshold, sketch, baseline, sequence, intel: keys, per-key maps)", ("detector/src/",)),
 ]
 
 # Frames that are never the owner of a cost (see STAGES).
@@ -192,11 +204,13 @@ def report(title, cost, binary, frames, unit, hz=None):
     chains = resolve(binary, ours) if ours else {}
     by_source = collections.Counter()
     by_stage = collections.Counter()
+    by_line = collections.Counter()
     for (ob, fn, a), n in cost.items():
         if a is not None and os.path.realpath(ob) == real:
             chain = chains.get(a, ["??"])
             by_source[short(chain[0].rsplit(":", 1)[0])] += n
             by_stage[stage_of(chain)] += n
+            by_line[" < ".join(short(loc) for loc in chain[:2])] += n
         else:
             name = f"{os.path.basename(ob)}: {fn}"
             by_source[name] += n
@@ -213,6 +227,11 @@ def report(title, cost, binary, frames, unit, hz=None):
         if n * 200 < total:
             break
         print(f"{n:>13,} {100 * n / total:>5.1f}% {n * scale / max(frames, 1):>12.1f}  {src}")
+    print(f"{unit:>13} {'share':>6} {per:>12}  line (innermost frame outside the standard library < its caller)")
+    for line, n in by_line.most_common(LINES):
+        if n * 100 < total:
+            break
+        print(f"{n:>13,} {100 * n / total:>5.1f}% {n * scale / max(frames, 1):>12.1f}  {line}")
     print()
 
 
