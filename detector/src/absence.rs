@@ -120,6 +120,9 @@ impl AbsenceStats {
 pub struct AbsenceState {
     senders: HashMap<KeyValue, Sender, foldhash::fast::RandomState>,
     wheel: TimerWheel<KeyValue>,
+    /// Senders whose deadline falls within one wheel slot of the clock: the wheel would see
+    /// them only once the clock passes the end of that slot, so each tick checks them itself.
+    soon: Vec<(KeyValue, u32)>,
     next_generation: u32,
     started: bool,
     /// Counters.
@@ -133,6 +136,7 @@ impl AbsenceState {
         AbsenceState {
             senders: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             wheel: TimerWheel::for_timeout(rule.timeout),
+            soon: Vec::new(),
             next_generation: 0,
             started: false,
             stats: AbsenceStats::default(),
@@ -151,18 +155,28 @@ impl AbsenceState {
         self.stats.keys = self.senders.len() as u64;
     }
 
-    /// A matching packet from its sender (the caller checked the filter).
-    pub fn on_packet(&mut self, rule: &AbsenceRule, m: &PacketMeta) {
+    /// A matching packet from its sender (the caller checked the filter). A sender whose
+    /// silence reached the timeout before this packet — no clock tick came in between to
+    /// notice it — is reported to `out` now, so whether a silence alerts does not depend on
+    /// where the input's batches and ticks fall.
+    pub fn on_packet(&mut self, rule: &AbsenceRule, m: &PacketMeta, out: &mut impl FnMut(Silence)) {
         self.stats.matched += 1;
         let key = KeyValue { src: m.src, ..KeyValue::default() };
         match self.senders.get_mut(&key) {
             Some(s) => {
-                s.last = Some(s.last.map_or(m.ts, |l| l.max(m.ts)));
                 if s.alerted {
                     // Heard again after a silence: re-arm.
-                    let last = s.last;
+                    let last = Some(s.last.map_or(m.ts, |l| l.max(m.ts)));
                     self.arm(key, m.ts, last, rule.timeout);
+                    return;
                 }
+                let deadline = s.last.unwrap_or(s.since).saturating_add(rule.timeout);
+                if m.ts >= deadline {
+                    self.stats.silences += 1;
+                    out(Silence { key, last_seen: s.last, at: deadline });
+                }
+                // The wheel's entry stays: it reads `last` when it comes due.
+                s.last = Some(s.last.map_or(m.ts, |l| l.max(m.ts)));
             }
             None => {
                 let listed = rule.expected.contains(&m.src);
@@ -178,8 +192,25 @@ impl AbsenceState {
         }
     }
 
-    /// Event time advanced to `now`: the first call arms the listed senders this worker owns
-    /// (`owns(addr)`); then every sender silent for the timeout is reported to `out`.
+    /// The rule starts watching at event time `at` (the start of the input, or the reload
+    /// that added the rule): the listed senders this worker owns (`owns(addr)`) are expected
+    /// from then on. Only the first call does anything.
+    pub fn start(&mut self, rule: &AbsenceRule, at: Nanos, owns: impl Fn(&IpAddress) -> bool) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        for a in rule.expected.iter().filter(|a| owns(a)) {
+            let key = KeyValue { src: *a, ..KeyValue::default() };
+            if !self.senders.contains_key(&key) {
+                self.arm(key, at, None, rule.timeout);
+            }
+        }
+    }
+
+    /// Event time advanced to `now`: every sender silent for the timeout is reported to `out`,
+    /// once per silence, with the moment its silence reached the timeout. If the rule was not
+    /// started yet ([`AbsenceState::start`]), it starts at `now`.
     pub fn on_clock(
         &mut self,
         rule: &AbsenceRule,
@@ -188,16 +219,18 @@ impl AbsenceState {
         out: &mut impl FnMut(Silence),
     ) {
         if !self.started && now > Nanos::ZERO {
-            self.started = true;
-            for a in rule.expected.iter().filter(|a| owns(a)) {
-                let key = KeyValue { src: *a, ..KeyValue::default() };
-                if !self.senders.contains_key(&key) {
-                    self.arm(key, now, None, rule.timeout);
-                }
-            }
+            self.start(rule, now, owns);
         }
         let (senders, stats, timeout) = (&mut self.senders, &mut self.stats, rule.timeout);
-        self.wheel.advance(now, |key, generation| {
+        // The wheel visits a slot once the clock passes the slot's end, but a deadline reached
+        // at `now` may sit in the slot that holds `now`. So the wheel is advanced one slot
+        // width (that of `TimerWheel::for_timeout`, or more) ahead of the clock, and the
+        // senders it hands over whose deadline is not reached yet wait in `soon`, checked at
+        // every tick: a silence is reported at the first tick at or after its deadline, as a
+        // packet at that moment would report it.
+        let reach = now.saturating_add(Duration(timeout.as_nanos() / 32 + 1_000_000));
+        // `Some(deadline)` while the sender is silent but not for the timeout yet.
+        let mut check = |key: KeyValue, generation: u32| -> Option<Nanos> {
             let s = senders.get_mut(&key)?;
             if s.generation != generation || s.alerted {
                 return None;
@@ -211,6 +244,23 @@ impl AbsenceState {
             stats.silences += 1;
             out(Silence { key, last_seen: s.last, at: deadline });
             None
+        };
+        let (wheel, soon) = (&mut self.wheel, &mut self.soon);
+        soon.retain(|&(key, generation)| match check(key, generation) {
+            Some(deadline) if deadline >= reach => {
+                // Heard again since: back to the wheel.
+                wheel.schedule(key, generation, deadline);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        wheel.advance(reach, |key, generation| match check(key, generation) {
+            Some(deadline) if deadline < reach => {
+                soon.push((key, generation));
+                None
+            }
+            next => next,
         });
     }
 }
@@ -229,6 +279,12 @@ mod tests {
         AbsenceRule::compile(&cfg.absence[0], &src, "absence[0]").expect("compiles")
     }
 
+    impl AbsenceState {
+        fn on_packet_alone(&mut self, rule: &AbsenceRule, m: &PacketMeta) {
+            self.on_packet(rule, m, &mut |s| panic!("a tick notices this silence first: {s:?}"));
+        }
+    }
+
     fn syslog_from(src: &str, secs: u64) -> PacketMeta {
         PacketMeta { src: src.parse().unwrap(), ts: Nanos::from_secs(secs), ..PacketMeta::default() }
     }
@@ -238,9 +294,9 @@ mod tests {
         let r = rule("");
         let mut st = AbsenceState::new(&r);
         let mut got = Vec::new();
-        st.on_packet(&r, &syslog_from("10.0.0.9", 100));
+        st.on_packet_alone(&r, &syslog_from("10.0.0.9", 100));
         st.on_clock(&r, Nanos::from_secs(150), |_| true, &mut |s| got.push(s));
-        st.on_packet(&r, &syslog_from("10.0.0.9", 155));
+        st.on_packet_alone(&r, &syslog_from("10.0.0.9", 155));
         st.on_clock(&r, Nanos::from_secs(214), |_| true, &mut |s| got.push(s));
         assert!(got.is_empty(), "59 s of silence is not 60");
         st.on_clock(&r, Nanos::from_secs(300), |_| true, &mut |s| got.push(s));
@@ -248,7 +304,7 @@ mod tests {
         assert_eq!((got[0].last_seen, got[0].at), (Some(Nanos::from_secs(155)), Nanos::from_secs(215)));
         st.on_clock(&r, Nanos::from_secs(900), |_| true, &mut |s| got.push(s));
         assert_eq!(got.len(), 1, "one alert per silence");
-        st.on_packet(&r, &syslog_from("10.0.0.9", 901));
+        st.on_packet_alone(&r, &syslog_from("10.0.0.9", 901));
         st.on_clock(&r, Nanos::from_secs(1000), |_| true, &mut |s| got.push(s));
         assert_eq!(got.len(), 2, "re-armed after being heard again");
     }
@@ -259,8 +315,8 @@ mod tests {
         let mut st = AbsenceState::new(&r);
         let mut got = Vec::new();
         st.on_clock(&r, Nanos::from_secs(1000), |_| true, &mut |s| got.push(s));
-        st.on_packet(&r, &syslog_from("10.0.0.2", 1010));
-        st.on_packet(&r, &syslog_from("10.0.0.7", 1010)); // not listed: ignored
+        st.on_packet_alone(&r, &syslog_from("10.0.0.2", 1010));
+        st.on_packet_alone(&r, &syslog_from("10.0.0.7", 1010)); // not listed: ignored
         st.on_clock(&r, Nanos::from_secs(1065), |_| true, &mut |s| got.push(s));
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].key.src, "10.0.0.1".parse::<IpAddress>().unwrap());

@@ -10,6 +10,11 @@
 //! - follows sequence rules over alerts and flow records;
 //! - passes every alert through the [`AlertPolicy`].
 //!
+//! Absence alerts enter at the next watermark, in event-time order (ties by rule and alert
+//! id): a worker raises them at a clock tick or a packet, which depends on where ticks fall
+//! and so on the worker count, and in the collector's order they would decide which alerts a
+//! rate limit lets through, or which opens a dedup interval.
+//!
 //! Alerts it raises itself get ids derived from their bucket, interval or input position, so
 //! a replay gives the same ids.
 
@@ -25,7 +30,7 @@ use crate::key::KeyValue;
 use crate::network::NetworkMap;
 use crate::policy::{AlertPolicy, DedupSummary, PolicyStats, Verdict};
 use crate::rules::{RuleId, RuleKind, RuleSet};
-use crate::sequence::{SequenceStats, SequenceTracker, Step};
+use crate::sequence::{SequenceStats, SequenceTracker};
 use crate::threshold::{ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdStats};
 
 /// What the collector's detector emits.
@@ -96,6 +101,8 @@ pub struct CentralDetector {
     lateness: Duration,
     flow_delay: Duration,
     now: Nanos,
+    /// Absence alerts handed over since the last watermark.
+    pending: Vec<Alert>,
 }
 
 impl CentralDetector {
@@ -119,6 +126,7 @@ impl CentralDetector {
             lateness,
             flow_delay: Duration::ZERO,
             now: Nanos::ZERO,
+            pending: Vec::new(),
         }
     }
 
@@ -132,10 +140,18 @@ impl CentralDetector {
         self
     }
 
-    /// Swaps in a new rule set, keeping the state of unchanged rules. Open dedup intervals
-    /// restart.
-    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+    /// Swaps in a new rule set (at a batch boundary, when the workers' detectors swap too),
+    /// keeping the state of every rule whose name and definition did not change — sequences
+    /// in progress, windows, baselines, and at the policy their open dedup intervals, rate
+    /// limits and counters — whatever their new ids. Changed rules start fresh; removed rules
+    /// are dropped. The open dedup intervals of changed and removed rules close now: their
+    /// duplicate counts go to `out`, and refer to the rule set being replaced (write them
+    /// with the old rules), after the alerts raised since the last watermark, which the old
+    /// rules' policy decides.
+    pub fn reload(&mut self, rules: Arc<RuleSet>, out: &mut impl FnMut(CentralOutput)) {
+        self.release(out);
         let carried = rules.carried_over_from(&self.rules);
+        self.policy.reload(&self.policy_config, &rules, &carried, &mut |s| out(CentralOutput::Suppressed(s)));
         let mut old: Vec<Option<CentralState>> =
             std::mem::take(&mut self.states).into_iter().map(Some).collect();
         self.states = rules
@@ -147,13 +163,25 @@ impl CentralDetector {
                     .unwrap_or_else(|| CentralState::new(&r.kind))
             })
             .collect();
-        self.policy = AlertPolicy::new(&self.policy_config, &rules);
         self.rules = rules;
     }
 
-    /// An alert raised by a worker or here (at input position `seq`): sequences see it, then
-    /// the policy decides.
-    pub fn on_alert(&mut self, seq: u64, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
+    /// An alert raised by a worker (at input position `_seq`, which depends on the worker
+    /// count: nothing derives from it): sequences see it, then the policy decides — at once,
+    /// except for absence alerts, which wait for the next watermark (see the module's
+    /// documentation). A sequence the alert completes raises its own alert, whose id derives
+    /// from this alert's id (so it is as stable as that one: the same for every run and
+    /// worker count).
+    pub fn on_alert(&mut self, _seq: u64, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
+        if matches!(alert.detail, AlertDetail::Absence { .. }) {
+            self.pending.push(alert);
+        } else {
+            self.raise(alert, out);
+        }
+    }
+
+    /// An alert raised anywhere: sequences, then the policy.
+    fn raise(&mut self, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
         if alert.ts > self.now {
             self.now = alert.ts;
         }
@@ -161,38 +189,52 @@ impl CentralDetector {
         let mut completed = Vec::new();
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let (RuleKind::Sequence(sq), CentralState::Sequence(tr)) = (&rule.kind, state) else { continue };
-            for (step, s) in sq.steps.iter().enumerate() {
-                if let Step::Alerts(ids) = s {
-                    if ids.contains(&alert.rule) {
-                        let key = sq.key.of_alert(&alert, &self.networks);
-                        if let Some(c) = tr.offer(sq, key, step, alert.ts) {
-                            completed.push((RuleId(u16::try_from(i).unwrap_or(u16::MAX)), c));
-                        }
-                    }
-                }
+            if !(0..sq.steps.len()).any(|step| SequenceTracker::alert_matches(sq, step, alert.rule)) {
+                continue;
+            }
+            let key = sq.key.of_alert(&alert, &self.networks);
+            let step_matches = |step: usize| SequenceTracker::alert_matches(sq, step, alert.rule);
+            if let Some(c) = tr.offer(sq, key, alert.ts, step_matches) {
+                completed.push((RuleId(u16::try_from(i).unwrap_or(u16::MAX)), c));
             }
         }
-        self.pass(alert, out);
+        if self.policy.offer(&alert, &mut |s| out(CentralOutput::Suppressed(s))) == Verdict::Pass {
+            out(CentralOutput::Alert(alert));
+        }
+        // The triggering alert's id, folded: unique per alert, and the rule id and key in
+        // the derivation keep sequences completed by the same alert apart.
+        let anchor = (alert.id.0 as u64) ^ ((alert.id.0 >> 64) as u64).rotate_left(31);
         for (id, c) in completed {
             let a = Alert::for_key(
-                AlertId::derive(self.run_key, seq | (1 << 63), id, &c.key),
+                AlertId::derive(self.run_key, anchor, id, &c.key),
                 c.at,
                 id,
                 c.key,
                 AlertDetail::Sequence { started: c.started },
             );
-            self.on_alert(seq, a, out);
+            self.raise(a, out);
         }
     }
 
-    fn pass(&mut self, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
-        if self.policy.offer(&alert) == Verdict::Pass {
-            out(CentralOutput::Alert(alert));
+    /// Raises the absence alerts handed over since the last watermark, in event-time order
+    /// (ties by rule and id), which is the same whatever the worker count.
+    fn release(&mut self, out: &mut impl FnMut(CentralOutput)) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable_by_key(|a| (a.ts, a.rule, a.id));
+        for alert in pending.drain(..) {
+            self.raise(alert, out);
+        }
+        // Keeps the buffer's capacity.
+        if self.pending.is_empty() {
+            self.pending = pending;
         }
     }
 
-    /// A flow record (at input position `seq`).
-    pub fn on_flow(&mut self, seq: u64, r: &FlowRecord, out: &mut impl FnMut(CentralOutput)) {
+    /// A flow record (at input position `_seq`; nothing derives from it).
+    pub fn on_flow(&mut self, _seq: u64, r: &FlowRecord, out: &mut impl FnMut(CentralOutput)) {
         let mut raised = Vec::new();
         let networks = Arc::clone(&self.networks);
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
@@ -221,28 +263,28 @@ impl CentralDetector {
                     j.on_flow(b, r);
                 }
                 (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
-                    for step in 0..sq.steps.len() {
-                        if SequenceTracker::flow_matches(sq, step, r) {
-                            let key = sq.key.of_flow(r, &networks);
-                            if let Some(c) = tr.offer(sq, key, step, r.end()) {
-                                let mut a = flow_alert(
-                                    self.run_key,
-                                    id,
-                                    key,
-                                    r,
-                                    AlertDetail::Sequence { started: c.started },
-                                );
-                                a.ts = c.at;
-                                raised.push(a);
-                            }
-                        }
+                    if !(0..sq.steps.len()).any(|step| SequenceTracker::flow_matches(sq, step, r)) {
+                        continue;
+                    }
+                    let key = sq.key.of_flow(r, &networks);
+                    let step_matches = |step: usize| SequenceTracker::flow_matches(sq, step, r);
+                    if let Some(c) = tr.offer(sq, key, r.end(), step_matches) {
+                        let mut a = flow_alert(
+                            self.run_key,
+                            id,
+                            key,
+                            r,
+                            AlertDetail::Sequence { started: c.started },
+                        );
+                        a.ts = c.at;
+                        raised.push(a);
                     }
                 }
                 _ => {}
             }
         }
         for a in raised {
-            self.on_alert(seq, a, out);
+            self.raise(a, out);
         }
     }
 
@@ -312,14 +354,19 @@ impl CentralDetector {
                         ));
                     });
                 }
-                (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => tr.expire(sq, watermark),
+                (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
+                    // Steps up to the lateness (alerts) and the flow meter's record delay (flow
+                    // records) before the watermark may still arrive.
+                    let wait = Duration(lateness.0.saturating_add(flow_delay.0));
+                    tr.expire(sq, watermark.saturating_sub(wait));
+                }
                 _ => {}
             }
         }
         for a in raised {
-            let anchor = a.ts.0;
-            self.on_alert(anchor, a, out);
+            self.raise(a, out);
         }
+        self.release(out);
         self.policy.advance(watermark, &mut |s| out(CentralOutput::Suppressed(s)));
     }
 
@@ -370,9 +417,9 @@ impl CentralDetector {
         }
         self.lateness = saved;
         for a in raised {
-            let anchor = a.ts.0;
-            self.on_alert(anchor, a, out);
+            self.raise(a, out);
         }
+        self.release(out);
         self.policy.finish(&mut |s| out(CentralOutput::Suppressed(s)));
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 
-use crate::absence::{AbsenceState, AbsenceStats};
+use crate::absence::{AbsenceState, AbsenceStats, Silence};
 use crate::alert::{Alert, AlertDetail, AlertId};
 use crate::baseline::{BaselineMeter, BaselinePartial};
 use crate::config::InputKind;
@@ -19,7 +19,7 @@ use crate::intel_rule::IntelState;
 use crate::key::KeyValue;
 use crate::machine::{MachineRunner, MachineStats};
 use crate::network::NetworkMap;
-use crate::rules::{RuleId, RuleKind, RuleSet};
+use crate::rules::{Rule, RuleId, RuleKind, RuleSet};
 use crate::threshold::{ImmediateThreshold, Partial, PartialThreshold, Placement, ThresholdStats};
 
 /// What a worker's detector emits.
@@ -174,16 +174,18 @@ struct SharedMeter {
     meter: BaselineMeter,
 }
 
-/// Groups the packet baseline rules into shared meters and points their states at them.
-fn group_meters(rules: &RuleSet, states: &mut [State]) -> Vec<SharedMeter> {
+/// Groups the packet baseline rules into shared meters and points their states at them. A
+/// meter of `reuse` that measures the same thing (filter, interval, host side, peers) is taken
+/// over with what it measured so far, so a reload does not lose the interval in progress.
+fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMeter>) -> Vec<SharedMeter> {
     let mut meters: Vec<SharedMeter> = Vec::new();
     for ((id, rule), state) in rules.iter().zip(states.iter_mut()) {
         let (RuleKind::Baseline(b), State::Baseline(slot)) = (&rule.kind, state) else { continue };
         let peers = b.metric == crate::config::BaselineMetric::Peers;
-        let found = meters.iter().position(|m| {
+        let same = |m: &SharedMeter| {
             m.filter.source() == b.filter.source() && m.meter.fits(b) && (peers == m.meter_peers())
-        });
-        *slot = match found {
+        };
+        *slot = match meters.iter().position(same) {
             Some(i) => {
                 if let Some(m) = meters.get_mut(i) {
                     m.rules.push(id);
@@ -191,11 +193,15 @@ fn group_meters(rules: &RuleSet, states: &mut [State]) -> Vec<SharedMeter> {
                 i
             }
             None => {
-                meters.push(SharedMeter {
-                    filter: b.filter.clone(),
-                    rules: vec![id],
-                    meter: BaselineMeter::new(b, peers),
-                });
+                let meter = match reuse.iter().position(same) {
+                    Some(i) => SharedMeter { rules: vec![id], ..reuse.swap_remove(i) },
+                    None => SharedMeter {
+                        filter: b.filter.clone(),
+                        rules: vec![id],
+                        meter: BaselineMeter::new(b, peers),
+                    },
+                };
+                meters.push(meter);
                 meters.len() - 1
             }
         };
@@ -219,6 +225,8 @@ pub struct Detector {
     run_key: u64,
     place: WorkerPlace,
     lateness: Duration,
+    /// Whether input has begun (the first packet or clock tick was seen).
+    started: bool,
     now: Nanos,
     alerts: u64,
 }
@@ -236,33 +244,77 @@ impl Detector {
         lateness: Duration,
     ) -> Detector {
         let mut states: Vec<State> = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
-        let meters = group_meters(&rules, &mut states);
-        Detector { rules, networks, states, meters, run_key, place, lateness, now: Nanos::ZERO, alerts: 0 }
+        let meters = group_meters(&rules, &mut states, Vec::new());
+        Detector {
+            rules,
+            networks,
+            states,
+            meters,
+            run_key,
+            place,
+            lateness,
+            started: false,
+            now: Nanos::ZERO,
+            alerts: 0,
+        }
     }
 
     /// Swaps in a new rule set at a batch boundary. Rules whose name and definition did not
-    /// change keep their state (machines in progress, windows, baselines); the others start
-    /// fresh. Partial aggregates of removed or changed Merged rules are dropped.
+    /// change keep their state (machines in progress, windows, absence timers, baseline
+    /// measurements of the interval in progress) whatever their new ids; the others start
+    /// fresh — an added absence rule expects its listed senders from now. Partial aggregates
+    /// of removed or changed Merged rules are dropped.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         let carried = rules.carried_over_from(&self.rules);
         let mut old: Vec<Option<State>> = std::mem::take(&mut self.states).into_iter().map(Some).collect();
+        let mut fresh = Vec::new();
         self.states = rules
             .rules
             .iter()
             .zip(carried)
-            .map(|(r, from)| {
-                from.and_then(|id| old.get_mut(usize::from(id.0)).and_then(Option::take))
-                    .unwrap_or_else(|| State::new(&r.kind))
+            .enumerate()
+            .map(|(i, (r, from))| {
+                from.and_then(|id| old.get_mut(usize::from(id.0)).and_then(Option::take)).unwrap_or_else(
+                    || {
+                        fresh.push(i);
+                        State::new(&r.kind)
+                    },
+                )
             })
             .collect();
-        // Baseline meters are regrouped; the interval being measured starts over.
-        self.meters = group_meters(&rules, &mut self.states);
+        let meters = std::mem::take(&mut self.meters);
+        self.meters = group_meters(&rules, &mut self.states, meters);
         self.rules = rules;
+        if self.started {
+            let (now, place) = (self.now, self.place);
+            for i in fresh {
+                if let (Some(Rule { kind: RuleKind::Absence(a), .. }), Some(State::Absence(st))) =
+                    (self.rules.rules.get(i), self.states.get_mut(i))
+                {
+                    st.start(a, now, |addr| place.owns(addr));
+                }
+            }
+        }
+    }
+
+    /// Input begins at `at`: absence rules expect their listed senders from then on.
+    #[cold]
+    fn start(&mut self, at: Nanos) {
+        self.started = true;
+        let place = self.place;
+        for (rule, state) in self.rules.rules.iter().zip(self.states.iter_mut()) {
+            if let (RuleKind::Absence(a), State::Absence(st)) = (&rule.kind, state) {
+                st.start(a, at, |addr| place.owns(addr));
+            }
+        }
     }
 
     /// Runs every packet rule over one packet; `frame` is its input frame number.
     #[inline]
     pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
+        if !self.started {
+            self.start(m.ts);
+        }
         if m.ts > self.now {
             self.now = m.ts;
         }
@@ -298,7 +350,13 @@ impl Detector {
                 (RuleKind::Threshold(t), State::Partial(st)) if t.selects_packet(m) => {
                     st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
                 }
-                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches(m) => st.on_packet(a, m),
+                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches(m) => {
+                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
+                    st.on_packet(a, m, &mut |s| {
+                        *alerts += 1;
+                        out(DetectorOutput::Alert(absence_alert(run_key, id, &s)));
+                    });
+                }
 
                 (RuleKind::Intel(ir), State::Intel(st)) => {
                     if !m.is_ip() || !ir.filter.matches(m) {
@@ -352,9 +410,13 @@ impl Detector {
         }
     }
 
-    /// Event time advanced to `now` (`seq` is the tick's place in the input): expire idle
-    /// state, report silences, and hand over finished buckets and intervals.
-    pub fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut impl FnMut(DetectorOutput)) {
+    /// Event time advanced to `now` (`_seq` is the tick's place in the input, which depends on
+    /// the worker count: nothing derives from it): expire idle state, report silences, and
+    /// hand over finished buckets and intervals.
+    pub fn on_clock(&mut self, now: Nanos, _seq: u64, out: &mut impl FnMut(DetectorOutput)) {
+        if !self.started {
+            self.start(now);
+        }
         if now > self.now {
             self.now = now;
         }
@@ -372,14 +434,7 @@ impl Detector {
                     let alerts = &mut self.alerts;
                     st.on_clock(a, now, |addr| place.owns(addr), &mut |s| {
                         *alerts += 1;
-                        let alert = Alert::for_key(
-                            AlertId::derive(run_key, seq | (1 << 63), id, &s.key),
-                            s.at,
-                            id,
-                            s.key,
-                            AlertDetail::Absence { last_seen: s.last_seen },
-                        );
-                        out(DetectorOutput::Alert(alert));
+                        out(DetectorOutput::Alert(absence_alert(run_key, id, &s)));
                     });
                 }
                 (RuleKind::Intel(_), State::Intel(st)) => st.expire(now),
@@ -424,6 +479,19 @@ impl Detector {
             .collect();
         DetectorStats { rules, alerts: self.alerts }
     }
+}
+
+/// The alert of a silence, at the moment the silence reached the timeout. Its id is anchored
+/// there too (a sender has one silence per such moment), not at the packet or tick that
+/// noticed it: those depend on the worker count.
+fn absence_alert(run_key: u64, rule: RuleId, s: &Silence) -> Alert {
+    Alert::for_key(
+        AlertId::derive(run_key, s.at.0 | (1 << 63), rule, &s.key),
+        s.at,
+        rule,
+        s.key,
+        AlertDetail::Absence { last_seen: s.last_seen },
+    )
 }
 
 /// An alert raised by a packet.

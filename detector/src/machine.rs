@@ -25,7 +25,7 @@
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
-use outpost_filter::Filter;
+use outpost_filter::{Filter, PacketClass};
 
 use crate::config::{ConfigError, Severity, SourceText, StateMachineConfig};
 use crate::wheel::TimerWheel;
@@ -235,10 +235,19 @@ impl StateMachine {
     #[inline]
     #[must_use]
     pub fn classify(&self, meta: &PacketMeta) -> Option<u16> {
-        if self.scope.as_ref().is_some_and(|s| !s.matches(meta)) {
+        self.classify_class(PacketClass::of(meta), meta)
+    }
+
+    /// [`StateMachine::classify`] with the packet's class computed by the caller
+    /// (`PacketClass::of(meta)`). The event filters run first: for most packets their
+    /// class already rules every event out, and the scope's address test is not needed.
+    #[inline]
+    #[must_use]
+    pub fn classify_class(&self, class: PacketClass, meta: &PacketMeta) -> Option<u16> {
+        let i = self.filters.iter().position(|f| f.matches_class(class, meta))?;
+        if self.scope.as_ref().is_some_and(|s| !s.matches_class(class, meta)) {
             return None;
         }
-        let i = self.filters.iter().position(|f| f.matches(meta))?;
         u16::try_from(i).ok()
     }
 

@@ -7,13 +7,18 @@
 //! 2. **Dedup**: the same rule and key alert once per dedup interval (the rule's `dedup`, else
 //!    `alert_policy.dedup`, default 5 minutes of event time, starting at the first alert).
 //!    Later alerts in the interval are counted; when the interval closes with a non-zero
-//!    count, a [`DedupSummary`] reports it (`type: alert_suppressed`).
+//!    count, a [`DedupSummary`] reports it (`type: alert_suppressed`). An interval closes when
+//!    the watermark passes its end, or, if the next alert of the rule and key comes first,
+//!    before that alert is written.
 //! 3. **Per-rule rate limit**: at most `rate_limit` alerts of the rule per minute of event time
 //!    (counted as `rate_limited`).
 //! 4. **Global rate limit**: at most `max_alerts_per_second` alerts per second of event time over
 //!    all rules (counted per rule as `global_limited`).
 //!
-//! Nothing is lost silently: every dropped alert is counted per rule.
+//! Only a written alert uses up rate budget (a duplicate or an alert the global limit drops
+//! does not use up its rule's), and rate windows only move forward: an alert older than the
+//! current minute or second counts in it. Nothing is lost silently: every dropped alert is
+//! counted per rule, once.
 
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 
@@ -173,14 +178,16 @@ impl AlertPolicy {
                 .collect(),
             open: StdHashMap::new(),
             closing: BTreeMap::new(),
-            rule_minute: vec![(u64::MAX, 0); n],
-            global_second: (u64::MAX, 0),
+            rule_minute: vec![(0, 0); n],
+            global_second: (0, 0),
             stats: vec![PolicyStats::default(); n],
         }
     }
 
-    /// Decides for one alert.
-    pub fn offer(&mut self, a: &Alert) -> Verdict {
+    /// Decides for one alert. An earlier interval of the same rule and key that ended (in the
+    /// alert's event time) but was not closed yet — no watermark has passed its end — closes
+    /// when this alert opens the next one: its duplicate count goes to `out` first.
+    pub fn offer(&mut self, a: &Alert, out: &mut impl FnMut(DedupSummary)) -> Verdict {
         let r = usize::from(a.rule.0);
         let Some(stats) = self.stats.get_mut(r) else { return Verdict::Suppressed };
         stats.raised += 1;
@@ -195,26 +202,29 @@ impl AlertPolicy {
                 return Verdict::Duplicate;
             }
         }
+        // Rate windows only move forward: an alert out of time order counts in the current
+        // window instead of resetting it.
         let minute = a.ts.0 / 60_000_000_000;
-        if let (Some(Some(limit)), Some(slot)) = (self.per_rule_rate.get(r), self.rule_minute.get_mut(r)) {
-            if slot.0 != minute {
-                *slot = (minute, 0);
-            }
-            if slot.1 >= *limit {
+        let rule_slot = self.rule_minute.get_mut(r);
+        if let (Some(Some(limit)), Some(slot)) = (self.per_rule_rate.get(r), rule_slot.as_deref()) {
+            let used = if minute > slot.0 { 0 } else { slot.1 };
+            if used >= *limit {
                 stats.rate_limited += 1;
                 return Verdict::RateLimited;
             }
-            slot.1 += 1;
         }
         let second = a.ts.0 / 1_000_000_000;
-        if self.global_second.0 != second {
-            self.global_second = (second, 0);
-        }
-        if self.global_second.1 >= self.global_rate {
+        let global_used = if second > self.global_second.0 { 0 } else { self.global_second.1 };
+        if global_used >= self.global_rate {
             stats.global_limited += 1;
             return Verdict::GlobalLimited;
         }
-        self.global_second.1 += 1;
+        // Written: only now does it use up the rule's and the global budget.
+        if let Some(slot) = rule_slot {
+            *slot = if minute > slot.0 { (minute, 1) } else { (slot.0, slot.1 + 1) };
+        }
+        self.global_second =
+            if second > self.global_second.0 { (second, 1) } else { (self.global_second.0, global_used + 1) };
         stats.alerted += 1;
         let dedup = self.per_rule_dedup.get(r).copied().unwrap_or(self.dedup);
         if dedup > Duration::ZERO {
@@ -223,10 +233,67 @@ impl AlertPolicy {
                 self.open.insert((a.rule, a.key), Open { first: a.id, first_ts: a.ts, until, suppressed: 0 })
             {
                 self.closing.remove(&(prev.until, a.rule, a.key));
+                if prev.suppressed > 0 {
+                    out(DedupSummary {
+                        rule: a.rule,
+                        key: a.key,
+                        first: prev.first,
+                        first_ts: prev.first_ts,
+                        until: prev.until,
+                        suppressed: prev.suppressed,
+                    });
+                }
             }
             self.closing.insert((until, a.rule, a.key), ());
         }
         Verdict::Pass
+    }
+
+    /// The policy for a reloaded rule set: `carried[i]` is the old id of new rule `i` when the
+    /// rule did not change. Carried rules keep their open dedup intervals, rate-limit windows
+    /// and counters under their new ids; the open intervals of the other old rules close now,
+    /// their duplicate counts going to `out` (with their old rule ids).
+    pub fn reload(
+        &mut self,
+        config: &AlertPolicyConfig,
+        rules: &RuleSet,
+        carried: &[Option<RuleId>],
+        out: &mut impl FnMut(DedupSummary),
+    ) {
+        let mut next = AlertPolicy::new(config, rules);
+        next.global_second = self.global_second;
+        let mut new_id: StdHashMap<RuleId, RuleId> = StdHashMap::new();
+        for (i, from) in carried.iter().enumerate() {
+            let (Some(old), Ok(i)) = (from, u16::try_from(i)) else { continue };
+            new_id.insert(*old, RuleId(i));
+            let (o, n) = (usize::from(old.0), usize::from(i));
+            if let (Some(stats), Some(to)) = (self.stats.get(o), next.stats.get_mut(n)) {
+                to.clone_from(stats);
+            }
+            if let (Some(slot), Some(to)) = (self.rule_minute.get(o), next.rule_minute.get_mut(n)) {
+                *to = *slot;
+            }
+        }
+        // In closing order, so what is reported comes out in the order `advance` would use.
+        for ((until, rule, key), ()) in std::mem::take(&mut self.closing) {
+            let Some(o) = self.open.remove(&(rule, key)) else { continue };
+            match new_id.get(&rule) {
+                Some(&id) => {
+                    next.open.insert((id, key), o);
+                    next.closing.insert((until, id, key), ());
+                }
+                None if o.suppressed > 0 => out(DedupSummary {
+                    rule,
+                    key,
+                    first: o.first,
+                    first_ts: o.first_ts,
+                    until: o.until,
+                    suppressed: o.suppressed,
+                }),
+                None => {}
+            }
+        }
+        *self = next;
     }
 
     /// Closes the dedup intervals that ended by `now`, reporting those with duplicates.
@@ -274,6 +341,12 @@ mod tests {
         RuleSet::compile([(&cfg, &src, "")]).unwrap()
     }
 
+    impl AlertPolicy {
+        fn offer_alone(&mut self, a: &Alert) -> Verdict {
+            self.offer(a, &mut |s| panic!("no interval closes here: {s:?}"))
+        }
+    }
+
     fn alert(rule: u16, src: &str, secs: u64, n: u128) -> Alert {
         let key = KeyValue { src: src.parse().unwrap(), ..KeyValue::default() };
         Alert::for_key(
@@ -289,17 +362,17 @@ mod tests {
     fn duplicates_are_counted_and_reported_when_the_interval_closes() {
         let r = rules();
         let mut p = AlertPolicy::new(&AlertPolicyConfig::default(), &r);
-        assert_eq!(p.offer(&alert(0, "10.0.0.1", 100, 1)), Verdict::Pass);
-        assert_eq!(p.offer(&alert(0, "10.0.0.1", 200, 2)), Verdict::Duplicate);
-        assert_eq!(p.offer(&alert(0, "10.0.0.1", 250, 3)), Verdict::Duplicate);
-        assert_eq!(p.offer(&alert(0, "10.0.0.2", 250, 4)), Verdict::Pass, "another key");
+        assert_eq!(p.offer_alone(&alert(0, "10.0.0.1", 100, 1)), Verdict::Pass);
+        assert_eq!(p.offer_alone(&alert(0, "10.0.0.1", 200, 2)), Verdict::Duplicate);
+        assert_eq!(p.offer_alone(&alert(0, "10.0.0.1", 250, 3)), Verdict::Duplicate);
+        assert_eq!(p.offer_alone(&alert(0, "10.0.0.2", 250, 4)), Verdict::Pass, "another key");
         let mut sums = Vec::new();
         p.advance(Nanos::from_secs(399), &mut |s| sums.push(s));
         assert!(sums.is_empty());
         p.advance(Nanos::from_secs(400), &mut |s| sums.push(s));
         assert_eq!(sums.len(), 1);
         assert_eq!((sums[0].first, sums[0].suppressed), (AlertId(1), 2));
-        assert_eq!(p.offer(&alert(0, "10.0.0.1", 401, 5)), Verdict::Pass, "a new interval");
+        assert_eq!(p.offer_alone(&alert(0, "10.0.0.1", 401, 5)), Verdict::Pass, "a new interval");
         assert_eq!(p.stats[0].deduplicated, 2);
         p.finish(&mut |s| sums.push(s));
         assert_eq!(sums.len(), 1, "intervals without duplicates are not reported");
@@ -319,12 +392,16 @@ mod tests {
         };
         let mut p = AlertPolicy::new(&cfg, &r);
         let verdicts: Vec<Verdict> =
-            (0..4).map(|i| p.offer(&alert(0, &format!("10.0.0.{i}"), 60, i))).collect();
+            (0..4).map(|i| p.offer_alone(&alert(0, &format!("10.0.0.{i}"), 60, i))).collect();
         assert_eq!(verdicts, [Verdict::Pass, Verdict::Pass, Verdict::RateLimited, Verdict::RateLimited]);
-        assert_eq!(p.offer(&alert(1, "10.9.1.1", 60, 9)), Verdict::Suppressed);
-        assert_eq!(p.offer(&alert(1, "10.8.1.1", 60, 10)), Verdict::Pass);
-        assert_eq!(p.offer(&alert(1, "10.8.1.2", 60, 11)), Verdict::GlobalLimited, "3 per second in all");
-        assert_eq!(p.offer(&alert(1, "10.8.1.2", 61, 12)), Verdict::Pass);
+        assert_eq!(p.offer_alone(&alert(1, "10.9.1.1", 60, 9)), Verdict::Suppressed);
+        assert_eq!(p.offer_alone(&alert(1, "10.8.1.1", 60, 10)), Verdict::Pass);
+        assert_eq!(
+            p.offer_alone(&alert(1, "10.8.1.2", 60, 11)),
+            Verdict::GlobalLimited,
+            "3 per second in all"
+        );
+        assert_eq!(p.offer_alone(&alert(1, "10.8.1.2", 61, 12)), Verdict::Pass);
         assert_eq!((p.stats[0].rate_limited, p.stats[1].suppressed, p.stats[1].global_limited), (2, 1, 1));
     }
 }

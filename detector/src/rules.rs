@@ -10,7 +10,7 @@ use crate::config::{ConfigDuration, ConfigError, RulesConfig, Severity, SourceTe
 use crate::intel_rule::IntelRule;
 use crate::key::KeySpec;
 use crate::machine::StateMachine;
-use crate::sequence::SequenceRule;
+use crate::sequence::{SequenceRule, Step};
 use crate::threshold::ThresholdRule;
 
 /// Index of a rule in its [`RuleSet`].
@@ -104,10 +104,44 @@ struct Labels<'a> {
 
 fn fingerprint(name: &str, kind: &RuleKind) -> u64 {
     // The compiled form's debug text holds everything that defines the rule (filters by
-    // their source text, thresholds, windows, transitions) and no file positions.
+    // their source text, thresholds, windows, transitions) and no file positions. A state
+    // machine also carries its labels, which define nothing: they are left out, so that
+    // rewording a description keeps the machines in progress.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
-    format!("{kind:?}").hash(&mut h);
+    match kind {
+        RuleKind::StateMachine(sm) => {
+            let mut sm = sm.clone();
+            sm.name.clear();
+            sm.description.clear();
+            sm.category.clear();
+            sm.mitre = None;
+            sm.severity = Severity::Medium;
+            format!("{:?}", RuleKind::StateMachine(sm)).hash(&mut h);
+        }
+        other => format!("{other:?}").hash(&mut h),
+    }
+    h.finish()
+}
+
+/// The fingerprint of a resolved sequence rule: its alert steps by rule name, not id, so
+/// that moving the rules it names (their ids shift) does not make it a different rule.
+fn sequence_fingerprint(name: &str, s: &SequenceRule, names: &[String]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    "sequence".hash(&mut h);
+    format!("{:?} {:?} {}", s.key, s.within, s.max_keys).hash(&mut h);
+    for step in &s.steps {
+        match step {
+            Step::Alerts(ids) => {
+                "alerts".hash(&mut h);
+                for id in ids {
+                    names.get(usize::from(id.0)).hash(&mut h);
+                }
+            }
+            Step::Flow(sel) => format!("flow {sel:?}").hash(&mut h),
+        }
+    }
     h.finish()
 }
 
@@ -251,7 +285,7 @@ impl RuleSet {
                 set.rules.get_mut(idx)
             {
                 s.resolve(src, &key, lookup)?;
-                *fp = fingerprint(name, &RuleKind::Sequence(s.clone()));
+                *fp = sequence_fingerprint(name, s, &names);
             }
         }
         if set.rules.len() > usize::from(u16::MAX) {

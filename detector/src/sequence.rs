@@ -4,10 +4,14 @@
 //!
 //! Steps are alerts of other rules (multi-level rules: an alert is an input) or flow records
 //! matching a filter and flow conditions. The rule runs in the collector, which sees every
-//! alert and flow record in deterministic order. Per key it remembers how far the sequence got
-//! and when it started; a step that comes out of order is ignored, except that the first step
-//! always (re)starts the sequence. When the last step arrives within `within` of the first,
-//! the rule alerts and the key starts over.
+//! alert and flow record in deterministic order. Per key it remembers how far the sequence got,
+//! when it started and when its latest step happened. An input takes at most one step (an
+//! input that matches several steps is not several steps). The next step counts only if it
+//! happened, in event time, no earlier than the step before and within `within` of the first
+//! — a flow record reaches the collector after its flow ended, so input order alone does not
+//! say what came first. Any other input is ignored, except that one matching the first step
+//! (re)starts the sequence. When the last step arrives the rule alerts and the key starts
+//! over; a key whose time limit passed is forgotten (counted).
 
 use std::collections::HashMap as StdHashMap;
 
@@ -18,14 +22,16 @@ use crate::config::{ConfigError, SequenceConfig, SourceText};
 use crate::key::{KeySpec, KeyValue};
 use crate::rules::RuleId;
 use crate::select::{FlowConditions, FlowSelector, compile_filter};
+use crate::wheel::TimerWheel;
 
 /// One step.
 #[derive(Debug, Clone)]
 pub enum Step {
     /// An alert of one of these rules (resolved to ids once all rules are compiled).
     Alerts(Vec<RuleId>),
-    /// A flow record matching the selector.
-    Flow(FlowSelector),
+    /// A flow record matching the selector (boxed: a selector is much larger than a list of
+    /// rule ids).
+    Flow(Box<FlowSelector>),
 }
 
 /// A compiled sequence rule.
@@ -68,7 +74,7 @@ impl SequenceRule {
                 }
                 (true, filter) => {
                     let f = compile_filter(filter.as_ref(), src, &format!("{k}.filter"))?;
-                    steps.push(Step::Flow(FlowSelector::new(f, FlowConditions::new(&s.flow))));
+                    steps.push(Step::Flow(Box::new(FlowSelector::new(f, FlowConditions::new(&s.flow)))));
                 }
                 (false, Some(f)) => {
                     return Err(src.error(
@@ -119,7 +125,12 @@ impl SequenceRule {
 struct Progress {
     /// Steps done.
     done: usize,
+    /// When the first step happened.
     started: Nanos,
+    /// When the latest step happened: the next one may not come before it.
+    last: Nanos,
+    /// Identifies this entry in the expiry wheel.
+    generation: u32,
 }
 
 /// A completed sequence.
@@ -144,45 +155,90 @@ pub struct SequenceStats {
     pub keys: u64,
     /// Sequences dropped because the table was full.
     pub dropped: u64,
+    /// Sequences forgotten because their time limit passed before they completed.
+    pub expired: u64,
 }
 
 /// The collector's progress of one sequence rule.
+///
+/// Memory is bounded: at most `max_keys` keys are followed (more are dropped and counted), and
+/// a key whose time limit has passed is forgotten (counted as `expired`) when event time moves
+/// past it, found through a timer wheel so expiring costs nothing per idle key.
 #[derive(Debug, Default)]
 pub struct SequenceTracker {
     keys: StdHashMap<KeyValue, Progress>,
+    wheel: Option<TimerWheel<KeyValue>>,
+    next_generation: u32,
     /// Counters.
     pub stats: SequenceStats,
 }
 
 impl SequenceTracker {
-    /// Offers an input that matched step `step` for `key` at `ts`.
-    pub fn offer(&mut self, rule: &SequenceRule, key: KeyValue, step: usize, ts: Nanos) -> Option<Completed> {
-        let current = self.keys.get(&key).copied().filter(|p| ts.since(p.started) <= rule.within);
-        let next = match current {
-            Some(p) if p.done == step => Some(Progress { done: step + 1, started: p.started }),
-            _ if step == 0 => Some(Progress { done: 1, started: ts }),
-            _ => None,
+    /// Offers an input for `key` at event time `ts`; `matches(i)` says whether it matches
+    /// step `i` of `rule`. An input takes at most one step: the key's next step, if the input
+    /// matches it, is not earlier than the step before and is within `within` of the first;
+    /// otherwise, if it matches the first step, it (re)starts the key's sequence. Returns the
+    /// completed sequence when that was the last step.
+    pub fn offer(
+        &mut self,
+        rule: &SequenceRule,
+        key: KeyValue,
+        ts: Nanos,
+        matches: impl Fn(usize) -> bool,
+    ) -> Option<Completed> {
+        let live = self.keys.get(&key).copied().filter(|p| ts.since(p.started) <= rule.within);
+        let next = match live {
+            Some(p) if ts >= p.last && matches(p.done) => Progress { done: p.done + 1, last: ts, ..p },
+            _ if matches(0) => Progress { done: 1, started: ts, last: ts, generation: 0 },
+            _ => return None,
         };
-        let next = next?;
         self.stats.steps += 1;
-        if next.done == rule.steps.len() {
+        if next.done >= rule.steps.len() {
             self.keys.remove(&key);
             self.stats.completed += 1;
             self.stats.keys = self.keys.len() as u64;
             return Some(Completed { key, started: next.started, at: ts });
         }
-        if !self.keys.contains_key(&key) && self.keys.len() >= rule.max_keys {
-            self.stats.dropped += 1;
-            return None;
+        match self.keys.get_mut(&key) {
+            // The wheel entry of the key stays valid: it re-reads `started` when it comes due.
+            Some(p) => *p = Progress { generation: p.generation, ..next },
+            None => {
+                if self.keys.len() >= rule.max_keys {
+                    self.stats.dropped += 1;
+                    return None;
+                }
+                self.next_generation = self.next_generation.wrapping_add(1);
+                let generation = self.next_generation;
+                self.keys.insert(key, Progress { generation, ..next });
+                let wheel = self.wheel.get_or_insert_with(|| TimerWheel::for_timeout(rule.within));
+                if wheel.len() > 2 * self.keys.len().max(1024) {
+                    // Entries of completed keys pile up: drop them.
+                    let keys = &self.keys;
+                    wheel.retain(|k, g| keys.get(k).is_some_and(|p| p.generation == g));
+                }
+                wheel.schedule(key, generation, next.started.saturating_add(rule.within));
+                self.stats.keys = self.keys.len() as u64;
+            }
         }
-        self.keys.insert(key, next);
-        self.stats.keys = self.keys.len() as u64;
         None
     }
 
-    /// Forgets sequences older than the time limit at `now`.
+    /// Forgets the sequences whose time limit ended before `now` (counted as `expired`):
+    /// no later step can complete them. The caller passes the event time before which no
+    /// more input can arrive (the watermark less lateness and flow-record delay).
     pub fn expire(&mut self, rule: &SequenceRule, now: Nanos) {
-        self.keys.retain(|_, p| now.since(p.started) <= rule.within);
+        let Some(wheel) = self.wheel.as_mut() else { return };
+        let (keys, stats) = (&mut self.keys, &mut self.stats);
+        wheel.advance(now, |key, generation| {
+            let p = keys.get(&key).filter(|p| p.generation == generation)?;
+            let deadline = p.started.saturating_add(rule.within);
+            if deadline >= now {
+                return Some(deadline.saturating_add(Duration(1)));
+            }
+            keys.remove(&key);
+            stats.expired += 1;
+            None
+        });
         self.stats.keys = self.keys.len() as u64;
     }
 
@@ -190,5 +246,11 @@ impl SequenceTracker {
     #[must_use]
     pub fn flow_matches(rule: &SequenceRule, i: usize, r: &FlowRecord) -> bool {
         matches!(rule.steps.get(i), Some(Step::Flow(s)) if s.matches(r))
+    }
+
+    /// Whether an alert of rule `alert_rule` matches step `i` of `rule`.
+    #[must_use]
+    pub fn alert_matches(rule: &SequenceRule, i: usize, alert_rule: RuleId) -> bool {
+        matches!(rule.steps.get(i), Some(Step::Alerts(ids)) if ids.contains(&alert_rule))
     }
 }

@@ -23,18 +23,26 @@
 //! - **Central**: flow rules run in the collector, which sees every flow record, and alert on
 //!   the record that crosses the threshold.
 //!
-//! After a key alerts, it does not alert again from the same rule until its window has moved
-//! past the alert (the alert policy deduplicates further).
+//! # Once per window
+//! After a key alerts, it does not alert again from the same rule until every bucket of the
+//! window it alerted on has left the window: `window_buckets` buckets after the bucket of the
+//! alert (the newest input's bucket for immediate rules, the judged bucket for merged ones).
+//! Its next alert therefore counts only inputs the last one did not, and a key that stays above
+//! the threshold alerts once per window — a tumbling window once in each window — on the first
+//! input (or bucket end) after that. The alert policy deduplicates further.
+//!
+//! # `max_keys`
+//! A worker's table (a merged rule's: each open bucket's; the collector's) holds at most
+//! `max_keys` keys. A new key in a full table drops the least recently updated key, counted as
+//! `evicted`, so a flood of new keys (spoofed sources, a sweep) pushes out keys that went quiet
+//! and never the busy ones. Keys whose window has emptied are released at clock ticks.
 
 use std::collections::BTreeMap;
 
-/// A hash map with a fast hasher (keys are addresses and rule keys, not attacker-chosen strings).
-type StdHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-use hashbrown::HashMap;
 use outpost_decode::{Duration, Nanos, PacketMeta};
 use outpost_filter::Filter;
 use outpost_flowmeter::FlowRecord;
+use std::hash::BuildHasher as _;
 
 use crate::config::{
     AggregateKind, ConfigError, FieldName, InputKind, KeyField, SourceText, ThresholdConfig,
@@ -43,7 +51,6 @@ use crate::key::{KeySpec, KeyValue};
 use crate::network::NetworkMap;
 use crate::select::{FlowConditions, FlowSelector, compile_filter};
 use crate::sketch::{DistinctCounter, Late, WindowedCount, WindowedDistinct};
-use crate::wheel::TimerWheel;
 
 /// What a rule reads, compiled.
 #[derive(Debug, Clone)]
@@ -73,7 +80,8 @@ pub enum Aggregate {
     /// Distinct values of a field.
     Distinct(FieldName),
     /// Inputs in the subset / all inputs.
-    Ratio(Subset),
+    /// (Boxed: a filter is large, and few rules are ratios.)
+    Ratio(Box<Subset>),
 }
 
 impl Aggregate {
@@ -176,11 +184,27 @@ impl ThresholdRule {
                         "`ratio` needs `ratio = { filter = ... }`",
                     )
                 })?;
+                let sub_conditions = FlowConditions::new(&r.flow);
+                if matches!(c.input, InputKind::Packets) && !sub_conditions.is_empty() {
+                    return Err(src.error(
+                        c.name.span(),
+                        format!("{key}.ratio.flow"),
+                        "flow conditions need `input = \"flows\"`; a packet ratio counts `ratio.filter`",
+                    ));
+                }
+                if r.filter.is_none() && sub_conditions.is_empty() {
+                    return Err(src.error(
+                        c.name.span(),
+                        format!("{key}.ratio"),
+                        "the counted subset needs a `filter` (or, for flows, `flow` conditions): \
+                         without one every input counts and the ratio is always 1",
+                    ));
+                }
                 let f = compile_filter(r.filter.as_ref(), src, &format!("{key}.ratio.filter"))?;
-                Aggregate::Ratio(match c.input {
+                Aggregate::Ratio(Box::new(match c.input {
                     InputKind::Packets => Subset::Packets(f),
-                    InputKind::Flows => Subset::Flows(FlowSelector::new(f, FlowConditions::new(&r.flow))),
-                })
+                    InputKind::Flows => Subset::Flows(FlowSelector::new(f, sub_conditions)),
+                }))
             }
         };
         let window = c.window.get_ref().0;
@@ -302,8 +326,10 @@ impl ThresholdRule {
             Aggregate::Count => Contribution::Amount(1),
             Aggregate::Sum(f) => Contribution::Amount(packet_field(*f, m)),
             Aggregate::Distinct(f) => Contribution::Value(spread(packet_field(*f, m))),
-            Aggregate::Ratio(Subset::Packets(sub)) => Contribution::RatioInput(sub.matches(m)),
-            Aggregate::Ratio(Subset::Flows(_)) => Contribution::RatioInput(false),
+            Aggregate::Ratio(subset) => match &**subset {
+                Subset::Packets(sub) => Contribution::RatioInput(sub.matches(m)),
+                Subset::Flows(_) => Contribution::RatioInput(false),
+            },
         }
     }
 
@@ -314,8 +340,10 @@ impl ThresholdRule {
             Aggregate::Count => Contribution::Amount(1),
             Aggregate::Sum(f) => Contribution::Amount(flow_field(*f, r)),
             Aggregate::Distinct(f) => Contribution::Value(spread(flow_field(*f, r))),
-            Aggregate::Ratio(Subset::Flows(sub)) => Contribution::RatioInput(sub.matches(r)),
-            Aggregate::Ratio(Subset::Packets(_)) => Contribution::RatioInput(false),
+            Aggregate::Ratio(subset) => match &**subset {
+                Subset::Flows(sub) => Contribution::RatioInput(sub.matches(r)),
+                Subset::Packets(_) => Contribution::RatioInput(false),
+            },
         }
     }
 }
@@ -354,8 +382,12 @@ impl Counter {
         }
     }
 
-    /// Adds an input at `now`; returns the window's value when it may have changed, or
-    /// `Err(Late)` when `now` is before the window.
+    /// Adds an input at `now`; returns the window's value (`None` for a ratio not yet judged),
+    /// or `Err(Late)` when `now` is before the window.
+    ///
+    /// The value is returned even when this input did not raise it (a distinct value already in
+    /// the window): a key that stays above the threshold must alert again once its quiet time
+    /// ends, on whichever input comes first.
     fn add(&mut self, now: Nanos, c: Contribution, rule: &ThresholdRule) -> Result<Option<Crossing>, Late> {
         Ok(match (self, c) {
             (Counter::Amount { total, events }, Contribution::Amount(a)) => {
@@ -365,7 +397,8 @@ impl Counter {
             }
             (Counter::Distinct { values, events }, Contribution::Value(h)) => {
                 let n = events.add(now, 1)?;
-                values.insert(now, h)?.new_estimate().map(|v| Crossing { value: v as f64, events: n })
+                let v = values.insert(now, h)?.estimate();
+                Some(Crossing { value: v as f64, events: n })
             }
             (Counter::Ratio { subset, all }, Contribution::RatioInput(hit)) => {
                 let n = all.add(now, 1)?;
@@ -390,8 +423,188 @@ struct KeyState {
     counter: Counter,
     /// No new alert for this key before this time.
     quiet_until: Nanos,
+    /// The latest event time of the key's inputs.
     last: Nanos,
-    generation: u32,
+}
+
+/// No slot.
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    key: KeyValue,
+    /// Next more recently updated slot, or [`NIL`].
+    newer: u32,
+    /// Next less recently updated slot, or [`NIL`].
+    older: u32,
+    value: V,
+}
+
+/// Keys and their values in order of their last update, so that a full table drops the least
+/// recently updated key: a flood of new keys (spoofed sources, a sweep) pushes out keys that
+/// went quiet, never the busy ones.
+///
+/// The values sit in a dense slab linked into a list (most recent first); a hash table maps a
+/// key to its slot. Finding a key costs one probe, moving it to the front a few index writes,
+/// and nothing allocates once the table has held its most keys.
+struct LruTable<V> {
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    slots: Vec<Slot<V>>,
+    /// The most recently updated slot.
+    newest: u32,
+    /// The least recently updated slot.
+    oldest: u32,
+}
+
+impl<V> std::fmt::Debug for LruTable<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LruTable").field("keys", &self.slots.len()).finish()
+    }
+}
+
+impl<V> LruTable<V> {
+    fn new() -> LruTable<V> {
+        LruTable {
+            index: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            slots: Vec::new(),
+            newest: NIL,
+            oldest: NIL,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot of `key`.
+    #[inline]
+    fn find(&self, key: &KeyValue) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(key), |&i| slots.get(i as usize).is_some_and(|s| s.key == *key))
+            .copied()
+    }
+
+    #[inline]
+    fn value(&self, i: u32) -> Option<&V> {
+        self.slots.get(i as usize).map(|s| &s.value)
+    }
+
+    #[inline]
+    fn value_mut(&mut self, i: u32) -> Option<&mut V> {
+        self.slots.get_mut(i as usize).map(|s| &mut s.value)
+    }
+
+    /// Sets the newer neighbour of slot `i`; for [`NIL`] (the list's old end), the oldest slot.
+    fn set_newer(&mut self, i: u32, newer: u32) {
+        match self.slots.get_mut(i as usize) {
+            Some(s) => s.newer = newer,
+            None => self.oldest = newer,
+        }
+    }
+
+    /// Sets the older neighbour of slot `i`; for [`NIL`] (the list's new end), the newest slot.
+    fn set_older(&mut self, i: u32, older: u32) {
+        match self.slots.get_mut(i as usize) {
+            Some(s) => s.older = older,
+            None => self.newest = older,
+        }
+    }
+
+    /// Takes slot `i` out of the list.
+    fn unlink(&mut self, i: u32) {
+        let Some(s) = self.slots.get(i as usize) else { return };
+        let (newer, older) = (s.newer, s.older);
+        // A neighbour that is NIL is the list's end: `set_*` then moves that end.
+        self.set_older(newer, older);
+        self.set_newer(older, newer);
+    }
+
+    /// Puts slot `i` (unlinked) at the front.
+    fn link_newest(&mut self, i: u32) {
+        let old = self.newest;
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            s.newer = NIL;
+            s.older = old;
+        }
+        self.set_newer(old, i);
+        self.newest = i;
+    }
+
+    /// Marks slot `i` as the most recently updated.
+    #[inline]
+    fn touch(&mut self, i: u32) {
+        if self.newest != i {
+            self.unlink(i);
+            self.link_newest(i);
+        }
+    }
+
+    /// Adds `key` (not in the table) as the most recently updated; returns its slot.
+    fn insert(&mut self, key: KeyValue, value: V) -> u32 {
+        // Slots are fewer than `u32::MAX`: `max_keys` and the memory bound them long before.
+        let i = u32::try_from(self.slots.len()).unwrap_or(NIL - 1);
+        self.slots.push(Slot { key, newer: NIL, older: NIL, value });
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.index.insert_unique(hasher.hash_one(key), i, |&j| {
+            slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.key))
+        });
+        self.link_newest(i);
+        i
+    }
+
+    /// Removes slot `i`. The last slot moves into its place.
+    fn remove(&mut self, i: u32) -> Option<(KeyValue, V)> {
+        let key = self.slots.get(i as usize)?.key;
+        self.unlink(i);
+        if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(key), |&j| j == i) {
+            entry.remove();
+        }
+        let last = u32::try_from(self.slots.len() - 1).unwrap_or(NIL - 1);
+        let removed = self.slots.swap_remove(i as usize);
+        if i != last {
+            if let Some(moved) = self.slots.get(i as usize) {
+                let (newer, older, moved_key) = (moved.newer, moved.older, moved.key);
+                self.set_older(newer, i);
+                self.set_newer(older, i);
+                if let Some(j) = self.index.find_mut(self.hasher.hash_one(moved_key), |&j| j == last) {
+                    *j = i;
+                }
+            }
+        }
+        Some((removed.key, removed.value))
+    }
+
+    /// The value of the least recently updated key.
+    fn oldest(&self) -> Option<&V> {
+        self.value(self.oldest)
+    }
+
+    /// Removes the least recently updated key.
+    fn pop_oldest(&mut self) -> Option<(KeyValue, V)> {
+        self.remove(self.oldest)
+    }
+
+    /// Keeps the keys `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&KeyValue, &mut V) -> bool) {
+        // Backwards: a removal moves the last slot, already visited, into the hole.
+        for i in (0..self.slots.len()).rev() {
+            let Some(s) = self.slots.get_mut(i) else { continue };
+            if !keep(&s.key, &mut s.value) {
+                self.remove(u32::try_from(i).unwrap_or(NIL));
+            }
+        }
+    }
+
+    /// Empties the table, keeping its memory, and returns its keys and values.
+    fn drain(&mut self) -> impl Iterator<Item = (KeyValue, V)> + '_ {
+        self.index.clear();
+        self.newest = NIL;
+        self.oldest = NIL;
+        self.slots.drain(..).map(|s| (s.key, s.value))
+    }
 }
 
 /// Counters of one threshold rule (per worker, or in the collector).
@@ -424,11 +637,12 @@ impl ThresholdStats {
 }
 
 /// Per-key sliding windows evaluated as inputs arrive (Local and Central placements).
+///
+/// Keys are kept in order of their last input: a full table drops the least recently updated
+/// key, and keys whose window has emptied are released from the old end.
 #[derive(Debug)]
 pub struct ImmediateThreshold {
-    keys: HashMap<KeyValue, KeyState, foldhash::fast::RandomState>,
-    wheel: TimerWheel<KeyValue>,
-    next_generation: u32,
+    keys: LruTable<KeyState>,
     /// Counters.
     pub stats: ThresholdStats,
 }
@@ -436,17 +650,12 @@ pub struct ImmediateThreshold {
 impl ImmediateThreshold {
     /// Empty state for `rule`.
     #[must_use]
-    pub fn new(rule: &ThresholdRule) -> ImmediateThreshold {
-        ImmediateThreshold {
-            keys: HashMap::with_hasher(foldhash::fast::RandomState::default()),
-            wheel: TimerWheel::for_timeout(rule.window),
-            next_generation: 0,
-            stats: ThresholdStats::default(),
-        }
+    pub fn new(_rule: &ThresholdRule) -> ImmediateThreshold {
+        ImmediateThreshold { keys: LruTable::new(), stats: ThresholdStats::default() }
     }
 
     /// Adds one input for `key` at `now`; returns the crossing when the key reaches the
-    /// threshold (at most once per window).
+    /// threshold and is not quiet (see [`quiet_until`]).
     pub fn add(
         &mut self,
         rule: &ThresholdRule,
@@ -455,25 +664,14 @@ impl ImmediateThreshold {
         c: Contribution,
     ) -> Option<Crossing> {
         self.stats.matched += 1;
-        if !self.keys.contains_key(&key) {
-            while self.keys.len() >= rule.max_keys {
-                let Some((k, g)) = self.wheel.pop_earliest() else { break };
-                if self.keys.get(&k).is_some_and(|s| s.generation == g) {
-                    self.keys.remove(&k);
-                    self.stats.evicted += 1;
-                }
+        let slot = match self.keys.find(&key) {
+            Some(slot) => {
+                self.keys.touch(slot);
+                slot
             }
-            self.next_generation = self.next_generation.wrapping_add(1);
-            let generation = self.next_generation;
-            self.keys.insert(
-                key,
-                KeyState { counter: Counter::new(rule), quiet_until: Nanos::ZERO, last: now, generation },
-            );
-            self.wheel.schedule(key, generation, now.saturating_add(rule.window));
-            self.stats.keys = self.keys.len() as u64;
-            self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
-        }
-        let state = self.keys.get_mut(&key)?;
+            None => self.insert(rule, key, now),
+        };
+        let state = self.keys.value_mut(slot)?;
         state.last = state.last.max(now);
         let crossing = match state.counter.add(now, c, rule) {
             Ok(c) => c?,
@@ -483,30 +681,52 @@ impl ImmediateThreshold {
             }
         };
         if crossing.value >= rule.threshold && now >= state.quiet_until {
-            state.quiet_until = now.saturating_add(rule.window);
+            state.quiet_until = quiet_until(rule, state.last);
             self.stats.crossed += 1;
             return Some(crossing);
         }
         None
     }
 
-    /// Drops keys whose window has emptied.
-    pub fn expire(&mut self, rule: &ThresholdRule, now: Nanos) {
-        let keys = &mut self.keys;
-        self.wheel.advance(now, |k, g| {
-            let s = keys.get(&k)?;
-            if s.generation != g {
-                return None;
+    /// Adds a new key, first dropping the least recently updated ones while the table is full.
+    fn insert(&mut self, rule: &ThresholdRule, key: KeyValue, now: Nanos) -> u32 {
+        while self.keys.len() >= rule.max_keys {
+            if self.keys.pop_oldest().is_none() {
+                break;
             }
-            if s.counter.is_idle(now) && s.quiet_until <= now {
-                keys.remove(&k);
-                None
-            } else {
-                Some(s.last.saturating_add(rule.window).max(now.saturating_add(Duration(1))))
+            self.stats.evicted += 1;
+        }
+        let slot = self
+            .keys
+            .insert(key, KeyState { counter: Counter::new(rule), quiet_until: Nanos::ZERO, last: now });
+        self.stats.keys = self.keys.len() as u64;
+        self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
+        slot
+    }
+
+    /// Drops keys whose window has emptied by `now`. They are found from the least recently
+    /// updated end, so this costs O(1) per call plus O(1) per key dropped. (A key whose last
+    /// input came out of order can stay behind an older key until that one empties too.)
+    pub fn expire(&mut self, _rule: &ThresholdRule, now: Nanos) {
+        while let Some(s) = self.keys.oldest() {
+            if !(s.counter.is_idle(now) && s.quiet_until <= now) {
+                break;
             }
-        });
+            self.keys.pop_oldest();
+        }
         self.stats.keys = self.keys.len() as u64;
     }
+}
+
+/// When a key that alerts with its newest input at `last` may alert again: once every bucket
+/// of the window it alerted on has left the window, that is when the bucket holding `last`
+/// leaves it, `window_buckets` buckets after that bucket began. So a key alerts at most once per
+/// window, its next alert counts only inputs its last one did not, and a persistent attack alerts
+/// again every window (the alert policy deduplicates further). With one bucket (a tumbling
+/// window) that is the end of the alert's window.
+fn quiet_until(rule: &ThresholdRule, last: Nanos) -> Nanos {
+    let width = rule.bucket_len().as_nanos();
+    Nanos((last.0 / width).saturating_add(u64::from(rule.buckets)).saturating_mul(width))
 }
 
 /// A partial aggregate of one key in one bucket, from one worker.
@@ -585,8 +805,12 @@ pub struct Partial {
 /// Per-worker bucket aggregates of a Merged rule.
 #[derive(Debug)]
 pub struct PartialThreshold {
-    /// Open buckets: bucket number → key → value. Ordered so flushing is deterministic.
-    open: BTreeMap<u64, StdHashMap<KeyValue, PartialValue>>,
+    /// Open buckets: bucket number → keys and values. Ordered so flushing is deterministic.
+    open: BTreeMap<u64, LruTable<PartialValue>>,
+    /// A flushed bucket's table, kept for the next bucket so a new bucket allocates nothing.
+    spare: Option<LruTable<PartialValue>>,
+    /// Keys held over all open buckets.
+    held: usize,
     /// Buckets up to (excluding) this number were flushed.
     flushed_before: u64,
     /// Counters.
@@ -597,10 +821,18 @@ impl PartialThreshold {
     /// Empty.
     #[must_use]
     pub fn new() -> PartialThreshold {
-        PartialThreshold { open: BTreeMap::new(), flushed_before: 0, stats: ThresholdStats::default() }
+        PartialThreshold {
+            open: BTreeMap::new(),
+            spare: None,
+            held: 0,
+            flushed_before: 0,
+            stats: ThresholdStats::default(),
+        }
     }
 
-    /// Adds an input at `ts`.
+    /// Adds an input at `ts`. A bucket holds at most `max_keys` keys: beyond that its least
+    /// recently updated key is dropped (counted), so a flood of new keys cannot crowd out the
+    /// busy ones.
     pub fn add(&mut self, rule: &ThresholdRule, key: KeyValue, ts: Nanos, c: Contribution) {
         self.stats.matched += 1;
         let bucket = ts.0 / rule.bucket_len().as_nanos();
@@ -608,14 +840,30 @@ impl PartialThreshold {
             self.stats.late += 1;
             return;
         }
-        let keys = self.open.entry(bucket).or_default();
-        if !keys.contains_key(&key) && keys.len() >= rule.max_keys {
-            self.stats.evicted += 1;
-            return;
+        let spare = &mut self.spare;
+        let keys = self.open.entry(bucket).or_insert_with(|| spare.take().unwrap_or_else(LruTable::new));
+        let slot = match keys.find(&key) {
+            Some(slot) => {
+                keys.touch(slot);
+                slot
+            }
+            None => {
+                while keys.len() >= rule.max_keys {
+                    if keys.pop_oldest().is_none() {
+                        break;
+                    }
+                    self.held -= 1;
+                    self.stats.evicted += 1;
+                }
+                self.held += 1;
+                self.stats.keys = self.held as u64;
+                self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
+                keys.insert(key, PartialValue::new(rule))
+            }
+        };
+        if let Some(value) = keys.value_mut(slot) {
+            value.add(c);
         }
-        keys.entry(key).or_insert_with(|| PartialValue::new(rule)).add(c);
-        self.stats.keys = self.open.values().map(|m| m.len() as u64).sum();
-        self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
     }
 
     /// Hands every bucket that ended at least `lateness` before `now` to `out`, keys in
@@ -635,15 +883,17 @@ impl PartialThreshold {
             if *entry.key() >= ready_before {
                 break;
             }
-            let (bucket, keys) = entry.remove_entry();
-            let mut keys: Vec<(KeyValue, PartialValue)> = keys.into_iter().collect();
+            let (bucket, mut table) = entry.remove_entry();
+            self.held -= table.len();
+            let mut keys: Vec<(KeyValue, PartialValue)> = table.drain().collect();
             keys.sort_unstable_by_key(|k| k.0);
             for (key, value) in keys {
                 out(Partial { rule: rule_id, bucket, key, value });
             }
+            self.spare = Some(table);
         }
         self.flushed_before = self.flushed_before.max(ready_before);
-        self.stats.keys = self.open.values().map(|m| m.len() as u64).sum();
+        self.stats.keys = self.held as u64;
     }
 
     /// Hands every open bucket to `out` (end of input).
@@ -666,8 +916,9 @@ impl Default for PartialThreshold {
 /// The collector's merge of a Merged rule's partial aggregates.
 #[derive(Debug)]
 pub struct MergedThreshold {
-    /// key → (bucket → merged value), only buckets still inside some window.
-    keys: StdHashMap<KeyValue, MergedKey>,
+    /// key → (bucket → merged value), only buckets still inside some window; at most
+    /// `max_keys`, the least recently updated dropped first.
+    keys: LruTable<MergedKey>,
     /// Buckets that received partials and were not judged yet, with the keys they touched.
     pending: BTreeMap<u64, Vec<KeyValue>>,
     /// Counters.
@@ -684,20 +935,27 @@ impl MergedThreshold {
     /// Empty.
     #[must_use]
     pub fn new() -> MergedThreshold {
-        MergedThreshold {
-            keys: StdHashMap::default(),
-            pending: BTreeMap::new(),
-            stats: ThresholdStats::default(),
-        }
+        MergedThreshold { keys: LruTable::new(), pending: BTreeMap::new(), stats: ThresholdStats::default() }
     }
 
     /// Merges one worker's partial.
     pub fn add(&mut self, rule: &ThresholdRule, p: Partial) {
-        if !self.keys.contains_key(&p.key) && self.keys.len() >= rule.max_keys {
-            self.stats.evicted += 1;
-            return;
-        }
-        let k = self.keys.entry(p.key).or_default();
+        let slot = match self.keys.find(&p.key) {
+            Some(slot) => {
+                self.keys.touch(slot);
+                slot
+            }
+            None => {
+                while self.keys.len() >= rule.max_keys {
+                    if self.keys.pop_oldest().is_none() {
+                        break;
+                    }
+                    self.stats.evicted += 1;
+                }
+                self.keys.insert(p.key, MergedKey::default())
+            }
+        };
+        let Some(k) = self.keys.value_mut(slot) else { return };
         match k.buckets.get_mut(&p.bucket) {
             Some(v) => v.merge(&p.value),
             None => {
@@ -713,7 +971,9 @@ impl MergedThreshold {
     }
 
     /// Judges every pending bucket that ended at least `lateness` before `watermark`:
-    /// `alert(key, bucket end, crossing)` for keys whose window reached the threshold.
+    /// `alert(key, bucket end, crossing)` for keys whose window reached the threshold. After an
+    /// alert a key is quiet for `window_buckets` buckets, so its next alert is over a window
+    /// that shares no bucket with the one that alerted.
     pub fn evaluate(
         &mut self,
         rule: &ThresholdRule,
@@ -731,7 +991,9 @@ impl MergedThreshold {
             touched.sort_unstable();
             touched.dedup();
             for key in touched {
-                let Some(k) = self.keys.get_mut(&key) else { continue };
+                let Some(k) = self.keys.find(&key).and_then(|slot| self.keys.value_mut(slot)) else {
+                    continue;
+                };
                 let first = bucket.saturating_sub(u64::from(rule.buckets) - 1);
                 let crossing = window_value(rule, k.buckets.range(first..=bucket).map(|(_, v)| v));
                 if let Some(c) = crossing {

@@ -228,6 +228,7 @@
 //!   link type Outpost decodes (Ethernet, Linux cooked v1/v2, raw IP), while libpcap compiles
 //!   per link type.
 
+mod class;
 mod error;
 mod guard;
 mod lexer;
@@ -239,6 +240,8 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
+pub use class::PacketClass;
+use class::{ClassTable, Verdict};
 pub use error::{ErrorKind, FilterError};
 use guard::ProtoGuard;
 use outpost_decode::PacketMeta;
@@ -251,6 +254,8 @@ use program::{ArithOp, Insn};
 #[derive(Clone)]
 pub struct Filter {
     source: Box<str>,
+    /// The verdict per plain packet class, checked before anything else.
+    classes: ClassTable,
     /// The protocols the expression can match, checked before the program.
     guard: ProtoGuard,
     /// Instructions; index 0 is the entry; empty matches everything.
@@ -276,6 +281,7 @@ impl Filter {
         };
         Ok(Filter {
             source: expr.into(),
+            classes: parsed.ast.as_ref().map_or(ClassTable::ALL, |a| ClassTable::of(a, &parsed.arith)),
             guard: parsed.ast.as_ref().map_or(ProtoGuard::ALL, ProtoGuard::of),
             program: program.into_boxed_slice(),
             arith: parsed.arith.into_boxed_slice(),
@@ -285,15 +291,38 @@ impl Filter {
     /// A filter that matches every packet (the empty expression).
     #[must_use]
     pub fn match_all() -> Filter {
-        Filter { source: "".into(), guard: ProtoGuard::ALL, program: Box::new([]), arith: Box::new([]) }
+        Filter {
+            source: "".into(),
+            classes: ClassTable::ALL,
+            guard: ProtoGuard::ALL,
+            program: Box::new([]),
+            arith: Box::new([]),
+        }
     }
 
     /// True when the packet matches. Never allocates; visits each instruction at most once.
+    ///
+    /// Computes the packet's [`PacketClass`]; to test one packet against many filters,
+    /// compute it once and call [`Filter::matches_class`].
     #[inline]
     #[must_use]
     pub fn matches(&self, meta: &PacketMeta) -> bool {
-        // Two bit tests turn away packets of protocols the expression cannot match.
-        self.guard.admits(meta) && program::run_program(&self.program, &self.arith, meta)
+        self.matches_class(PacketClass::of(meta), meta)
+    }
+
+    /// True when the packet matches; `class` must be `PacketClass::of(meta)` (or
+    /// [`PacketClass::GENERAL`], which is always correct and slower). Where the class decides
+    /// the expression (`tcp`, TCP flag tests, another protocol's ports) this is one bit test;
+    /// otherwise the program runs.
+    #[inline]
+    #[must_use]
+    pub fn matches_class(&self, class: PacketClass, meta: &PacketMeta) -> bool {
+        match self.classes.verdict(class) {
+            Verdict::No => false,
+            Verdict::Yes => true,
+            // Two bit tests turn away packets of protocols the expression cannot match.
+            Verdict::Run => self.guard.admits(meta) && program::run_program(&self.program, &self.arith, meta),
+        }
     }
 
     /// The expression text, as given to [`Filter::parse`].

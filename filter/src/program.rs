@@ -205,7 +205,7 @@ pub(crate) enum Load {
 impl Field {
     /// The transport the field lives in: `(networks, protocol)`, or `None` for `len`.
     #[inline(always)]
-    fn transport(self) -> Option<(u8, u8)> {
+    pub(crate) fn transport(self) -> Option<(u8, u8)> {
         Some(match self {
             Field::Len => return None,
             Field::TcpSrcPort

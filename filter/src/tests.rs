@@ -9,7 +9,7 @@ use outpost_tools::frame::{FrameBuilder, Link, Transport, icmp, ipv6_ext, tcp, u
 use proptest::prelude::*;
 
 use crate::program::{Ast, Dir, Test, net};
-use crate::{ErrorKind, Filter, FilterError};
+use crate::{ErrorKind, Filter, FilterError, PacketClass};
 
 const SYN: u16 = 0x02;
 const ACK: u16 = 0x10;
@@ -626,8 +626,160 @@ fn program_entries_and_jumps_stay_in_bounds() {
     }
 }
 
+// ---- packet classes -------------------------------------------------------------------------
+
+/// Expressions the class tables must agree with the programs on: every primitive kind, the
+/// default ruleset's filters, negations and mixtures of decided and open tests.
+const CLASS_CORPUS: &[&str] = &[
+    "",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "ip",
+    "ip6",
+    "arp",
+    "rarp",
+    "sctp",
+    "ip proto 47",
+    "ip6 proto 6",
+    "proto 17 or proto 50",
+    "not tcp",
+    "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn",
+    "tcp and (tcp[tcpflags] & 0x3f == 0 or tcp[tcpflags] & 0x3f == tcp-fin or tcp[tcpflags] & 0x3f == (tcp-fin|tcp-push|tcp-urg))",
+    "(icmp[icmptype] == icmp-unreach and icmp[icmpcode] == 3) or (icmp6[icmp6type] == icmp6-destinationunreach and icmp6[icmp6code] == 4)",
+    "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn or udp dst portrange 1-32767",
+    "icmp[icmptype] == icmp-echo or icmp6[icmp6type] == icmp6-echo",
+    "(icmp and icmp[icmptype] != icmp-echoreply) or (icmp6 and icmp6[icmp6type] != icmp6-echoreply)",
+    "(src net 0.0.0.0/8 and not udp dst port 67) or src net 240.0.0.0/4",
+    "udp dst port 7001",
+    "src net 10.0.0.0/8 or src net 2001:db8::/45",
+    "tcp dst port 22",
+    "port 53",
+    "not port 53",
+    "portrange 1-1024 and not tcp",
+    "host 10.0.0.1 or tcp[13] & 2 != 0",
+    "not (tcp[13] & 0x12 = 0x12) and tcp",
+    "tcp[13] = 0 or udp",
+    "tcp[13] & 2 != 0 and tcp[13] & 16 = 0 and dst port 80",
+    "tcp[13] + 1 > 3",
+    "tcp[13] * 2 = udp[2:2]",
+    "len > 100 and tcp",
+    "greater 60 or icmp",
+    "vlan and tcp[tcpflags] & tcp-rst != 0",
+    "ip6 and tcp[tcpflags] & tcp-fin != 0",
+    "ip and not ip6 and tcp[14:2] > 1000",
+    "icmp[0:2] = 0x0800 or icmp6",
+    "len / (tcp[13] - 2) > 0 or tcp",
+    "udp[2:2] % (tcp[13]) = 0 or ip6",
+    "not (udp or tcp or icmp or icmp6)",
+];
+
+/// Packets of every plain class shape (and some that are not plain).
+fn class_packets() -> Vec<PacketMeta> {
+    let mut out = Vec::new();
+    for (src, dst) in [("10.0.0.1", "192.168.1.10"), ("0.1.2.3", "10.0.0.1"), ("2001:db8::1", "2001:db8::2")]
+    {
+        for flags in 0..=255u16 {
+            out.push(meta(&b(src, dst, tcp(40000, 80 + flags, flags, 1, 0))));
+        }
+        for (sp, dp) in [(5353, 53), (68, 67), (40000, 7001), (1, 40000)] {
+            out.push(meta(&b(src, dst, udp(sp, dp))));
+        }
+        for (ty, code) in [(0, 0), (3, 3), (8, 0), (1, 4), (128, 0), (129, 0)] {
+            out.push(meta(&b(src, dst, icmp(ty, code, 7))));
+        }
+        for p in [47, 50, 132, 1, 58] {
+            out.push(meta(&b(src, dst, Transport::Raw(p)).payload(&[0; 16])));
+        }
+        out.push(meta(&b(src, dst, tcp(1, 2, SYN, 0, 0)).vlans(&[7, 8])));
+        out.push(cut(&b(src, dst, tcp(1, 2, SYN, 0, 0))));
+    }
+    out.push(arp("10.0.0.1", [10, 0, 0, 2], &[]));
+    let mut hbh = b("2001:db8::1", "2001:db8::2", tcp(1, 22, SYN, 0, 0));
+    hbh.ipv6_ext.push((ipv6_ext::HOP_BY_HOP, vec![]));
+    out.push(meta(&hbh));
+    for f in b("10.0.0.1", "10.0.0.2", udp(1, 53)).payload(&[0; 64]).fragments(24) {
+        out.push(meta_of(&f));
+    }
+    out
+}
+
+#[test]
+fn class_tables_agree_with_the_programs_on_every_packet() {
+    let packets = class_packets();
+    let classes: Vec<_> = packets.iter().map(PacketClass::of).collect();
+    assert!(classes.iter().any(|c| *c == PacketClass::GENERAL), "some packets take the general path");
+    assert!(classes.iter().filter(|c| **c != PacketClass::GENERAL).count() > 700);
+    for e in CLASS_CORPUS {
+        let f = Filter::parse(e).unwrap_or_else(|err| panic!("{err}"));
+        for (p, c) in packets.iter().zip(&classes) {
+            assert_eq!(f.matches_class(*c, p), f.matches_class(PacketClass::GENERAL, p), "`{e}` on {p:?}");
+            assert_eq!(f.matches(p), f.matches_class(PacketClass::GENERAL, p), "`{e}` on {p:?}");
+        }
+    }
+}
+
+#[test]
+fn classes_decide_protocol_and_tcp_flag_tests_without_the_program() {
+    let all = crate::class::CLASSES;
+    let decided = |e: &str| Filter::parse(e).unwrap().classes.decided();
+    for e in [
+        "",
+        "tcp",
+        "udp",
+        "ip6",
+        "icmp or icmp6",
+        "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn",
+        "not tcp[13] = 2",
+    ] {
+        assert_eq!(decided(e), all, "`{e}` is decided for every plain class");
+    }
+    // Open only where the class cannot say: UDP for the port, ICMP for the type.
+    assert_eq!(decided("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn or udp dst portrange 1-32767"), all - 2);
+    assert_eq!(decided("icmp[icmptype] == icmp-echo or icmp6[icmp6type] == icmp6-echo"), all - 2);
+    // Addresses are decided only by their family.
+    assert_eq!(decided("src net 10.0.0.0/8"), all / 2);
+    assert_eq!(decided("src net 10.0.0.0/8 or host 2001:db8::1"), 0);
+    // A division by a field may reject the packet outright: never decided as a match.
+    assert_eq!(decided("len / (tcp[13] - 2) > 0 or tcp"), 10, "only the ten classes without TCP");
+    // An ACK never runs the SYN filter's program; a SYN of either family matches outright.
+    let syn = Filter::parse("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn").unwrap();
+    assert_eq!(syn.classes.verdict(PacketClass::of(&syn_80())), crate::class::Verdict::Yes);
+    let ack = meta(&tcp_v6(80, ACK));
+    assert_eq!(syn.classes.verdict(PacketClass::of(&ack)), crate::class::Verdict::No);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// For random plain packets and the corpus, the class path gives the program's answer.
+    #[test]
+    fn class_path_equals_the_program_on_random_packets(
+        v6 in any::<bool>(), kind in 0..4u8, flags in any::<u16>(), sp in any::<u16>(), dp in any::<u16>(),
+        ty in any::<u8>(), code in any::<u8>(), a in any::<u32>(), c in any::<u32>(), len in 0..200usize,
+    ) {
+        let (src, dst): (IpAddr, IpAddr) = if v6 {
+            (std::net::Ipv6Addr::from(u128::from(a) << 96 | 1).into(), std::net::Ipv6Addr::from(u128::from(c)).into())
+        } else {
+            (std::net::Ipv4Addr::from(a).into(), std::net::Ipv4Addr::from(c).into())
+        };
+        let t = match kind {
+            0 => tcp(sp, dp, flags & 0xff, a, c),
+            1 => udp(sp, dp),
+            2 => icmp(ty, code, a),
+            _ => Transport::Raw(ty),
+        };
+        let frame = FrameBuilder::new(src, dst, t).payload(&vec![0; len]).build();
+        let Ok(p) = decode(LinkType::Ethernet, &frame, Nanos(0), frame.len() as u32) else {
+            return Ok(()); // e.g. a raw IPv6 "protocol" that is an extension header
+        };
+        let class = PacketClass::of(&p);
+        for e in CLASS_CORPUS {
+            let f = Filter::parse(e).unwrap();
+            prop_assert_eq!(f.matches_class(class, &p), f.matches_class(PacketClass::GENERAL, &p), "{}", e);
+        }
+    }
 
     /// Arbitrary text never panics the compiler; any compiled filter evaluates without
     /// panicking, and a reported column lies within the text (or one past it).
