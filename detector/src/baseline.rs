@@ -199,6 +199,9 @@ pub struct BaselineMeter {
     max_keys: usize,
     /// The interval being filled, its hosts, and the cache in front of them.
     current: Option<u64>,
+    /// The current interval's event-time span `[start, end)` in ns: most packets fall in it
+    /// and need no division to find their interval.
+    span: (u64, u64),
     hosts: StdHashMap<IpAddress, Tally>,
     cache: Box<[(IpAddress, u64, u64); CACHE]>,
     /// Earlier intervals not yet handed over (input slightly out of order).
@@ -221,6 +224,7 @@ impl BaselineMeter {
             peers,
             max_keys: rule.max_keys,
             current: None,
+            span: (0, 0),
             hosts: StdHashMap::default(),
             cache: Box::new([(IpAddress::UNSPECIFIED, 0, 0); CACHE]),
             older: BTreeMap::new(),
@@ -257,7 +261,10 @@ impl BaselineMeter {
 
     /// Counts one packet for its host(s) (the caller checked the filter).
     pub fn on_packet(&mut self, m: &PacketMeta) {
-        let interval = m.ts.0 / self.interval.as_nanos().max(1);
+        let interval = match self.current {
+            Some(c) if m.ts.0 >= self.span.0 && m.ts.0 < self.span.1 => c,
+            _ => m.ts.0 / self.interval.as_nanos().max(1),
+        };
         if interval < self.flushed_before {
             self.late += 1;
             return;
@@ -279,6 +286,8 @@ impl BaselineMeter {
                 self.older.insert(c, hosts);
             }
             self.current = Some(interval);
+            let width = self.interval.as_nanos().max(1);
+            self.span = (interval.saturating_mul(width), interval.saturating_add(1).saturating_mul(width));
         }
         for (h, peer) in sides(self.host, m) {
             if self.peers {

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
+use outpost_filter::PacketClass;
 
 use crate::absence::{AbsenceState, AbsenceStats, Silence};
 use crate::alert::{Alert, AlertDetail, AlertId};
@@ -209,6 +210,49 @@ fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMete
     meters
 }
 
+/// For each [`PacketClass`], the rules that may act on a packet of that class, in rule order,
+/// and the baseline meters that may measure it: a packet visits only those. Built when the
+/// rules are compiled into a detector (and on reload) from the filters' class tables; a rule
+/// absent from a class's list is one whose filters rule every packet of the class out, so
+/// skipping it changes nothing. Flow rules and sequences, which do nothing per packet, are in
+/// no list.
+#[derive(Debug, Default)]
+struct Dispatch {
+    rules: Vec<Box<[u16]>>,
+    meters: Vec<Box<[u16]>>,
+}
+
+impl Dispatch {
+    fn new(rules: &RuleSet, meters: &[SharedMeter]) -> Dispatch {
+        let may = |kind: &RuleKind, c: PacketClass| match kind {
+            RuleKind::StateMachine(sm) => sm.may_classify(c),
+            RuleKind::Threshold(t) => t.placement != Placement::Central && t.may_select_class(c),
+            RuleKind::Absence(a) => a.filter.may_match_class(c),
+            // An empty set (the shipped blocklist before feeds are added) matches nothing.
+            RuleKind::Intel(ir) => !ir.set.is_empty() && ir.filter.may_match_class(c),
+            RuleKind::Baseline(_) | RuleKind::Sequence(_) => false,
+        };
+        let mut d = Dispatch::default();
+        for c in PacketClass::every() {
+            let ids = rules.rules.iter().enumerate().filter(|(_, r)| may(&r.kind, c));
+            d.rules.push(ids.filter_map(|(i, _)| u16::try_from(i).ok()).collect());
+            let ms = meters.iter().enumerate().filter(|(_, m)| m.filter.may_match_class(c));
+            d.meters.push(ms.filter_map(|(i, _)| u16::try_from(i).ok()).collect());
+        }
+        d
+    }
+
+    #[inline]
+    fn rules_for(&self, c: PacketClass) -> &[u16] {
+        self.rules.get(c.index()).map_or(&[], |l| l)
+    }
+
+    #[inline]
+    fn meters_for(&self, c: PacketClass) -> &[u16] {
+        self.meters.get(c.index()).map_or(&[], |l| l)
+    }
+}
+
 impl SharedMeter {
     fn meter_peers(&self) -> bool {
         self.meter.measures_peers()
@@ -222,6 +266,8 @@ pub struct Detector {
     networks: Arc<NetworkMap>,
     states: Vec<State>,
     meters: Vec<SharedMeter>,
+    /// Per packet class, the rules and meters a packet of that class may concern.
+    dispatch: Dispatch,
     run_key: u64,
     place: WorkerPlace,
     lateness: Duration,
@@ -245,11 +291,13 @@ impl Detector {
     ) -> Detector {
         let mut states: Vec<State> = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
         let meters = group_meters(&rules, &mut states, Vec::new());
+        let dispatch = Dispatch::new(&rules, &meters);
         Detector {
             rules,
             networks,
             states,
             meters,
+            dispatch,
             run_key,
             place,
             lateness,
@@ -284,6 +332,7 @@ impl Detector {
             .collect();
         let meters = std::mem::take(&mut self.meters);
         self.meters = group_meters(&rules, &mut self.states, meters);
+        self.dispatch = Dispatch::new(&rules, &self.meters);
         self.rules = rules;
         if self.started {
             let (now, place) = (self.now, self.place);
@@ -318,12 +367,18 @@ impl Detector {
         if m.ts > self.now {
             self.now = m.ts;
         }
+        let class = PacketClass::of(m);
         let (rules, networks) = (&self.rules, &self.networks);
-        for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
-            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+        for &i in self.dispatch.rules_for(class) {
+            let id = RuleId(i);
+            let (Some(rule), Some(state)) =
+                (rules.rules.get(usize::from(i)), self.states.get_mut(usize::from(i)))
+            else {
+                continue;
+            };
             match (&rule.kind, state) {
                 (RuleKind::StateMachine(sm), State::Machine(runner)) => {
-                    let Some(event) = sm.classify(m) else { continue };
+                    let Some(event) = sm.classify_class(class, m) else { continue };
                     if let Some(bad) = runner.on_event(sm, m.src, event, m.ts) {
                         let key = KeyValue { src: m.src, ..KeyValue::default() };
                         let detail = AlertDetail::InvalidTransition {
@@ -337,7 +392,7 @@ impl Detector {
                     }
                 }
                 (RuleKind::Threshold(t), State::Immediate(st)) => {
-                    if !t.selects_packet(m) {
+                    if !t.selects_packet_class(class, m) {
                         continue;
                     }
                     let key = t.key.of_packet(m, networks);
@@ -347,10 +402,10 @@ impl Detector {
                         out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
                     }
                 }
-                (RuleKind::Threshold(t), State::Partial(st)) if t.selects_packet(m) => {
+                (RuleKind::Threshold(t), State::Partial(st)) if t.selects_packet_class(class, m) => {
                     st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
                 }
-                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches(m) => {
+                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches_class(class, m) => {
                     let (run_key, alerts) = (self.run_key, &mut self.alerts);
                     st.on_packet(a, m, &mut |s| {
                         *alerts += 1;
@@ -359,7 +414,7 @@ impl Detector {
                 }
 
                 (RuleKind::Intel(ir), State::Intel(st)) => {
-                    if !m.is_ip() || !ir.filter.matches(m) {
+                    if !m.is_ip() || !ir.filter.matches_class(class, m) {
                         continue;
                     }
                     let (run_key, alerts) = (self.run_key, &mut self.alerts);
@@ -378,17 +433,19 @@ impl Detector {
                 _ => {}
             }
         }
-        self.meter_baselines(m);
+        self.meter_baselines(class, m);
     }
 
     /// Measures a packet for the shared baseline meters.
     #[inline]
-    fn meter_baselines(&mut self, m: &PacketMeta) {
+    fn meter_baselines(&mut self, class: PacketClass, m: &PacketMeta) {
         if !m.is_ip() {
             return;
         }
-        for sm in &mut self.meters {
-            if sm.filter.matches(m) {
+        for &i in self.dispatch.meters_for(class) {
+            if let Some(sm) = self.meters.get_mut(usize::from(i))
+                && sm.filter.matches_class(class, m)
+            {
                 sm.meter.on_packet(m);
             }
         }

@@ -251,6 +251,13 @@ impl StateMachine {
         u16::try_from(i).ok()
     }
 
+    /// False when no packet of `class` can be an event of this machine.
+    #[must_use]
+    pub fn may_classify(&self, class: PacketClass) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.may_match_class(class))
+            && self.filters.iter().any(|f| f.may_match_class(class))
+    }
+
     /// The state `event` leads to from `state`, or `None` for an invalid transition.
     #[inline]
     #[must_use]

@@ -75,7 +75,7 @@
 //! |---|---|---|
 //! | [`DistinctCounter`] | 32 B for up to 5 values, then 32 B + 4 B per value slot (capacity doubling: 10, 20, 40, … up to the limit) | 32 B + 152 B + `m` (1,208 B at `p = 10`) |
 //! | [`WindowedDistinct`] | 48 B for up to 2 values, then 48 B + 8 B per value slot (4, 8, 16, … up to the limit) | 48 B + 184 B + `8·G` + `(G + 1)·m` (7,448 B at `G = 6`, `p = 10`) |
-//! | [`WindowedCount`] | 40 B + `8·G` | the same |
+//! | [`WindowedCount`] | 96 B for `G` ≤ 8 (inline: no allocation per key) | 96 B + `8·G` |
 //!
 //! A windowed sketch keeps one register array per bucket plus their running maximum, so an
 //! insert costs one or two register updates and an estimate O(30); each bucket expiry
@@ -1197,7 +1197,53 @@ pub struct WindowedCount {
     /// Sum of `totals`.
     total: u64,
     /// Per bucket, at slot `bucket % G`; slots of buckets outside the window are zero.
-    totals: Box<[u64]>,
+    totals: Totals,
+}
+
+/// Up to this many buckets are held inline, so that a key's counter costs no allocation
+/// (the default `window_buckets` is 6).
+const INLINE_TOTALS: usize = 8;
+
+/// A [`WindowedCount`]'s per-bucket totals: inline for small `G`, else on the heap.
+#[derive(Debug, Clone)]
+enum Totals {
+    Inline { len: u8, slots: [u64; INLINE_TOTALS] },
+    Heap(Box<[u64]>),
+}
+
+impl Totals {
+    fn zeroed(n: usize) -> Totals {
+        match u8::try_from(n) {
+            Ok(len) if n <= INLINE_TOTALS => Totals::Inline { len, slots: [0; INLINE_TOTALS] },
+            _ => Totals::Heap(vec![0; n].into_boxed_slice()),
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Totals::Inline { len, slots } => slots.get(..usize::from(*len)).unwrap_or(slots),
+            Totals::Heap(b) => b,
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [u64] {
+        match self {
+            Totals::Inline { len, slots } => {
+                let n = usize::from(*len).min(INLINE_TOTALS);
+                slots.get_mut(..n).unwrap_or_default()
+            }
+            Totals::Heap(b) => b,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Totals::Inline { .. } => 0,
+            Totals::Heap(b) => b.len() * size_of::<u64>(),
+        }
+    }
 }
 
 impl WindowedCount {
@@ -1206,7 +1252,7 @@ impl WindowedCount {
     #[must_use]
     pub fn new(window: Duration, buckets: usize) -> WindowedCount {
         let (width, buckets) = window_shape(window, buckets);
-        WindowedCount { width, head: 0, total: 0, totals: vec![0; usize::from(buckets)].into_boxed_slice() }
+        WindowedCount { width, head: 0, total: 0, totals: Totals::zeroed(usize::from(buckets)) }
     }
 
     /// Adds `amount` (1 for a count) at event time `now`; returns the windowed total.
@@ -1218,11 +1264,11 @@ impl WindowedCount {
         let bucket = bucket_of(self.width, self.head, now);
         if bucket > self.head {
             self.advance_to(bucket);
-        } else if self.head - bucket >= self.totals.len() as u64 {
+        } else if self.head - bucket >= self.totals.as_slice().len() as u64 {
             return Err(Late);
         }
-        let slot = (bucket % self.totals.len() as u64) as usize;
-        if let Some(total) = self.totals.get_mut(slot) {
+        let slot = (bucket % self.totals.as_slice().len() as u64) as usize;
+        if let Some(total) = self.totals.as_mut_slice().get_mut(slot) {
             *total = total.saturating_add(amount);
         }
         self.total = self.total.saturating_add(amount);
@@ -1234,7 +1280,7 @@ impl WindowedCount {
     #[must_use]
     pub fn total(&self, now: Nanos) -> u64 {
         let bucket = bucket_of(self.width, self.head, now);
-        let g = self.totals.len() as u64;
+        let g = self.totals.as_slice().len() as u64;
         if bucket <= self.head {
             return self.total;
         }
@@ -1243,7 +1289,7 @@ impl WindowedCount {
         }
         // Buckets head+1..=bucket reuse the slots of buckets that leave the window.
         (self.head + 1..=bucket)
-            .map(|b| self.totals.get((b % g) as usize).copied().unwrap_or(0))
+            .map(|b| self.totals.as_slice().get((b % g) as usize).copied().unwrap_or(0))
             .fold(self.total, u64::saturating_sub)
     }
 
@@ -1266,7 +1312,7 @@ impl WindowedCount {
     pub fn window_at(&self, now: Nanos) -> (Nanos, Nanos) {
         let bucket = bucket_of(self.width, self.head, now).max(self.head);
         // totals.len() ≤ MAX_BUCKETS.
-        window_bounds(self.width, self.totals.len() as u16, bucket)
+        window_bounds(self.width, self.totals.as_slice().len() as u16, bucket)
     }
 
     /// Bucket width `B`.
@@ -1278,29 +1324,29 @@ impl WindowedCount {
     /// Number of buckets `G`.
     #[must_use]
     pub fn buckets(&self) -> usize {
-        self.totals.len()
+        self.totals.as_slice().len()
     }
 
     /// Bytes this counter occupies, its ring included.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
-        size_of::<Self>() + self.totals.len() * size_of::<u64>()
+        size_of::<Self>() + self.totals.heap_bytes()
     }
 
     fn advance_to(&mut self, bucket: u64) {
-        let g = self.totals.len() as u64;
+        let g = self.totals.as_slice().len() as u64;
         let step = bucket - self.head;
         if step >= g {
-            self.totals.fill(0);
+            self.totals.as_mut_slice().fill(0);
         } else {
             for b in self.head + 1..=bucket {
-                if let Some(total) = self.totals.get_mut((b % g) as usize) {
+                if let Some(total) = self.totals.as_mut_slice().get_mut((b % g) as usize) {
                     *total = 0;
                 }
             }
         }
         self.head = bucket;
-        self.total = self.totals.iter().fold(0, |sum, &t| sum.saturating_add(t));
+        self.total = self.totals.as_slice().iter().fold(0, |sum, &t| sum.saturating_add(t));
     }
 }
 
@@ -1370,7 +1416,7 @@ mod tests {
     fn compact_layouts() {
         assert_eq!(size_of::<DistinctCounter>(), 32);
         assert_eq!(size_of::<WindowedDistinct>(), 48);
-        assert_eq!(size_of::<WindowedCount>(), 40);
+        assert_eq!(size_of::<WindowedCount>(), 96);
         // The module docs' memory table.
         assert_eq!(size_of::<CounterSketch>(), 152);
         assert_eq!(size_of::<SketchRing>(), 184);

@@ -40,7 +40,7 @@
 use std::collections::BTreeMap;
 
 use outpost_decode::{Duration, Nanos, PacketMeta};
-use outpost_filter::Filter;
+use outpost_filter::{Filter, PacketClass};
 use outpost_flowmeter::FlowRecord;
 use std::hash::BuildHasher as _;
 
@@ -257,8 +257,24 @@ impl ThresholdRule {
     #[inline]
     #[must_use]
     pub fn selects_packet(&self, m: &PacketMeta) -> bool {
+        self.selects_packet_class(PacketClass::of(m), m)
+    }
+
+    /// [`ThresholdRule::selects_packet`] with the packet's class computed by the caller.
+    #[inline]
+    #[must_use]
+    pub fn selects_packet_class(&self, class: PacketClass, m: &PacketMeta) -> bool {
         match &self.input {
-            Input::Packets(f) => f.matches(m),
+            Input::Packets(f) => f.matches_class(class, m),
+            Input::Flows(_) => false,
+        }
+    }
+
+    /// False when no packet of `class` can be one of the rule's inputs.
+    #[must_use]
+    pub fn may_select_class(&self, class: PacketClass) -> bool {
+        match &self.input {
+            Input::Packets(f) => f.may_match_class(class),
             Input::Flows(_) => false,
         }
     }

@@ -74,6 +74,23 @@ impl PacketClass {
         PacketClass(base + group.unwrap_or(m.tcp_flags & 0xff))
     }
 
+    /// Number of distinct classes, [`PacketClass::GENERAL`] included: [`PacketClass::index`]
+    /// is below it.
+    pub const COUNT: usize = CLASSES + 1;
+
+    /// A dense index in `0..PacketClass::COUNT`, for tables indexed by class
+    /// ([`PacketClass::GENERAL`] is the last).
+    #[inline]
+    #[must_use]
+    pub fn index(self) -> usize {
+        usize::from(self.0).min(CLASSES)
+    }
+
+    /// Every class, [`PacketClass::GENERAL`] last, in [`PacketClass::index`] order.
+    pub fn every() -> impl Iterator<Item = PacketClass> {
+        (0..CLASSES as u16).map(PacketClass).chain([PacketClass::GENERAL])
+    }
+
     /// Every plain class with a representative of its facts, for building tables.
     fn all() -> impl Iterator<Item = (PacketClass, Facts)> {
         (0..CLASSES as u16).map(|c| {

@@ -325,6 +325,14 @@ impl Filter {
         }
     }
 
+    /// False when no packet of `class` can match (the class alone rules the expression
+    /// out); true otherwise, and always for [`PacketClass::GENERAL`]. For dispatch tables:
+    /// a rule whose filters cannot match a class need not be visited for its packets.
+    #[must_use]
+    pub fn may_match_class(&self, class: PacketClass) -> bool {
+        self.classes.verdict(class) != Verdict::No
+    }
+
     /// The expression text, as given to [`Filter::parse`].
     #[must_use]
     pub fn source(&self) -> &str {
