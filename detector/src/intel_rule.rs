@@ -6,7 +6,7 @@
 //! `cooldown`; the alert policy deduplicates further.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use hashbrown::HashMap;
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
@@ -104,15 +104,46 @@ pub struct Sighting {
 #[derive(Debug, Default)]
 pub struct IntelState {
     quiet_until: HashMap<(IpAddress, Matched), Nanos, foldhash::fast::RandomState>,
+    /// Recent lookups, direct-mapped by address hash: the set's answer for the address in
+    /// the slot. Busy addresses are looked up over and over; a hit skips the set's search,
+    /// whose lines of a million-entry set are rarely in cache.
+    cache: Box<[(IpAddress, Option<IntelMatch>)]>,
+    /// The set the cache's answers came from (a reload brings another set). Weak, so that
+    /// its allocation — and so its address — is not reused while this compares with it.
+    cache_of: Weak<IntelSet>,
     /// Packets that hit a list.
     pub hits: u64,
 }
 
+/// Entries of [`IntelState`]'s lookup cache (40 B each: 80 KiB per intel rule and worker).
+const LOOKUP_CACHE: usize = 2048;
+
 impl IntelState {
+    /// The set's answer for `addr`, through the cache.
+    #[inline]
+    fn lookup(&mut self, set: &Arc<IntelSet>, addr: IpAddress) -> Option<IntelMatch> {
+        if !std::ptr::eq(self.cache_of.as_ptr(), Arc::as_ptr(set)) || self.cache.is_empty() {
+            // Every slot starts as a true answer, so no slot needs a "valid" mark.
+            let unspecified = IpAddress::UNSPECIFIED;
+            self.cache = vec![(unspecified, set.lookup(&unspecified)); LOOKUP_CACHE].into_boxed_slice();
+            self.cache_of = Arc::downgrade(set);
+        }
+        let slot = (addr.shard_hash() as usize) & (LOOKUP_CACHE - 1);
+        match self.cache.get_mut(slot) {
+            Some(entry) if entry.0 == addr => entry.1,
+            Some(entry) => {
+                let hit = set.lookup(&addr);
+                *entry = (addr, hit);
+                hit
+            }
+            None => set.lookup(&addr),
+        }
+    }
+
     /// Looks the packet up; returns the sightings that should alert.
     pub fn on_packet(&mut self, rule: &IntelRule, m: &PacketMeta, out: &mut impl FnMut(Sighting)) {
         let mut check = |addr: IpAddress, matched: Matched, state: &mut IntelState| {
-            if let Some(hit) = rule.set.lookup(&addr) {
+            if let Some(hit) = state.lookup(&rule.set, addr) {
                 state.hits += 1;
                 let until = state.quiet_until.entry((addr, matched)).or_insert(Nanos::ZERO);
                 if m.ts >= *until {
@@ -134,5 +165,49 @@ impl IntelState {
         if self.quiet_until.len() > 4096 {
             self.quiet_until.retain(|_, t| *t > now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(entries: &str) -> IntelRule {
+        let src = IntelSource { name: "l".into(), path: PathBuf::from("l.txt"), lenient: false };
+        IntelRule {
+            filter: Filter::match_all(),
+            direction: IntelDirection::Either,
+            set: Arc::new(IntelSet::from_texts(&[(src, entries)]).unwrap()),
+            cooldown: Duration::ZERO,
+        }
+    }
+
+    fn sightings(st: &mut IntelState, r: &IntelRule, src: &str, dst: &str) -> Vec<Sighting> {
+        let m = PacketMeta { src: src.parse().unwrap(), dst: dst.parse().unwrap(), ..PacketMeta::default() };
+        let mut got = Vec::new();
+        st.on_packet(r, &m, &mut |s| got.push(s));
+        got
+    }
+
+    #[test]
+    fn cached_answers_follow_the_set_after_a_reload() {
+        let mut st = IntelState::default();
+        let a = rule("203.0.113.0/24\n");
+        for _ in 0..3 {
+            let got = sightings(&mut st, &a, "203.0.113.9", "10.0.0.1");
+            assert_eq!(got.len(), 1, "a listed source, cached or not");
+            assert_eq!(got[0].matched, Matched::Src);
+        }
+        assert!(sightings(&mut st, &a, "10.0.0.1", "10.0.0.2").is_empty());
+        // Another set (a reload): the cache must not answer from the old one.
+        let b = rule("10.0.0.2\n");
+        assert!(sightings(&mut st, &b, "203.0.113.9", "10.0.0.1").is_empty());
+        let got = sightings(&mut st, &b, "10.0.0.1", "10.0.0.2");
+        assert_eq!((got.len(), got.first().map(|s| s.matched)), (1, Some(Matched::Dst)));
+        drop(a);
+        let c = rule("0.0.0.0/8\n");
+        let got = sightings(&mut st, &c, "0.0.0.0", "10.0.0.2");
+        assert_eq!(got.len(), 1, "the unspecified address, the cache's initial key, is looked up too");
+        assert_eq!(st.hits, 5);
     }
 }

@@ -15,18 +15,29 @@
 //! The collector's share (flow rules, Merged thresholds, baselines' judging, the alert
 //! policy) runs on another thread in `outpost replay` and is not timed here.
 //!
-//! Usage: `detect FILE [--rules DIR]... [--intel FILE] [--packets N] [--reps N]`
-//! (defaults: `config/rules.d`, 2,000,000 packets, 7 repetitions).
+//! With `--memory N` it instead measures the detector's memory per tracked source address:
+//! N sources (IPv4, in 10.0.0.0/8 so the seed machine's scope holds them) each send, within
+//! a second, a TCP SYN to a server, a DNS query, an ICMP echo and the seed machine's event
+//! `a` — so every packet rule of the default ruleset that keys on the source holds state for
+//! it — and the heap bytes the worker's detector holds afterwards (counted by a global
+//! allocator) are divided by N.
+//!
+//! Usage: `detect FILE [--rules DIR]... [--intel FILE] [--packets N] [--reps N]` or
+//! `detect --memory N [--rules DIR]` (defaults: `config/rules.d`, 2,000,000 packets,
+//! 7 repetitions).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use outpost_bench::Samples;
 use outpost_capture::{PacketSource, PcapFileSource};
-use outpost_decode::{Decoder, Duration, PacketMeta};
+use outpost_decode::{Decoder, Duration, IpAddress, Nanos, Network, PacketMeta, Transport};
 use outpost_detector::config::{RulesConfig, SourceText};
 use outpost_detector::engine::{Detector, WorkerPlace};
 use outpost_detector::network::NetworkMap;
@@ -36,7 +47,101 @@ use outpost_flowmeter::{FlowConfig, FlowMeter};
 /// Packets per batch, and between clock ticks (the worker's batch size).
 const BATCH: usize = 32;
 
+/// The system allocator, counting the bytes held.
+struct Counting;
+
+static HELD: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HELD.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The packets of `sources` sources for the memory measurement (see the module docs).
+fn source_packets(sources: u32) -> Vec<PacketMeta> {
+    let start = Nanos::from_secs(1_767_225_600);
+    let mut out = Vec::with_capacity(sources as usize * 4);
+    for i in 0..sources {
+        let src = IpAddress::from(std::net::IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i + 1))));
+        let dst = IpAddress::from(std::net::IpAddr::V4(Ipv4Addr::new(192, 168, 1, (i % 200) as u8 + 1)));
+        let ts = Nanos(start.0 + u64::from(i) * 1_000_000_000 / u64::from(sources.max(1)));
+        let base = PacketMeta {
+            ts,
+            src,
+            dst,
+            network: Network::Ipv4,
+            ethertype: 0x0800,
+            transport: Transport::Parsed,
+            src_port: 40_000 + (i % 20_000) as u16,
+            ip_len: 60,
+            wire_len: 74,
+            ttl: 64,
+            ..PacketMeta::default()
+        };
+        let with = |proto: u8, f: &dyn Fn(&mut PacketMeta)| {
+            let mut m = PacketMeta { ip_proto: proto, ip6_first_next_header: proto, ..base };
+            f(&mut m);
+            m
+        };
+        out.push(with(6, &|m| {
+            m.dst_port = 443;
+            m.tcp_flags = 0x02;
+        }));
+        out.push(with(17, &|m| m.dst_port = 53));
+        out.push(with(1, &|m| m.icmp_type = 8));
+        out.push(with(17, &|m| m.dst_port = 7001));
+    }
+    out
+}
+
+/// Heap bytes per source a worker's detector holds after `sources` sources.
+fn memory_per_source(rules: &Arc<RuleSet>, sources: u32) -> (f64, u64) {
+    let packets = source_packets(sources);
+    let networks = Arc::new(NetworkMap::new(&[]));
+    let before = HELD.load(Ordering::Relaxed);
+    let mut d = Detector::new(rules.clone(), networks, 1, WorkerPlace::ALONE, Duration::ZERO);
+    let empty = HELD.load(Ordering::Relaxed);
+    let mut outputs = 0u64;
+    for (i, m) in packets.iter().enumerate() {
+        d.on_packet(m, i as u64, &mut |o| {
+            black_box(&o);
+            outputs += 1;
+        });
+    }
+    let held = HELD.load(Ordering::Relaxed);
+    black_box(&d);
+    drop(d);
+    let _ = before;
+    ((held - empty) as f64 / f64::from(sources.max(1)), outputs)
+}
+
 struct Options {
+    memory: Option<u32>,
     file: PathBuf,
     rules: Vec<PathBuf>,
     intel: Option<PathBuf>,
@@ -45,12 +150,20 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { file: PathBuf::new(), rules: Vec::new(), intel: None, packets: 2_000_000, reps: 7 };
+    let mut o = Options {
+        memory: None,
+        file: PathBuf::new(),
+        rules: Vec::new(),
+        intel: None,
+        packets: 2_000_000,
+        reps: 7,
+    };
     let mut file = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |what: &str| args.next().ok_or_else(|| format!("{what} needs a value"));
         match a.as_str() {
+            "--memory" => o.memory = Some(value("--memory")?.parse().map_err(|e| format!("--memory: {e}"))?),
             "--rules" => o.rules.push(PathBuf::from(value("--rules")?)),
             "--intel" => o.intel = Some(PathBuf::from(value("--intel")?)),
             "--packets" => o.packets = value("--packets")?.parse().map_err(|e| format!("--packets: {e}"))?,
@@ -61,7 +174,11 @@ fn parse_args() -> Result<Options, String> {
             s => file = Some(PathBuf::from(s)),
         }
     }
-    o.file = file.ok_or("a pcap file is required")?;
+    o.file = match (file, o.memory) {
+        (Some(f), _) => f,
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => return Err("a pcap file is required".into()),
+    };
     if o.rules.is_empty() {
         o.rules.push(PathBuf::from("config/rules.d"));
     }
@@ -175,6 +292,24 @@ fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<Networ
     (start.elapsed().as_secs_f64(), outputs)
 }
 
+/// `--memory N`: bytes per tracked source, for each rule directory.
+fn memory(o: &Options, sources: u32) -> ExitCode {
+    println!("| rules | sources | detector heap bytes per source | outputs |");
+    println!("|---|---:|---:|---:|");
+    for dir in &o.rules {
+        let set = match compile(dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("detect: rules {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let (per, outputs) = memory_per_source(&set, sources);
+        println!("| {} | {sources} | {per:.0} | {outputs} |", dir.display());
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let o = match parse_args() {
         Ok(o) => o,
@@ -185,6 +320,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(sources) = o.memory {
+        return memory(&o, sources);
+    }
     let metas = match load(&o.file, o.packets) {
         Ok(m) if !m.is_empty() => m,
         Ok(_) => {
