@@ -4,7 +4,7 @@
 #                replays it, shows alerts and alert windows, and checks them against the truth;
 #                then meters a generated traffic mix into flow records, checked the same way
 #   make test    installs what is missing, runs fmt/clippy checks, every test, a fuzz smoke run
-#   make bench   replay and decode throughput (see BENCHMARKS.md)
+#   make bench   replay, decode, flow and detection throughput (see BENCHMARKS.md)
 #   make fuzz    the decoder fuzz target for FUZZ_SECONDS (default 300)
 #   make realtools  recapture nmap/hping3/hydra between network namespaces (root, ~5 min;
 #                installs its own tools) into tests/fixtures/realtools, which make test replays
@@ -99,6 +99,7 @@ fuzz-smoke:
 
 bench: deps-apt
 	bench/run.sh
+	bench/detect.sh
 
 realtools:
 	tests/realtools/capture.sh
