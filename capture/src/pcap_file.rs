@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 
 use outpost_decode::{LinkType, Nanos};
 use pcap_parser::nom;
-use pcap_parser::pcap::{
-    LegacyPcapBlock, PcapHeader, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
-    parse_pcap_header,
-};
+use pcap_parser::pcap::{LegacyPcapBlock, PcapHeader, parse_pcap_frame_modified, parse_pcap_header};
 use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le, parse_sectionheaderblock};
 
 use crate::error::SourceError;
@@ -199,15 +196,29 @@ impl PcapFileSource {
                 return Ok(true);
             }
             match format {
-                Format::Legacy { big_endian, modified, nanos, link } => {
-                    let parsed = if modified {
-                        parse_pcap_frame_modified(input)
-                    } else if big_endian {
-                        parse_pcap_frame_be(input)
-                    } else {
-                        parse_pcap_frame(input)
+                Format::Legacy { big_endian, modified: false, nanos, link } => {
+                    // The 16-byte record header, read by hand (the common case): seconds,
+                    // fraction, captured and original length.
+                    let Some(h) = input.get(..16) else {
+                        return self.incomplete_by(at, 16 - input.len());
                     };
-                    match parsed {
+                    let field = |o: usize| {
+                        let b = [h[o], h[o + 1], h[o + 2], h[o + 3]];
+                        if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+                    };
+                    let (ts_sec, ts_frac, caplen, origlen) = (field(0), field(4), field(8), field(12));
+                    let caplen = caplen as usize;
+                    if input.len() - 16 < caplen {
+                        return self.incomplete_by(at, caplen - (input.len() - 16));
+                    }
+                    let frac = if nanos { u64::from(ts_frac) } else { u64::from(ts_frac) * 1000 };
+                    let ts = Nanos(u64::from(ts_sec) * 1_000_000_000 + frac);
+                    self.push_frame(link, at + 16, caplen, origlen, ts);
+                    self.start = at + 16 + caplen;
+                }
+                Format::Legacy { modified: true, nanos, link, .. } => {
+                    // The modified (Kuznetzov) format's longer record header: pcap-parser.
+                    match parse_pcap_frame_modified(input) {
                         Ok((rest, block)) => {
                             let consumed = input.len() - rest.len();
                             let ts = legacy_ts(&block, nanos);
@@ -290,6 +301,11 @@ impl PcapFileSource {
             }
         }
         Ok(false)
+    }
+
+    /// [`Self::incomplete`] with the number of bytes missing known.
+    fn incomplete_by(&self, at: usize, missing: usize) -> Result<bool, SourceError> {
+        if self.eof { Err(self.truncated(at, missing as u64)) } else { Ok(true) }
     }
 
     fn incomplete(&self, at: usize, needed: nom::Needed) -> Result<bool, SourceError> {

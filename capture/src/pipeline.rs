@@ -434,10 +434,17 @@ struct MergeInput<R, St> {
 }
 
 impl<R, St> MergeInput<R, St> {
-    /// Moves everything the worker has sent into the queue. Returns true if anything came.
+    /// Moves what the worker has sent into the queue — at most one ring's worth, so that the
+    /// collector releases (and hands on) records between pumps instead of draining a worker
+    /// that refills the ring as fast as it is emptied into an ever longer queue: when the
+    /// collector is the slower side, the full ring makes the worker wait. Returns true if
+    /// anything came.
     fn pump(&mut self) -> bool {
         let mut any = false;
-        while let Ok(msg) = self.rx.pop() {
+        let mut left = self.rx.buffer().capacity();
+        while left > 0 {
+            let Ok(msg) = self.rx.pop() else { break };
+            left -= 1;
             any = true;
             match msg {
                 Out::Record { seq, record } => self.queue.push_back((seq, record)),

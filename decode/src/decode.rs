@@ -91,8 +91,27 @@ const MAX_IPV6_EXTENSIONS: usize = 8;
 /// The [`Malformed`] reason when the frame cannot be decoded up to the network layer.
 #[inline]
 pub fn decode(link: LinkType, frame: &[u8], ts: Nanos, wire_len: u32) -> Result<PacketMeta, Malformed> {
+    let mut meta = PacketMeta::default();
+    decode_into(&mut meta, link, frame, ts, wire_len)?;
+    Ok(meta)
+}
+
+/// [`decode`] into a [`PacketMeta`] the caller holds (a slot of a batch), so the result is not
+/// copied there afterwards. On success `meta` is exactly what [`decode`] returns; on error its
+/// contents are unspecified.
+///
+/// # Errors
+/// The [`Malformed`] reason when the frame cannot be decoded up to the network layer.
+#[inline]
+pub fn decode_into(
+    meta: &mut PacketMeta,
+    link: LinkType,
+    frame: &[u8],
+    ts: Nanos,
+    wire_len: u32,
+) -> Result<(), Malformed> {
     let l2 = link_layer(link, frame)?;
-    let mut meta = PacketMeta {
+    *meta = PacketMeta {
         ts,
         wire_len,
         cap_len: sat_u32(frame.len()),
@@ -109,15 +128,15 @@ pub fn decode(link: LinkType, frame: &[u8], ts: Nanos, wire_len: u32) -> Result<
     let wire = usize::try_from(wire_len).unwrap_or(usize::MAX).max(frame.len());
     let wire_l3 = wire.saturating_sub(l2.l3_offset);
     match l2.ethertype {
-        ethertype::IPV4 => decode_ipv4(&mut meta, l3, l2.l3_offset, wire_l3)?,
-        ethertype::IPV6 => decode_ipv6(&mut meta, l3, l2.l3_offset, wire_l3)?,
-        ethertype::ARP => decode_arp(&mut meta, l3)?,
+        ethertype::IPV4 => decode_ipv4(meta, l3, l2.l3_offset, wire_l3)?,
+        ethertype::IPV6 => decode_ipv6(meta, l3, l2.l3_offset, wire_l3)?,
+        ethertype::ARP => decode_arp(meta, l3)?,
         _ => {
             meta.l4_offset = meta.l3_offset;
             meta.payload_offset = meta.l3_offset;
         }
     }
-    Ok(meta)
+    Ok(())
 }
 
 /// Hash of the frame's source IP address ([`crate::IpAddress::shard_hash`]) for choosing a

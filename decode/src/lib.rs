@@ -19,7 +19,7 @@ pub mod time;
 mod view;
 
 pub use addr::{Cidr, CidrError, IpAddress};
-pub use decode::{ShardHashes, decode, shard_hash, shard_hashes};
+pub use decode::{ShardHashes, decode, decode_into, shard_hash, shard_hashes};
 pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};

@@ -32,6 +32,12 @@ impl DecodeStats {
     /// Counts one decode result.
     #[inline]
     pub fn record(&mut self, wire_len: u32, result: &Result<PacketMeta, Malformed>) {
+        self.record_ref(wire_len, result.as_ref().map_err(|e| *e));
+    }
+
+    /// Counts one decode result held by reference (what [`crate::decode_into`] wrote).
+    #[inline]
+    pub fn record_ref(&mut self, wire_len: u32, result: Result<&PacketMeta, Malformed>) {
         self.frames += 1;
         self.wire_bytes += u64::from(wire_len);
         match result {
@@ -48,7 +54,7 @@ impl DecodeStats {
             }
             Err(reason) => {
                 self.rejected += 1;
-                self.malformed[*reason as usize] += 1;
+                self.malformed[reason as usize] += 1;
             }
         }
     }

@@ -99,6 +99,47 @@ impl fmt::Display for Nanos {
     }
 }
 
+impl Nanos {
+    /// Appends the RFC 3339 form [`fmt::Display`] writes (`2026-01-01T00:00:00.000000000Z`) to
+    /// `out`, without going through `core::fmt` (flow records as JSON write two per record).
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        let secs = self.secs();
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        if y < 10_000 {
+            push_fixed(out, y, 4);
+        } else {
+            out.extend_from_slice(y.to_string().as_bytes());
+        }
+        out.push(b'-');
+        push_fixed(out, m, 2);
+        out.push(b'-');
+        push_fixed(out, d, 2);
+        out.push(b'T');
+        push_fixed(out, rem / 3600, 2);
+        out.push(b':');
+        push_fixed(out, (rem / 60) % 60, 2);
+        out.push(b':');
+        push_fixed(out, rem % 60, 2);
+        out.push(b'.');
+        push_fixed(out, u64::from(self.subsec_nanos()), 9);
+        out.push(b'Z');
+    }
+}
+
+/// Appends the last `width` decimal digits of `v`, zero-padded.
+fn push_fixed(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    if let Some(digits) = out.get_mut(start..) {
+        for c in digits.iter_mut().rev() {
+            *c = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+}
+
 impl serde::Serialize for Nanos {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -170,6 +211,24 @@ impl From<Duration> for std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_rfc3339_matches_display() {
+        for t in [0u64, 1, 999_999_999, 1_764_000_000_123_456_789, 253_402_300_799_999_999, u64::MAX] {
+            let mut v = Vec::new();
+            Nanos(t).write_rfc3339(&mut v);
+            assert_eq!(String::from_utf8(v).unwrap(), Nanos(t).to_string(), "{t}");
+        }
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut v = Vec::new();
+            Nanos(x).write_rfc3339(&mut v);
+            assert_eq!(String::from_utf8(v).unwrap(), Nanos(x).to_string());
+        }
+    }
 
     #[test]
     fn formats_epoch_and_known_dates_as_rfc3339() {

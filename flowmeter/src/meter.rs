@@ -154,9 +154,11 @@ impl FragmentTracker {
     }
 }
 
-/// Flows tracked from which [`FlowMeter::prepare`] prefetches: below it the table (about
-/// 124 bytes a flow) fits the caches of a typical server core and prefetching only costs.
-pub const PREFETCH_MIN_FLOWS: usize = 131_072;
+/// Flows tracked from which [`FlowMeter::prepare`] prefetches: about a core's L2 (1 MiB) at
+/// ~124 bytes a flow. Above it the table is not cached in a real sensor, whose packet stream
+/// evicts it from the shared L3; below it prefetching only costs. Cheap either way since
+/// `prepare` keeps the slot it found for `on_prepared` (BENCHMARKS.md, section 9, item 2).
+pub const PREFETCH_MIN_FLOWS: usize = 8_192;
 
 /// The ports (or ICMP port equivalents) of a packet that is not a later fragment.
 #[inline]
@@ -179,6 +181,16 @@ fn key_of_unfragmented(m: &PacketMeta) -> (FlowKey, Side) {
     FlowKey::new(m.src, s, m.dst, d, m.ip_proto, vlan)
 }
 
+/// A packet of the batch given to [`FlowMeter::prepare`]: its flow key, the side that sent it,
+/// the key's hash and — when the table was prefetched — the slot the index pointed to then.
+#[derive(Clone, Copy, Debug)]
+struct Prepared {
+    key: FlowKey,
+    side: Side,
+    hash: u64,
+    hint: Option<u32>,
+}
+
 /// One worker's flow meter.
 #[derive(Debug)]
 pub struct FlowMeter {
@@ -187,7 +199,7 @@ pub struct FlowMeter {
     now: Nanos,
     stats: FlowMeterStats,
     /// Keys of the batch given to `prepare`.
-    prepared: Vec<Option<(FlowKey, Side, u64)>>,
+    prepared: Vec<Option<Prepared>>,
 }
 
 impl FlowMeter {
@@ -262,17 +274,19 @@ impl FlowMeter {
             let ready = m.is_ip() && m.fragment == Fragment::None;
             self.prepared.push(if ready {
                 let (key, side) = key_of_unfragmented(m);
-                Some((key, side, key.hash64()))
+                Some(Prepared { key, side, hash: key.hash64(), hint: None })
             } else {
                 None
             });
         }
         if self.table.len() >= PREFETCH_MIN_FLOWS {
-            for (_, _, hash) in self.prepared.iter().flatten() {
-                self.table.prefetch_index(*hash);
+            for p in self.prepared.iter().flatten() {
+                self.table.prefetch_index(p.hash);
             }
-            for (_, _, hash) in self.prepared.iter().flatten() {
-                self.table.prefetch_slot(*hash);
+            // The slot each index line points to is kept, so metering need not search the
+            // index again (it checks the slot still holds the key).
+            for p in self.prepared.iter_mut().flatten() {
+                p.hint = self.table.prefetch_slot(p.hash);
             }
         }
     }
@@ -282,7 +296,7 @@ impl FlowMeter {
     #[inline]
     pub fn on_prepared(&mut self, i: usize, m: &PacketMeta, out: &mut impl FnMut(FlowRecord)) {
         match self.prepared.get(i).copied().flatten() {
-            Some((key, side, hash)) => self.meter(m, &key, side, hash, out),
+            Some(p) => self.meter(m, &p.key, p.side, p.hash, p.hint, out),
             None => self.on_packet(m, out),
         }
     }
@@ -294,7 +308,7 @@ impl FlowMeter {
             self.stats.not_ip += 1;
             return;
         };
-        self.meter(m, &key, side, key.hash64(), out);
+        self.meter(m, &key, side, key.hash64(), None, out);
     }
 
     /// Counts an IP packet whose key is known.
@@ -305,6 +319,7 @@ impl FlowMeter {
         key: &FlowKey,
         side: Side,
         hash: u64,
+        hint: Option<u32>,
         out: &mut impl FnMut(FlowRecord),
     ) {
         if m.ts > self.now {
@@ -322,7 +337,7 @@ impl FlowMeter {
             icmp_type: if icmp { m.icmp_type } else { 0 },
             icmp_code: if icmp { m.icmp_code } else { 0 },
         };
-        self.table.observe(key, hash, side, &obs, out);
+        self.table.observe_hinted(key, hash, hint, side, &obs, out);
     }
 
     /// Event time advanced to `now`: export flows that timed out, forget old fragments.

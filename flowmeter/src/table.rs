@@ -45,6 +45,8 @@ mod st {
     pub(super) const RST: u8 = 0x08;
     /// Both FINs or a RST: the flow ends after the close linger.
     pub(super) const CLOSING: u8 = 0x10;
+    /// The slot is free (its flow ended): a slot hint pointing here is stale.
+    pub(super) const FREE: u8 = 0x80;
 }
 
 /// One tracked flow. 112 bytes.
@@ -317,15 +319,20 @@ impl FlowTable {
     }
 
     /// Starts loading the slots whose tag matches `hash` (second stage of a batch, once the
-    /// index line is likely cached).
+    /// index line is likely cached). Returns the first of them: a hint for
+    /// [`FlowTable::observe_hinted`], which checks it (slot in use, key equal) before trusting
+    /// it, so the index need not be searched again.
     #[inline]
-    pub fn prefetch_slot(&self, hash: u64) {
+    pub fn prefetch_slot(&self, hash: u64) -> Option<u32> {
+        let mut first = None;
         let _ = self.index.find(hash, |i| {
             if let Some(s) = self.slots.get(i as usize) {
                 prefetch(s);
+                first = first.or(Some(i));
             }
             false
         });
+        first
     }
 
     fn bucket_of(&self, deadline: Nanos) -> u64 {
@@ -388,6 +395,9 @@ impl FlowTable {
         }
         self.unlink(idx);
         self.index.remove(hash, idx);
+        if let Some(s) = self.slots.get_mut(idx as usize) {
+            s.state |= st::FREE;
+        }
         self.free.push(idx);
         self.stats.active = self.index.len() as u64;
     }
@@ -413,8 +423,30 @@ impl FlowTable {
         p: &Observation,
         out: &mut impl FnMut(FlowRecord),
     ) {
+        self.observe_hinted(key, hash, None, from, p, out);
+    }
+
+    /// [`FlowTable::observe`] with the slot [`FlowTable::prefetch_slot`] returned for `hash`:
+    /// when that slot is in use and holds `key` it is the flow's (keys are unique in the
+    /// table), and the index is not searched; otherwise (no hint, a tag collision, or the flow
+    /// ended since) the index is.
+    #[inline]
+    pub fn observe_hinted(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        hint: Option<u32>,
+        from: Side,
+        p: &Observation,
+        out: &mut impl FnMut(FlowRecord),
+    ) {
         let slots = &self.slots;
-        let found = self.index.find(hash, |i| slots.get(i as usize).is_some_and(|s| s.key == *key));
+        let hinted =
+            hint.filter(|&i| slots.get(i as usize).is_some_and(|s| s.state & st::FREE == 0 && s.key == *key));
+        let found = match hinted {
+            Some(i) => Some(i),
+            None => self.index.find(hash, |i| slots.get(i as usize).is_some_and(|s| s.key == *key)),
+        };
         let idx = match found {
             Some(idx) => {
                 let (last, empty, base, closed) = match self.slots.get(idx as usize) {

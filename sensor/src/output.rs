@@ -66,6 +66,17 @@ impl JsonLines {
         Ok(())
     }
 
+    /// Writes one line that `encode` appends to an empty buffer (a record with its own
+    /// hand-written JSON encoder, e.g. [`outpost_flowmeter::FlowJson::write_json`]).
+    pub fn write_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> anyhow::Result<()> {
+        self.line.clear();
+        encode(&mut self.line);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).with_context(|| format!("cannot write to {}", self.name))?;
+        self.written += 1;
+        Ok(())
+    }
+
     /// Flushes buffered lines.
     ///
     /// # Errors

@@ -355,7 +355,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         |m| match m {
             Merged::Record { seq, record: SensorRecord::Flow(flow), .. } => {
                 if let (Some(out), None) = (flows_out.as_mut(), write_error.as_ref()) {
-                    if let Err(e) = out.write(&FlowJson { record: &flow, sensor: &sensor }) {
+                    let json = FlowJson { record: &flow, sensor: &sensor };
+                    if let Err(e) = out.write_with(|buf| json.write_json(buf)) {
                         write_error = Some(e);
                     }
                 }

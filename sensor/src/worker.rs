@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use outpost_capture::{Emitter, Frame, FrameBlock, InputPos, Roles, WorkerStage};
-use outpost_decode::{DecodeStats, Duration, Nanos, PacketMeta, decode};
+use outpost_decode::{DecodeStats, Duration, Nanos, PacketMeta, decode_into};
 use outpost_detector::baseline::BaselinePartial;
 use outpost_detector::threshold::Partial;
 use outpost_detector::{Alert, Detector, DetectorOutput, DetectorStats, NetworkMap, RuleSet, WorkerPlace};
@@ -82,6 +82,8 @@ pub struct SensorStage {
     flows: Option<FlowMeter>,
     detector: Detector,
     /// The current batch: decoded packets and their input positions, side by side (reused).
+    /// `metas` always holds `BATCH` entries; the first `positions.len()` are the batch's, and
+    /// frames are decoded straight into the next one (no copy of each `PacketMeta`).
     positions: Vec<InputPos>,
     metas: Vec<PacketMeta>,
 }
@@ -103,23 +105,32 @@ impl SensorStage {
                 setup.lateness,
             ),
             positions: Vec::with_capacity(BATCH),
-            metas: Vec::with_capacity(BATCH),
+            metas: vec![PacketMeta::default(); BATCH],
         }
     }
 
-    /// Decodes a frame, counting the outcome if this worker owns the frame's source.
+    /// Decodes a frame into the batch's next entry, counting the outcome if this worker owns
+    /// the frame's source; the frame joins the batch if it decoded. Returns the batch's length.
     #[inline]
-    fn decode(&mut self, pos: InputPos, frame: &Frame<'_>) -> Option<PacketMeta> {
-        let result = decode(frame.link, frame.data, frame.ts, frame.wire_len);
+    fn decode(&mut self, pos: InputPos, frame: &Frame<'_>) -> usize {
+        let n = self.positions.len();
+        let Some(meta) = self.metas.get_mut(n) else { return n };
+        let result = decode_into(meta, frame.link, frame.data, frame.ts, frame.wire_len);
         if pos.roles.has(Roles::SOURCE) {
-            self.decode_stats.record(frame.wire_len, &result);
+            self.decode_stats.record_ref(frame.wire_len, result.map(|()| &*meta));
         }
-        result.ok()
+        if result.is_ok() {
+            self.positions.push(pos);
+            n + 1
+        } else {
+            n
+        }
     }
 
     /// Meters and checks the decoded batch, packet by packet in input order.
     fn run_batch(&mut self, out: &mut Out) {
-        let (positions, metas) = (&self.positions, &self.metas);
+        let positions = &self.positions;
+        let metas = self.metas.get(..positions.len()).unwrap_or_default();
         if let Some(f) = self.flows.as_mut() {
             // Only the packets this worker meters (its PAIR role) are prepared.
             f.prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::PAIR)).map(|(_, m)| m));
@@ -138,12 +149,6 @@ impl SensorStage {
             }
         }
         self.positions.clear();
-        self.metas.clear();
-    }
-
-    fn push(&mut self, pos: InputPos, meta: PacketMeta) {
-        self.positions.push(pos);
-        self.metas.push(meta);
     }
 }
 
@@ -155,19 +160,15 @@ impl WorkerStage for SensorStage {
 
     #[inline]
     fn on_frame(&mut self, pos: InputPos, frame: Frame<'_>, out: &mut Out) {
-        if let Some(meta) = self.decode(pos, &frame) {
-            self.push(pos, meta);
+        if self.decode(pos, &frame) > 0 {
             self.run_batch(out);
         }
     }
 
     fn on_block(&mut self, block: &FrameBlock, out: &mut Out) {
         for (pos, frame) in block.iter() {
-            if let Some(meta) = self.decode(pos, &frame) {
-                self.push(pos, meta);
-                if self.metas.len() == BATCH {
-                    self.run_batch(out);
-                }
+            if self.decode(pos, &frame) == BATCH {
+                self.run_batch(out);
             }
         }
         self.run_batch(out);

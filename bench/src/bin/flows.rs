@@ -21,8 +21,8 @@
 //! # Cases
 //! - `on_packet`: `decode` + `DecodeStats::record` + `FlowMeter::on_packet`, one packet at a
 //!   time.
-//! - `batch32`: 32 frames decoded into a `Vec<PacketMeta>`, then `FlowMeter::prepare` (keys,
-//!   and prefetches once the table holds `PREFETCH_MIN_FLOWS` flows) and
+//! - `batch32`: 32 frames decoded in place into a batch of `PacketMeta`s (`decode_into`), then
+//!   `FlowMeter::prepare` (keys, and prefetches once the table holds `PREFETCH_MIN_FLOWS` flows) and
 //!   `FlowMeter::on_prepared` for each — what `sensor/src/worker.rs` does per batch.
 //! - `table32+pf` / `table32-pf`: the same batches driven through a `FlowTable` directly
 //!   (`FlowKey::new`, `hash64`, `observe`), with the index and slot prefetches of `prepare`
@@ -48,7 +48,7 @@ use std::process::ExitCode;
 use std::time::{Duration as StdDuration, Instant};
 
 use outpost_bench::{MIN_FRAME, Samples};
-use outpost_decode::{DecodeStats, LinkType, Nanos, PacketMeta, decode};
+use outpost_decode::{DecodeStats, LinkType, Nanos, PacketMeta, decode, decode_into};
 use outpost_flowmeter::table::Observation;
 use outpost_flowmeter::{FlowConfig, FlowKey, FlowMeter, FlowRecord, FlowTable, PREFETCH_MIN_FLOWS, Side};
 use outpost_tools::frame::{FrameBuilder, tcp};
@@ -151,8 +151,11 @@ struct Rig {
     meter: FlowMeter,
     table: FlowTable,
     decode_stats: DecodeStats,
-    metas: Vec<PacketMeta>,
-    keys: Vec<(FlowKey, Side, u64)>,
+    /// `BATCH` entries, the first `n_metas` the current batch's (decoded in place, as the
+    /// worker does).
+    metas_buf: Vec<PacketMeta>,
+    n_metas: usize,
+    keys: Vec<(FlowKey, Side, u64, Option<u32>)>,
     /// Which of the two this rig times.
     uses_table: bool,
     /// Packets of records emitted (steady state: none).
@@ -178,7 +181,8 @@ impl Rig {
             table: FlowTable::new(if table { cfg.table } else { small.table }, 1),
             uses_table: table,
             decode_stats: DecodeStats::default(),
-            metas: Vec::with_capacity(BATCH),
+            metas_buf: vec![PacketMeta::default(); BATCH],
+            n_metas: 0,
             keys: Vec::with_capacity(BATCH),
             sink: 0,
             records: 0,
@@ -188,12 +192,13 @@ impl Rig {
     /// Decodes frames `range` of the block into `metas`.
     #[inline]
     fn decode_into(&mut self, first: u64, range: std::ops::Range<usize>) {
-        self.metas.clear();
+        self.n_metas = 0;
         for k in range {
-            let r = decode(LinkType::Ethernet, self.traffic.frame(k), ts(first + k as u64), WIRE);
-            self.decode_stats.record(WIRE, &r);
-            if let Ok(m) = r {
-                self.metas.push(m);
+            let Some(m) = self.metas_buf.get_mut(self.n_metas) else { break };
+            let r = decode_into(m, LinkType::Ethernet, self.traffic.frame(k), ts(first + k as u64), WIRE);
+            self.decode_stats.record_ref(WIRE, r.map(|()| &*m));
+            if r.is_ok() {
+                self.n_metas += 1;
             }
         }
     }
@@ -241,8 +246,9 @@ impl Rig {
                 *sink += r.fwd.packets;
                 *records += 1;
             };
-            self.meter.prepare(&self.metas);
-            for (i, m) in self.metas.iter().enumerate() {
+            let metas = self.metas_buf.get(..self.n_metas).unwrap_or_default();
+            self.meter.prepare(metas);
+            for (i, m) in metas.iter().enumerate() {
                 self.meter.on_prepared(i, m, &mut out);
             }
         }
@@ -257,16 +263,17 @@ impl Rig {
         for b in 0..BLOCK / BATCH {
             self.decode_into(first, b * BATCH..(b + 1) * BATCH);
             self.keys.clear();
-            for m in &self.metas {
+            let metas = self.metas_buf.get(..self.n_metas).unwrap_or_default();
+            for m in metas {
                 let (key, side) = FlowKey::new(m.src, m.src_port, m.dst, m.dst_port, m.ip_proto, 0);
-                self.keys.push((key, side, key.hash64()));
+                self.keys.push((key, side, key.hash64(), None));
             }
             if prefetch {
-                for &(_, _, h) in &self.keys {
+                for &(_, _, h, _) in &self.keys {
                     self.table.prefetch_index(h);
                 }
-                for &(_, _, h) in &self.keys {
-                    self.table.prefetch_slot(h);
+                for (_, _, h, hint) in &mut self.keys {
+                    *hint = self.table.prefetch_slot(*h);
                 }
             }
             let (sink, records) = (&mut self.sink, &mut self.records);
@@ -274,7 +281,7 @@ impl Rig {
                 *sink += r.fwd.packets;
                 *records += 1;
             };
-            for (m, (key, side, h)) in self.metas.iter().zip(&self.keys) {
+            for (m, (key, side, h, hint)) in metas.iter().zip(&self.keys) {
                 let obs = Observation {
                     ts: m.ts,
                     ip_len: m.ip_len,
@@ -284,7 +291,7 @@ impl Rig {
                     icmp_type: 0,
                     icmp_code: 0,
                 };
-                self.table.observe(key, *h, *side, &obs, &mut out);
+                self.table.observe_hinted(key, *h, *hint, *side, &obs, &mut out);
             }
         }
         let (sink, records) = (&mut self.sink, &mut self.records);
