@@ -19,27 +19,11 @@ use std::time::Instant;
 use hashbrown::HashMap;
 use outpost_decode::IpAddress;
 use outpost_detector::intel::{IntelSet, IntelSource};
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
-/// splitmix64, seeded, so runs compare.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn v6(&mut self) -> u128 {
-        // Inside 2000::/4, like global unicast.
-        0x2000_u128 << 112 | (u128::from(self.next()) << 64 | u128::from(self.next())) >> 4
-    }
+/// An address inside 2000::/4, like global unicast.
+fn v6_bits(rng: &mut Rng) -> u128 {
+    0x2000_u128 << 112 | rng.next_u128() >> 4
 }
 
 fn v4(bits: u32) -> IpAddress {
@@ -75,24 +59,24 @@ fn generate(entries: usize, rng: &mut Rng) -> Generated {
     for i in 0..entries {
         match i * 1000 / entries {
             0..900 => {
-                let a = rng.next() as u32;
+                let a = rng.next_u64() as u32;
                 let _ = writeln!(g.text, "{}", Ipv4Addr::from(a));
                 g.v4_hosts.push(a);
             }
             900..950 => {
                 let len = v4_prefix_len(rng);
-                let net = (rng.next() as u32) & (u32::MAX << (32 - len));
+                let net = (rng.next_u64() as u32) & (u32::MAX << (32 - len));
                 let _ = writeln!(g.text, "{}/{len}", Ipv4Addr::from(net));
                 g.v4_prefixes.push((net, len));
             }
             950..975 => {
-                let a = rng.v6();
+                let a = v6_bits(rng);
                 let _ = writeln!(g.text, "{}", Ipv6Addr::from(a));
                 g.v6_hosts.push(a);
             }
             _ => {
                 let len = 16 + rng.below(112) as u32;
-                let net = rng.v6() & (u128::MAX << (128 - len));
+                let net = v6_bits(rng) & (u128::MAX << (128 - len));
                 let _ = writeln!(g.text, "{}/{len}", Ipv6Addr::from(net));
                 g.v6_prefixes.push((net, len));
             }
@@ -196,13 +180,13 @@ fn main() {
     }
     while v4_prefix_hits.len() < N && !g.v4_prefixes.is_empty() {
         let (net, len) = g.v4_prefixes[pick(&mut rng, g.v4_prefixes.len())];
-        let a = v4(net | (rng.next() as u32 & (u32::MAX >> len)));
+        let a = v4(net | (rng.next_u64() as u32 & (u32::MAX >> len)));
         if set.lookup(&a).is_some_and(|m| m.prefix.family_len() < 32) {
             v4_prefix_hits.push(a);
         }
     }
     while v4_misses.len() < N {
-        let a = v4(rng.next() as u32);
+        let a = v4(rng.next_u64() as u32);
         if set.lookup(&a).is_none() {
             v4_misses.push(a);
         }
@@ -212,13 +196,13 @@ fn main() {
     }
     while v6_prefix_hits.len() < N && !g.v6_prefixes.is_empty() {
         let (net, len) = g.v6_prefixes[pick(&mut rng, g.v6_prefixes.len())];
-        let a = IpAddress::from_bits(net | (rng.v6() & (u128::MAX >> len)));
+        let a = IpAddress::from_bits(net | (v6_bits(&mut rng) & (u128::MAX >> len)));
         if set.lookup(&a).is_some_and(|m| m.prefix.family_len() < 128) {
             v6_prefix_hits.push(a);
         }
     }
     while v6_misses.len() < N {
-        let a = IpAddress::from_bits(rng.v6());
+        let a = IpAddress::from_bits(v6_bits(&mut rng));
         if set.lookup(&a).is_none() {
             v6_misses.push(a);
         }

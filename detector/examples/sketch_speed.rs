@@ -10,19 +10,7 @@ use std::time::Instant;
 
 use outpost_decode::{Duration, Nanos};
 use outpost_detector::sketch::{DistinctCounter, WindowedCount, WindowedDistinct};
-
-/// SplitMix64, seeded: the same values every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
 /// Runs `f(i)` for `i in 0..n` and prints the mean time per call.
 fn time(label: &str, n: u64, mut f: impl FnMut(u64)) {
@@ -49,7 +37,7 @@ fn main() {
     let mut large = DistinctCounter::default();
     let n = 1_000_000;
     time("DistinctCounter, 10^6 distinct values (sketch, p = 10)", n, |_| {
-        black_box(large.insert(rng.next()));
+        black_box(large.insert(rng.next_u64()));
     });
     let error = (large.estimate() as f64 - n as f64) / n as f64;
     println!(
@@ -70,7 +58,7 @@ fn main() {
     let mut scanner = WindowedDistinct::new(minute, 6, 128);
     let mut rng = Rng(2);
     time("WindowedDistinct 60 s/6, 10^6 new values over 120 s (sketch)", 1_000_000, |i| {
-        black_box(scanner.insert(Nanos(i * 120_000), rng.next()).ok());
+        black_box(scanner.insert(Nanos(i * 120_000), rng.next_u64()).ok());
     });
     let end = Nanos(999_999 * 120_000);
     println!(
@@ -89,9 +77,9 @@ fn main() {
     let mut table: Vec<WindowedDistinct> = (0..keys).map(|_| WindowedDistinct::new(minute, 6, 128)).collect();
     let mut rng = Rng(3);
     time("WindowedDistinct, 10^5 keys x 3 values, random key order", 3_000_000, |i| {
-        let key = (rng.next() % keys) as usize;
+        let key = (rng.next_u64() % keys) as usize;
         if let Some(counter) = table.get_mut(key) {
-            black_box(counter.insert(Nanos(i * 1_000), rng.next() % 3).ok());
+            black_box(counter.insert(Nanos(i * 1_000), rng.next_u64() % 3).ok());
         }
     });
     let bytes: usize = table.iter().map(WindowedDistinct::memory_bytes).sum();

@@ -97,6 +97,15 @@ pub enum AlertDetail {
         /// When the machine started, if it had.
         started: Option<Nanos>,
     },
+    /// A state machine stayed in a state past the state's own timeout.
+    StateTimeout {
+        /// The state (index into the rule's states).
+        state: u16,
+        /// Events the machine took since it started.
+        events_before: u32,
+        /// When the machine started.
+        started: Nanos,
+    },
     /// A threshold rule's aggregate reached its threshold.
     Threshold {
         /// The aggregate's value in the window.
@@ -301,6 +310,24 @@ impl Serialize for AlertJson<'_> {
                     rule.name,
                     if expected.is_empty() { "nothing".to_string() } else { expected.join(" or ") },
                     a.src
+                );
+            }
+            (AlertDetail::StateTimeout { state, events_before, started }, RuleKind::StateMachine(sm)) => {
+                let state_name = sm.state_name(state);
+                let expected: Vec<&str> = sm.expected(state).collect();
+                let timeout = sm.state_timeout(state).map_or(0.0, seconds);
+                m.serialize_entry("state", state_name)?;
+                m.serialize_entry("timed_out", &true)?;
+                m.serialize_entry("timeout_seconds", &timeout)?;
+                m.serialize_entry("expected", &expected)?;
+                m.serialize_entry("events_before", &events_before)?;
+                m.serialize_entry("machine_started", &started)?;
+                let _ = write!(
+                    message,
+                    "{}: {} stayed in {state_name} for {timeout} s without {}",
+                    rule.name,
+                    a.src,
+                    if expected.is_empty() { "an event".to_string() } else { expected.join(" or ") },
                 );
             }
             (AlertDetail::Threshold { value, events }, RuleKind::Threshold(t)) => {

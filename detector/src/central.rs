@@ -10,7 +10,7 @@
 //! - follows sequence rules over alerts and flow records;
 //! - passes every alert through the [`AlertPolicy`].
 //!
-//! Absence alerts enter at the next watermark, in event-time order (ties by rule and alert
+//! Absence and state-timeout alerts enter at the next watermark, in event-time order (ties by rule and alert
 //! id): a worker raises them at a clock tick or a packet, which depends on where ticks fall
 //! and so on the worker count, and in the collector's order they would decide which alerts a
 //! rate limit lets through, or which opens a dedup interval.
@@ -173,7 +173,7 @@ impl CentralDetector {
     /// from this alert's id (so it is as stable as that one: the same for every run and
     /// worker count).
     pub fn on_alert(&mut self, _seq: u64, alert: Alert, out: &mut impl FnMut(CentralOutput)) {
-        if matches!(alert.detail, AlertDetail::Absence { .. }) {
+        if matches!(alert.detail, AlertDetail::Absence { .. } | AlertDetail::StateTimeout { .. }) {
             self.pending.push(alert);
         } else {
             self.raise(alert, out);

@@ -786,6 +786,13 @@ pub struct StateMachineConfig {
     /// state). Default `60s`.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: ConfigDuration,
+    /// Per-state timeouts, by state name: a key that stays in such a state longer than its
+    /// timeout without an event raises a `state-timeout` alert (the machine expected the next
+    /// step sooner: a handshake left half done, a login never completed) and restarts in the
+    /// initial state. These states are judged by their timeout instead of `idle_timeout`.
+    /// Default none.
+    #[serde(default)]
+    pub state_timeouts: std::collections::BTreeMap<Spanned<String>, ConfigDuration>,
     /// Most keys tracked per worker; beyond it the key scheduled to expire soonest is evicted
     /// (counted). Default 1,000,000.
     #[serde(default = "default_max_keys")]

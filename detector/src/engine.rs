@@ -18,7 +18,7 @@ use crate::baseline::{BaselineMeter, BaselinePartial};
 use crate::config::InputKind;
 use crate::intel_rule::IntelState;
 use crate::key::KeyValue;
-use crate::machine::{MachineRunner, MachineStats};
+use crate::machine::{MachineRunner, MachineStats, StateTimeout};
 use crate::network::NetworkMap;
 use crate::rules::{Rule, RuleId, RuleKind, RuleSet};
 use crate::threshold::{ImmediateThreshold, Partial, PartialThreshold, Placement, ThresholdStats};
@@ -379,7 +379,12 @@ impl Detector {
             match (&rule.kind, state) {
                 (RuleKind::StateMachine(sm), State::Machine(runner)) => {
                     let Some(event) = sm.classify_class(class, m) else { continue };
-                    if let Some(bad) = runner.on_event(sm, m.src, event, m.ts) {
+                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
+                    let mut timed_out = |t: StateTimeout| {
+                        *alerts += 1;
+                        out(DetectorOutput::Alert(timeout_alert(run_key, id, &t)));
+                    };
+                    if let Some(bad) = runner.on_event(sm, m.src, event, m.ts, &mut timed_out) {
                         let key = KeyValue { src: m.src, ..KeyValue::default() };
                         let detail = AlertDetail::InvalidTransition {
                             state: bad.state,
@@ -482,7 +487,13 @@ impl Detector {
         for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
             match (&rule.kind, state) {
-                (RuleKind::StateMachine(_), State::Machine(m)) => m.expire(now),
+                (RuleKind::StateMachine(sm), State::Machine(m)) => {
+                    let alerts = &mut self.alerts;
+                    m.expire(sm, now, &mut |t| {
+                        *alerts += 1;
+                        out(DetectorOutput::Alert(timeout_alert(run_key, id, &t)));
+                    });
+                }
                 (RuleKind::Threshold(t), State::Immediate(st)) => st.expire(t, now),
                 (RuleKind::Threshold(t), State::Partial(st)) => {
                     st.flush(id, t, now, lateness, &mut |p| out(DetectorOutput::Partial(p)));
@@ -503,11 +514,21 @@ impl Detector {
 
     /// End of input: hand over every open bucket and interval.
     pub fn finish(&mut self, out: &mut impl FnMut(DetectorOutput)) {
-        let rules = &self.rules;
+        let (rules, now, run_key) = (&self.rules, self.now, self.run_key);
         for (i, (rule, state)) in rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
-            if let (RuleKind::Threshold(t), State::Partial(st)) = (&rule.kind, state) {
-                st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)));
+            match (&rule.kind, state) {
+                (RuleKind::Threshold(t), State::Partial(st)) => {
+                    st.flush_all(id, t, &mut |p| out(DetectorOutput::Partial(p)));
+                }
+                (RuleKind::StateMachine(sm), State::Machine(m)) => {
+                    let alerts = &mut self.alerts;
+                    m.finish(sm, now, &mut |t| {
+                        *alerts += 1;
+                        out(DetectorOutput::Alert(timeout_alert(run_key, id, &t)));
+                    });
+                }
+                _ => {}
             }
         }
         self.flush_meters(Nanos::MAX, Duration::ZERO, out);
@@ -548,6 +569,19 @@ fn absence_alert(run_key: u64, rule: RuleId, s: &Silence) -> Alert {
         rule,
         s.key,
         AlertDetail::Absence { last_seen: s.last_seen },
+    )
+}
+
+/// A machine that stayed in a state past its timeout (noticed at a tick or the key's next
+/// event; the id and time depend only on when the timeout ran out).
+fn timeout_alert(run_key: u64, rule: RuleId, t: &StateTimeout) -> Alert {
+    let key = KeyValue { src: t.key, ..KeyValue::default() };
+    Alert::for_key(
+        AlertId::derive(run_key, t.at.0 | (1 << 62), rule, &key),
+        t.at,
+        rule,
+        key,
+        AlertDetail::StateTimeout { state: t.state, events_before: t.events_before, started: t.started },
     )
 }
 

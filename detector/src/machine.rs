@@ -59,6 +59,8 @@ pub struct StateMachine {
     next: Vec<u16>,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// Per state: its own timeout, which alerts when exceeded (`state_timeouts`).
+    state_timeouts: Vec<Option<Duration>>,
     /// Most keys per worker.
     pub max_keys: usize,
 }
@@ -214,6 +216,30 @@ impl StateMachine {
             // Sizes checked above: indices fit u16.
             *slot = u16::try_from(to).unwrap_or(INVALID);
         }
+        let mut state_timeouts = vec![None; states.len()];
+        for (state, timeout) in &cfg.state_timeouts {
+            let k = format!("{key}.state_timeouts.{}", state.get_ref());
+            let Some(i) = states.iter().position(|x| x == state.get_ref().trim()) else {
+                return Err(err(
+                    state.span(),
+                    k,
+                    format!("`{}` is not a state of this machine", state.get_ref()),
+                ));
+            };
+            if i == 0 || terminal.get(i).copied().unwrap_or(false) {
+                return Err(err(
+                    state.span(),
+                    k,
+                    "the initial and terminal states hold no machine: they cannot time out".into(),
+                ));
+            }
+            if timeout.0 == Duration::ZERO {
+                return Err(err(state.span(), k, "must be longer than zero".into()));
+            }
+            if let Some(slot) = state_timeouts.get_mut(i) {
+                *slot = Some(timeout.0);
+            }
+        }
         Ok(StateMachine {
             name,
             description: cfg.description.clone(),
@@ -227,8 +253,31 @@ impl StateMachine {
             filters,
             next,
             idle_timeout: cfg.idle_timeout.0,
+            state_timeouts,
             max_keys: cfg.max_keys,
         })
+    }
+
+    /// How long a key may stay in `state` without an event, and whether exceeding it alerts
+    /// (a state timeout) or silently releases the key (the idle timeout).
+    #[inline]
+    #[must_use]
+    pub fn timeout_of(&self, state: u16) -> (Duration, bool) {
+        match self.state_timeouts.get(usize::from(state)).copied().flatten() {
+            Some(t) => (t, true),
+            None => (self.idle_timeout, false),
+        }
+    }
+
+    /// The state's own timeout, if it has one.
+    #[must_use]
+    pub fn state_timeout(&self, state: u16) -> Option<Duration> {
+        self.state_timeouts.get(usize::from(state)).copied().flatten()
+    }
+
+    /// The shortest timeout of any state (the timer wheel's scale).
+    fn shortest_timeout(&self) -> Duration {
+        self.state_timeouts.iter().flatten().copied().fold(self.idle_timeout, Duration::min)
     }
 
     /// The event a packet is, if any: the first event whose filter matches.
@@ -326,6 +375,8 @@ pub struct MachineStats {
     pub terminated: u64,
     /// Machines released after the idle timeout.
     pub idle_released: u64,
+    /// Machines that stayed in a state past its own timeout (each raised one alert).
+    pub timed_out: u64,
     /// Machines evicted because the key table was full.
     pub evicted: u64,
     /// Keys held now.
@@ -343,6 +394,7 @@ impl MachineStats {
         self.invalid += o.invalid;
         self.terminated += o.terminated;
         self.idle_released += o.idle_released;
+        self.timed_out += o.timed_out;
         self.evicted += o.evicted;
         self.keys += o.keys;
         self.peak_keys += o.peak_keys;
@@ -362,6 +414,23 @@ pub struct InvalidTransition {
     pub started: Option<Nanos>,
 }
 
+/// A machine that stayed in a state past the state's own timeout, found by a
+/// [`MachineRunner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTimeout {
+    /// The key.
+    pub key: IpAddress,
+    /// The state it stayed in.
+    pub state: u16,
+    /// When its timeout ran out: its last event plus the state's timeout (event time, the
+    /// same whether a clock tick or the key's next event noticed it).
+    pub at: Nanos,
+    /// Events the machine had taken since it started.
+    pub events_before: u32,
+    /// When the machine started.
+    pub started: Nanos,
+}
+
 /// What an event did to a key, decided under one hash lookup.
 enum Outcome {
     /// A valid transition to `next`; `insert` when a fresh entry must be created for it.
@@ -376,7 +445,6 @@ pub struct MachineRunner {
     keys: HashMap<IpAddress, KeyState, foldhash::fast::RandomState>,
     wheel: TimerWheel<IpAddress>,
     next_generation: u32,
-    idle_timeout: Duration,
     max_keys: usize,
     /// Counters.
     pub stats: MachineStats,
@@ -388,15 +456,16 @@ impl MachineRunner {
     pub fn new(rule: &StateMachine) -> MachineRunner {
         MachineRunner {
             keys: HashMap::with_hasher(foldhash::fast::RandomState::default()),
-            wheel: TimerWheel::for_timeout(rule.idle_timeout),
+            wheel: TimerWheel::for_timeout(rule.shortest_timeout()),
             next_generation: 0,
-            idle_timeout: rule.idle_timeout,
             max_keys: rule.max_keys,
             stats: MachineStats::default(),
         }
     }
 
     /// Applies `event` for `key` at time `ts`. Returns the invalid transition, if it was one.
+    /// A machine whose state timed out before `ts` (no clock tick came in between to notice)
+    /// is reported to `timed_out` first, and the event starts a fresh machine.
     #[inline]
     pub fn on_event(
         &mut self,
@@ -404,16 +473,28 @@ impl MachineRunner {
         key: IpAddress,
         event: u16,
         ts: Nanos,
+        timed_out: &mut impl FnMut(StateTimeout),
     ) -> Option<InvalidTransition> {
         self.stats.events += 1;
-        let timeout = self.idle_timeout;
         // One hash lookup per event: the entry is read, updated or removed in place.
         let outcome = match self.keys.entry(key) {
             Entry::Occupied(mut o) => {
                 let k = *o.get();
+                let (timeout, alerts) = rule.timeout_of(k.state);
                 let current = if ts >= k.last && ts.since(k.last) >= timeout {
-                    // Idle past the timeout: released now, exactly, whatever the wheel did.
-                    self.stats.idle_released += 1;
+                    // Past the timeout: released now, exactly, whatever the wheel did.
+                    if alerts {
+                        self.stats.timed_out += 1;
+                        timed_out(StateTimeout {
+                            key,
+                            state: k.state,
+                            at: k.last.saturating_add(timeout),
+                            events_before: k.events,
+                            started: k.started,
+                        });
+                    } else {
+                        self.stats.idle_released += 1;
+                    }
                     None
                 } else {
                     Some(k)
@@ -422,6 +503,17 @@ impl MachineRunner {
                 match rule.next(state, event) {
                     Some(next) if current.is_some() && next != 0 && !rule.is_terminal(next) => {
                         let e = o.get_mut();
+                        if next != e.state && rule.state_timeout(next).is_some() {
+                            // The new state may be due before the key's wheel entry: a fresh
+                            // entry (a new generation retires the old one).
+                            self.next_generation = self.next_generation.wrapping_add(1);
+                            e.generation = self.next_generation;
+                            self.wheel.schedule(
+                                key,
+                                e.generation,
+                                ts.saturating_add(rule.timeout_of(next).0),
+                            );
+                        }
                         e.state = next;
                         e.last = ts;
                         e.events = k.events.saturating_add(1);
@@ -459,6 +551,7 @@ impl MachineRunner {
                     self.stats.terminated += 1;
                 } else if insert && next != 0 {
                     self.insert(
+                        rule,
                         key,
                         KeyState { state: next, generation: 0, events: 1, last: ts, started: ts },
                     );
@@ -470,7 +563,7 @@ impl MachineRunner {
         result
     }
 
-    fn insert(&mut self, key: IpAddress, mut entry: KeyState) {
+    fn insert(&mut self, rule: &StateMachine, key: IpAddress, mut entry: KeyState) {
         while self.keys.len() >= self.max_keys {
             let Some((k, generation)) = self.wheel.pop_earliest() else { break };
             if self.keys.get(&k).is_some_and(|e| e.generation == generation) {
@@ -486,28 +579,61 @@ impl MachineRunner {
         }
         self.next_generation = self.next_generation.wrapping_add(1);
         entry.generation = self.next_generation;
-        self.wheel.schedule(key, entry.generation, entry.last.saturating_add(self.idle_timeout));
+        self.wheel.schedule(key, entry.generation, entry.last.saturating_add(rule.timeout_of(entry.state).0));
         self.keys.insert(key, entry);
         self.stats.peak_keys = self.stats.peak_keys.max(self.keys.len() as u64);
     }
 
-    /// Releases keys idle for the timeout as of `now`.
-    pub fn expire(&mut self, now: Nanos) {
-        let (keys, stats, timeout) = (&mut self.keys, &mut self.stats, self.idle_timeout);
+    /// Releases keys idle for the timeout as of `now`, and reports to `timed_out` the keys
+    /// whose state's own timeout ran out (releasing them too).
+    pub fn expire(&mut self, rule: &StateMachine, now: Nanos, timed_out: &mut impl FnMut(StateTimeout)) {
+        let (keys, stats) = (&mut self.keys, &mut self.stats);
         self.wheel.advance(now, |key, generation| {
             let entry = keys.get(&key)?;
             if entry.generation != generation {
                 return None;
             }
+            let (timeout, alerts) = rule.timeout_of(entry.state);
             let deadline = entry.last.saturating_add(timeout);
-            if deadline <= now {
-                keys.remove(&key);
-                stats.idle_released += 1;
-                None
-            } else {
-                Some(deadline)
+            if deadline > now {
+                return Some(deadline);
             }
+            let e = keys.remove(&key)?;
+            if alerts {
+                stats.timed_out += 1;
+                timed_out(StateTimeout {
+                    key,
+                    state: e.state,
+                    at: deadline,
+                    events_before: e.events,
+                    started: e.started,
+                });
+            } else {
+                stats.idle_released += 1;
+            }
+            None
         });
+        self.stats.keys = self.keys.len() as u64;
+    }
+
+    /// End of input at `now`: reports every machine whose state's own timeout ran out by
+    /// `now` that the timer wheel has not reached yet (its slot had not ended). O(keys), once.
+    pub fn finish(&mut self, rule: &StateMachine, now: Nanos, timed_out: &mut impl FnMut(StateTimeout)) {
+        let mut due: Vec<(IpAddress, KeyState, Nanos)> = self
+            .keys
+            .iter()
+            .filter_map(|(k, e)| {
+                let (timeout, alerts) = rule.timeout_of(e.state);
+                let deadline = e.last.saturating_add(timeout);
+                (alerts && deadline <= now).then_some((*k, *e, deadline))
+            })
+            .collect();
+        due.sort_unstable_by_key(|d| (d.2, d.0));
+        for (key, e, at) in due {
+            self.keys.remove(&key);
+            self.stats.timed_out += 1;
+            timed_out(StateTimeout { key, state: e.state, at, events_before: e.events, started: e.started });
+        }
         self.stats.keys = self.keys.len() as u64;
     }
 
@@ -581,7 +707,9 @@ transitions = [
             let port = 7001 + u16::from(e as u8 - b'a');
             let p = packet(src, port, t);
             let ev = m.classify(&p).expect("an event packet");
-            if let Some(bad) = r.on_event(m, p.src, ev, p.ts) {
+            if let Some(bad) =
+                r.on_event(m, p.src, ev, p.ts, &mut |t| panic!("no state timeouts here: {t:?}"))
+            {
                 out.push((m.state_name(bad.state).to_string(), m.event_name(bad.event).to_string()));
             }
         }
@@ -685,13 +813,119 @@ transitions = [
         let mut r = MachineRunner::new(&m);
         assert!(run(&m, &mut r, "10.0.0.1", &[('a', 10)]).is_empty());
         assert!(run(&m, &mut r, "10.0.0.2", &[('c', 40)]).is_empty());
-        r.expire(Nanos::from_secs(69));
+        let none = &mut |t: StateTimeout| panic!("no state timeouts here: {t:?}");
+        r.expire(&m, Nanos::from_secs(69), none);
         assert_eq!(r.stats.keys, 2);
-        r.expire(Nanos::from_secs(75));
+        r.expire(&m, Nanos::from_secs(75), none);
         assert_eq!((r.stats.keys, r.stats.idle_released), (1, 1));
         assert_eq!(r.state_of(&"10.0.0.2".parse().unwrap()), 2, "X is still held");
-        r.expire(Nanos::from_secs(200));
+        r.expire(&m, Nanos::from_secs(200), none);
         assert_eq!((r.stats.keys, r.stats.idle_released), (0, 2));
+    }
+
+    /// The seed machine with state timeouts: W must see `b` within 5 s, Z its next event
+    /// within 10 s.
+    fn timed() -> StateMachine {
+        compile(&SEED.replace(
+            "idle_timeout = \"60s\"",
+            "idle_timeout = \"60s\"\nstate_timeouts = { W = \"5s\", Z = \"10s\" }",
+        ))
+        .expect("timed machine compiles")
+    }
+
+    /// A timeout seen by a test: (source, state name, at second).
+    type Timeout = (String, String, u64);
+
+    /// Feeds events and ticks (`'.'` = a clock tick at that second); returns the timeouts as
+    /// (source, state name, at second) and the invalid transitions as (state, event).
+    fn run_timed(
+        m: &StateMachine,
+        r: &mut MachineRunner,
+        src: &str,
+        steps: &[(char, u64)],
+    ) -> (Vec<Timeout>, Vec<(String, String)>) {
+        let (mut timeouts, mut invalid) = (Vec::new(), Vec::new());
+        for &(e, t) in steps {
+            let mut note = |x: StateTimeout| {
+                timeouts.push((x.key.to_string(), m.state_name(x.state).to_string(), x.at.0 / 1_000_000_000));
+            };
+            if e == '.' {
+                r.expire(m, Nanos::from_secs(t), &mut note);
+                continue;
+            }
+            let p = packet(src, 7001 + u16::from(e as u8 - b'a'), t);
+            let ev = m.classify(&p).expect("an event packet");
+            if let Some(bad) = r.on_event(m, p.src, ev, p.ts, &mut note) {
+                invalid.push((m.state_name(bad.state).to_string(), m.event_name(bad.event).to_string()));
+            }
+        }
+        (timeouts, invalid)
+    }
+
+    #[test]
+    fn a_state_timeout_alerts_once_at_its_deadline_and_restarts_the_machine() {
+        let m = timed();
+        assert_eq!(m.timeout_of(1), (Duration::from_secs(5), true), "W");
+        assert_eq!(m.timeout_of(0), (Duration::from_secs(60), false), "INITIAL keeps the idle timeout");
+        // Noticed by a clock tick: at W's deadline (event at 100 s + 5 s), not at the tick.
+        let mut r = MachineRunner::new(&m);
+        let (t, bad) = run_timed(&m, &mut r, "10.0.0.1", &[('a', 100), ('.', 104), ('.', 130), ('.', 200)]);
+        assert_eq!(t, vec![("10.0.0.1".into(), "W".into(), 105)]);
+        assert!(bad.is_empty());
+        assert_eq!((r.stats.timed_out, r.stats.idle_released, r.stats.keys), (1, 0, 0));
+        // Noticed by the next event (no tick in between): the same alert, and the event starts
+        // a fresh machine from INITIAL (`a` is valid there).
+        let mut r = MachineRunner::new(&m);
+        let (t, bad) = run_timed(&m, &mut r, "10.0.0.1", &[('a', 100), ('a', 130), ('b', 131)]);
+        assert_eq!(t, vec![("10.0.0.1".into(), "W".into(), 105)]);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(r.state_of(&"10.0.0.1".parse().unwrap()), 3, "in Y after a, b");
+        // In time: nothing; Y has no timeout of its own, so only the idle timeout applies.
+        let mut r = MachineRunner::new(&m);
+        let (t, _) = run_timed(&m, &mut r, "10.0.0.1", &[('a', 100), ('b', 104), ('.', 150), ('.', 170)]);
+        assert!(t.is_empty(), "{t:?}");
+        assert_eq!(r.stats.idle_released, 1);
+    }
+
+    #[test]
+    fn entering_a_timed_state_late_in_a_machine_is_judged_from_its_entry() {
+        let m = timed();
+        let mut r = MachineRunner::new(&m);
+        // X (idle 60 s) at 100, Z (10 s) at 150: due at 160, although the key's first wheel
+        // entry was for 160 too late to matter; a self-loop f at 158 pushes it to 168.
+        let steps = [('c', 100), ('d', 150), ('f', 158), ('.', 165), ('.', 169), ('.', 300)];
+        let (t, bad) = run_timed(&m, &mut r, "10.0.0.7", &steps);
+        assert_eq!(t, vec![("10.0.0.7".into(), "Z".into(), 168)]);
+        assert!(bad.is_empty());
+        // At the end of input the finish catches a timeout whose wheel slot has not ended.
+        let mut r = MachineRunner::new(&m);
+        let (by_tick, _) = run_timed(&m, &mut r, "10.0.0.8", &[('a', 100), ('.', 104)]);
+        assert!(by_tick.is_empty());
+        let mut got = Vec::new();
+        r.finish(&m, Nanos::from_secs(105), &mut |x| got.push(x.at));
+        assert_eq!(got, vec![Nanos::from_secs(105)], "due exactly at the end of input");
+        assert_eq!((r.stats.timed_out, r.stats.keys), (1, 0));
+        r.finish(&m, Nanos::from_secs(200), &mut |x| got.push(x.at));
+        assert_eq!(got.len(), 1, "once");
+    }
+
+    #[test]
+    fn state_timeouts_are_checked() {
+        let with =
+            |t: &str| {
+                compile(&SEED.replace(
+                    "idle_timeout = \"60s\"",
+                    &format!("idle_timeout = \"60s\"\nstate_timeouts = {t}"),
+                ))
+            };
+        let e = with("{ Q = \"5s\" }").unwrap_err();
+        assert!(e.to_string().contains("state_timeouts.Q") && e.to_string().contains("not a state"), "{e}");
+        let e = with("{ INITIAL = \"5s\" }").unwrap_err();
+        assert!(e.to_string().contains("cannot time out"), "{e}");
+        let e = with("{ TERM = \"5s\" }").unwrap_err();
+        assert!(e.to_string().contains("cannot time out"), "{e}");
+        let e = with("{ W = \"0s\" }").unwrap_err();
+        assert!(e.to_string().contains("longer than zero"), "{e}");
     }
 
     #[test]

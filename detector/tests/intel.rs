@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use outpost_decode::{Cidr, IpAddress};
 use outpost_detector::intel::{IntelError, IntelMatch, IntelSet, IntelSource};
 use outpost_detector::{ConfigError, RuleSet, RulesConfig, SourceText};
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
 fn ip(s: &str) -> IpAddress {
     s.parse().expect("test address")
@@ -40,27 +41,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// splitmix64: a small seeded generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn u128(&mut self) -> u128 {
-        u128::from(self.next()) << 64 | u128::from(self.next())
     }
 }
 
@@ -259,15 +239,15 @@ fn random_lists(rng: &mut Rng, lists: usize, per_list: usize) -> Vec<Vec<Cidr>> 
         .map(|i| match i {
             0 => 0,
             1 => u32::MAX,
-            _ => rng.next() as u32,
+            _ => rng.next_u64() as u32,
         })
         .collect();
     // Half the time, all IPv6 entries share 2001:db8::/32, as clustered feeds do.
     let clustered = rng.below(2) == 0;
     let (anchors6, spread6): (Vec<u128>, u64) = if clustered {
-        ((0..3).map(|_| 0x2001_0db8_u128 << 96 | rng.u128() >> 32).collect(), 97)
+        ((0..3).map(|_| 0x2001_0db8_u128 << 96 | rng.next_u128() >> 32).collect(), 97)
     } else {
-        ((0..3).map(|i| if i == 0 { u128::MAX } else { rng.u128() }).collect(), 129)
+        ((0..3).map(|i| if i == 0 { u128::MAX } else { rng.next_u128() }).collect(), 129)
     };
     (0..lists)
         .map(|_| {
@@ -276,7 +256,7 @@ fn random_lists(rng: &mut Rng, lists: usize, per_list: usize) -> Vec<Vec<Cidr>> 
                     if rng.below(3) > 0 {
                         let anchor = anchors4[rng.below(4) as usize];
                         let spread = rng.below(33) as u32;
-                        let noise = if spread == 0 { 0 } else { (rng.next() as u32) >> (32 - spread) };
+                        let noise = if spread == 0 { 0 } else { (rng.next_u64() as u32) >> (32 - spread) };
                         let bits = anchor ^ noise;
                         let len = match rng.below(4) {
                             0 => 32,
@@ -286,7 +266,7 @@ fn random_lists(rng: &mut Rng, lists: usize, per_list: usize) -> Vec<Vec<Cidr>> 
                     } else {
                         let anchor = anchors6[rng.below(3) as usize];
                         let spread = rng.below(spread6) as u32;
-                        let noise = if spread == 0 { 0 } else { rng.u128() >> (128 - spread) };
+                        let noise = if spread == 0 { 0 } else { rng.next_u128() >> (128 - spread) };
                         let len = match rng.below(4) {
                             0 => 128,
                             _ => rng.below(129) as u8,
@@ -327,7 +307,7 @@ fn longest_prefix_match_agrees_with_brute_force() {
             let first = c.network().to_bits();
             let host_bits = u128::MAX.checked_shr(u32::from(c.len128())).unwrap_or(0);
             let last = first | host_bits;
-            let inside = first | (rng.u128() & host_bits);
+            let inside = first | (rng.next_u128() & host_bits);
             for q in [first, last, first.wrapping_sub(1), last.wrapping_add(1), inside] {
                 queries.push(IpAddress::from_bits(q));
             }
@@ -336,8 +316,8 @@ fn longest_prefix_match_agrees_with_brute_force() {
             let (c, _, _) = entries[rng.below(entries.len() as u64) as usize];
             let flip = 1u128 << rng.below(if c.network().is_v4() { 32 } else { 128 });
             queries.push(IpAddress::from_bits(c.network().to_bits() ^ flip));
-            queries.push(v4(rng.next() as u32));
-            queries.push(IpAddress::from_bits(rng.u128()));
+            queries.push(v4(rng.next_u64() as u32));
+            queries.push(IpAddress::from_bits(rng.next_u128()));
         }
         for q in &queries {
             assert_eq!(set.lookup(q), brute_force(&entries, q), "seed {seed}, address {q}");
@@ -389,7 +369,7 @@ fn million_line_list(rng: &mut Rng) -> (String, Vec<(IpAddress, u8)>) {
     for i in 0..1_000_000u32 {
         match i {
             0..900_000 => {
-                let a = rng.next() as u32;
+                let a = rng.next_u64() as u32;
                 let _ = writeln!(text, "{}", std::net::Ipv4Addr::from(a));
                 if i % 1000 == 0 {
                     sample.push((v4(a), 32));
@@ -397,17 +377,17 @@ fn million_line_list(rng: &mut Rng) -> (String, Vec<(IpAddress, u8)>) {
             }
             900_000..950_000 => {
                 let len = 8 + rng.below(23) as u32;
-                let net = (rng.next() as u32) & (u32::MAX << (32 - len));
+                let net = (rng.next_u64() as u32) & (u32::MAX << (32 - len));
                 let _ = writeln!(text, "{}/{len} prefix {i}", std::net::Ipv4Addr::from(net));
             }
             950_000..975_000 => {
-                let a = 0x2000_u128 << 112 | rng.u128() >> 4;
+                let a = 0x2000_u128 << 112 | rng.next_u128() >> 4;
                 let _ = writeln!(text, "{}", std::net::Ipv6Addr::from(a));
                 sample.push((IpAddress::from_bits(a), 128));
             }
             _ => {
                 let len = 16 + rng.below(112) as u32;
-                let net = (0x2000_u128 << 112 | rng.u128() >> 4) & (u128::MAX << (128 - len));
+                let net = (0x2000_u128 << 112 | rng.next_u128() >> 4) & (u128::MAX << (128 - len));
                 let _ = writeln!(text, "{}/{len}", std::net::Ipv6Addr::from(net));
             }
         }

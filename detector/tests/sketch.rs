@@ -9,23 +9,7 @@ use outpost_detector::sketch::{
     Counted, DEFAULT_EXACT_LIMIT, DistinctCounter, Late, Mode, Precision, SketchError, WindowedCount,
     WindowedDistinct,
 };
-
-/// SplitMix64: a small seeded generator, so every run sees the same values.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
 fn secs(s: u64) -> Nanos {
     Nanos::from_secs(s)
@@ -88,7 +72,7 @@ fn sketch_error_is_within_three_standard_errors() {
         for _ in 0..runs {
             let mut counter = DistinctCounter::with_precision(DEFAULT_EXACT_LIMIT, precision);
             for _ in 0..n {
-                counter.insert(rng.next());
+                counter.insert(rng.next_u64());
             }
             let error = (counter.estimate() as f64 - n as f64) / n as f64;
             assert!(error.abs() < 3.0 * sigma, "n = {n}, p = {}: error {error:.4}", precision.bits());
@@ -428,7 +412,7 @@ fn windowed_sketch_error_is_within_three_standard_errors() {
     // 20,000 new values in each of 6 buckets, then one more bucket with nothing.
     for bucket in 0..6 {
         for _ in 0..20_000 {
-            window.insert(secs(bucket * 10 + 5), rng.next()).expect("in order");
+            window.insert(secs(bucket * 10 + 5), rng.next_u64()).expect("in order");
         }
     }
     for (at, expected) in [(secs(55), 120_000.0), (secs(65), 100_000.0), (secs(105), 20_000.0)] {
@@ -564,7 +548,7 @@ fn any_time(rng: &mut Rng, around: u64) -> u64 {
     match rng.below(8) {
         0 => 0,
         1 => u64::MAX - rng.below(3),
-        2 => rng.next(),
+        2 => rng.next_u64(),
         3 => around.saturating_sub(rng.below(span)),
         _ => around.saturating_add(rng.below(span)),
     }
@@ -587,11 +571,11 @@ fn no_input_panics() {
         let mut count = WindowedCount::new(window, buckets);
         let mut counter = DistinctCounter::with_precision(limit.min(300), precision);
         let mut other = DistinctCounter::new(rng.below(200) as usize);
-        let mut now = rng.next();
+        let mut now = rng.next_u64();
         let values = 1 + rng.below(1_000);
         for _ in 0..60 {
             now = any_time(&mut rng, now);
-            let value = if rng.below(2) == 0 { rng.below(values) } else { rng.next() };
+            let value = if rng.below(2) == 0 { rng.below(values) } else { rng.next_u64() };
             match rng.below(12) {
                 0 => distinct.advance(Nanos(now)),
                 1 => count.advance(Nanos(now)),
@@ -600,12 +584,12 @@ fn no_input_panics() {
                 4 => counter.clear(),
                 5 => {
                     for _ in 0..rng.below(400) {
-                        other.insert(rng.next());
+                        other.insert(rng.next_u64());
                     }
                 }
                 _ => {
                     let _ = distinct.insert(Nanos(now), value);
-                    let _ = count.add(Nanos(now), rng.next() >> rng.below(64));
+                    let _ = count.add(Nanos(now), rng.next_u64() >> rng.below(64));
                     counter.insert(value);
                 }
             }

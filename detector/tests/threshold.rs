@@ -26,6 +26,7 @@ use outpost_detector::{
 };
 use outpost_flowmeter::{DirectionCounters, EndReason, FlowRecord};
 use outpost_tools::frame::{FrameBuilder, tcp, udp};
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
 // ---- allocation counting ------------------------------------------------------------------
 
@@ -215,26 +216,9 @@ impl Flow {
     }
 }
 
-/// SplitMix64: a small seeded generator, so every run sees the same input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    /// A spoofed source address in 10.0.0.0/8.
-    fn source(&mut self) -> IpAddr {
-        v4(0x0a00_0000 | (self.next() as u32 & 0x00ff_ffff))
-    }
+/// A spoofed source address in 10.0.0.0/8.
+fn source(rng: &mut Rng) -> IpAddr {
+    v4(0x0a00_0000 | (rng.next_u64() as u32 & 0x00ff_ffff))
 }
 
 // ---- rules --------------------------------------------------------------------------------
@@ -963,7 +947,7 @@ fn destination_keyed_alerts_match_the_bucketed_window_model_for_random_input() {
         let inputs = arrivals(&mut rng, targets.len(), 900);
         // Every datagram from another spoofed source: the key's inputs spread over workers.
         let packets: Vec<PacketMeta> =
-            inputs.iter().map(|&(k, t)| udp_packet(rng.source(), targets[k], 53, 60, t)).collect();
+            inputs.iter().map(|&(k, t)| udp_packet(source(&mut rng), targets[k], 53, 60, t)).collect();
         let mut s = Sensor::new(&rules, 3, Duration::ZERO).ticking_every(5);
         s.packets(&packets);
         let run = s.finish();
@@ -1060,10 +1044,10 @@ fn flood_mix(seed: u64) -> Vec<PacketMeta> {
     let mut packets = Vec::new();
     // v1: 300 SYNs/s from 5 s to 30 s; v2: 50 SYNs/s all along.
     for i in 0..7_500u64 {
-        packets.push(syn(rng.source(), v1, 1024 + rng.below(60_000) as u16, 80, ms(5_000 + i * 10 / 3)));
+        packets.push(syn(source(&mut rng), v1, 1024 + rng.below(60_000) as u16, 80, ms(5_000 + i * 10 / 3)));
     }
     for i in 0..2_000u64 {
-        packets.push(syn(rng.source(), v2, 1024 + rng.below(60_000) as u16, 443, ms(i * 20)));
+        packets.push(syn(source(&mut rng), v2, 1024 + rng.below(60_000) as u16, 443, ms(i * 20)));
     }
     // UDP to v3: 1,200-byte datagrams from a few hosts, bursts above 100 kB per 10 s.
     for i in 0..600u64 {
@@ -1172,7 +1156,7 @@ fn destination_keyed_alerts_wait_for_the_watermark_past_the_bucket_end_plus_late
     let mut s = Sensor::new(&rules, 2, Duration::from_secs(1));
     // 20 datagrams in bucket [0, 2 s).
     for i in 0..20 {
-        s.packet(&udp_packet(rng.source(), victim, 53, 60, ms(i * 50)));
+        s.packet(&udp_packet(source(&mut rng), victim, 53, 60, ms(i * 50)));
     }
     s.idle_until(ms(2_999));
     assert!(s.alerts.is_empty(), "bucket end 2 s + lateness 1 s not reached: {:#?}", s.alerts);
@@ -1486,7 +1470,7 @@ fn merged_flood_input(seed: u64) -> (Vec<(usize, Nanos)>, Vec<PacketMeta>, Vec<I
         }
     }
     inputs.sort_by_key(|&(k, t)| (t, k));
-    let packets = inputs.iter().map(|&(k, t)| udp_packet(rng.source(), targets[k], 53, 60, t)).collect();
+    let packets = inputs.iter().map(|&(k, t)| udp_packet(source(&mut rng), targets[k], 53, 60, t)).collect();
     (inputs, packets, targets)
 }
 
