@@ -39,30 +39,9 @@ use outpost_decode::{Fragment, LinkType, Nanos, Network, PacketMeta, Transport a
 use outpost_filter::Filter;
 use outpost_tools::frame::{FrameBuilder, Transport, icmp, ipv6_ext, tcp, udp};
 use outpost_tools::pcap::{PcapWriter, Precision};
+use outpost_tools::splitmix::SplitMix64 as Rng;
 
 const BASE_SECS: u64 = 1_600_000_000;
-
-/// SplitMix64: a tiny seeded generator, so the corpus is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -124,11 +103,11 @@ fn random_builder(r: &mut Rng, v6: bool) -> FrameBuilder {
     if dst == src {
         dst = pool[(pool.iter().position(|a| *a == src).expect("src is in its pool") + 1) % pool.len()];
     }
-    let port = |r: &mut Rng| if r.chance(70) { r.pick(PORTS) } else { 1024 + r.below(60000) as u16 };
-    let kind = r.below(10);
-    let mut payload: Vec<u8> = (0..r.below(48)).map(|i| i as u8).collect();
+    let port = |r: &mut Rng| if r.chance(70) { r.pick(PORTS) } else { 1024 + r.below_usize(60000) as u16 };
+    let kind = r.below_usize(10);
+    let mut payload: Vec<u8> = (0..r.below_usize(48)).map(|i| i as u8).collect();
     let transport = match kind {
-        0..=3 => tcp(port(r), port(r), r.pick(FLAGS), r.next() as u32, r.next() as u32),
+        0..=3 => tcp(port(r), port(r), r.pick(FLAGS), r.next_u64() as u32, r.next_u64() as u32),
         4..=6 => udp(port(r), port(r)),
         7 => {
             let (ty, code) = if v6 { r.pick(ICMP6) } else { r.pick(ICMP4) };
@@ -147,7 +126,7 @@ fn random_builder(r: &mut Rng, v6: bool) -> FrameBuilder {
         _ => Transport::Raw(r.pick(&[47, 50, 89])),
     };
     let mut b = FrameBuilder::new(addr(src), addr(dst), transport).payload(&payload);
-    b = match r.below(100) {
+    b = match r.below_usize(100) {
         0..=59 => b,
         60..=84 => b.vlans(&[r.pick(VLANS)]),
         _ => b.vlans(&[r.pick(VLANS), r.pick(VLANS)]),
@@ -234,10 +213,10 @@ fn corpus() -> Vec<Packet> {
         if matches!(b.transport, Transport::Raw(p) if p != 132) {
             b.transport = udp(53, 5353);
         }
-        let extra: Vec<u8> = (0..40 + r.below(40)).map(|i| i as u8).collect();
+        let extra: Vec<u8> = (0..40 + r.below_usize(40)).map(|i| i as u8).collect();
         b.payload.extend_from_slice(&extra);
         b.ip_id = 0x4242 + i as u16;
-        let frags = b.fragments(24 + 8 * r.below(3));
+        let frags = b.fragments(24 + 8 * r.below_usize(3));
         for (k, f) in frags.into_iter().enumerate() {
             let len = f.len() as u32;
             let what = format!("frag {k} v6={v6} {:?}", b.transport);
@@ -658,7 +637,7 @@ fn random_primitive(r: &mut Rng) -> String {
     let v6 = |r: &mut Rng| r.pick(&V6[..5]).to_string();
     let dir = |r: &mut Rng| r.pick(&["", "src ", "dst ", "src or dst ", "src and dst "]).to_string();
     let port = |r: &mut Rng| r.pick(PORTS).to_string();
-    match r.below(16) {
+    match r.below_usize(16) {
         0 => r.pick(&["ip", "ip6", "arp", "tcp", "udp", "icmp", "icmp6", "sctp", "esp", "rarp"]).to_string(),
         1 => format!("{}{}host {}", r.pick(&["", "ip "]), dir(r), v4(r)),
         2 => format!("{}{}host {}", r.pick(&["", "ip6 "]), dir(r), v6(r)),
@@ -679,8 +658,8 @@ fn random_primitive(r: &mut Rng) -> String {
         4 => format!("{}net {}", dir(r), r.pick(&["2001:db8::/32", "2001:db8:1::/48", "fe80::/10", "::/1"])),
         5 => format!("{}{}port {}", r.pick(&["", "tcp ", "udp ", "sctp "]), dir(r), port(r)),
         6 => {
-            let a = r.below(3000);
-            let b = a + r.below(20000);
+            let a = r.below_usize(3000);
+            let b = a + r.below_usize(20000);
             format!("{}{}portrange {a}-{b}", r.pick(&["", "tcp ", "udp "]), dir(r))
         }
         7 => format!(
@@ -688,7 +667,7 @@ fn random_primitive(r: &mut Rng) -> String {
             r.pick(&["ip proto", "ip6 proto", "proto"]),
             r.pick(&[1, 6, 17, 47, 50, 58, 89, 132])
         ),
-        8 => format!("{} {}", r.pick(&["greater", "less"]), 50 + r.below(80)),
+        8 => format!("{} {}", r.pick(&["greater", "less"]), 50 + r.below_usize(80)),
         9 => format!(
             "tcp[tcpflags] & {} {} {}",
             r.pick(&["tcp-syn", "tcp-ack", "(tcp-syn|tcp-ack)", "tcp-fin", "tcp-rst", "0xc0", "tcp-push"]),
@@ -703,7 +682,7 @@ fn random_primitive(r: &mut Rng) -> String {
         11 => format!("icmp6[0] {} {}", r.pick(&["=", ">"]), r.pick(&["128", "129", "135", "icmp6-echo"])),
         12 => format!("{}port {} or {}", dir(r), port(r), port(r)),
         13 => format!("host {} or not {}", v4(r), v4(r)),
-        14 => format!("len {} {}", r.pick(&["<", ">=", "="]), 54 + r.below(60)),
+        14 => format!("len {} {}", r.pick(&["<", ">=", "="]), 54 + r.below_usize(60)),
         _ => format!("udp[{}] = {}", r.pick(&["0:2", "2:2"]), port(r)),
     }
 }
@@ -712,7 +691,7 @@ fn random_expr(r: &mut Rng, depth: usize) -> String {
     if depth == 0 || r.chance(30) {
         return random_primitive(r);
     }
-    match r.below(5) {
+    match r.below_usize(5) {
         0 | 1 => format!("{} and {}", random_expr(r, depth - 1), random_expr(r, depth - 1)),
         2 => format!("{} or {}", random_expr(r, depth - 1), random_expr(r, depth - 1)),
         3 => format!("not {}", random_expr(r, depth - 1)),

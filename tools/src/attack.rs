@@ -75,7 +75,6 @@ mod intel;
 mod merge;
 mod packet;
 mod plan;
-mod random;
 mod scan;
 mod stream;
 mod truth;
@@ -96,12 +95,12 @@ pub use truth::{
     AttackKind, AttackTruth, AttackTruthError, DetectionRule, read_attack_truth, read_attack_truth_file,
 };
 
+use crate::random::Random;
 use ctx::{AttackCtx, Planned};
 use flood::FloodType;
 use merge::MergeSink;
 use packet::{Emitter, phase};
 use plan::{AddressPlan, PlanExhausted, intel_list, public_address};
-use random::Random;
 use scan::TcpScan;
 use stream::AttackStream;
 
@@ -329,7 +328,7 @@ struct RunPlan {
 /// Plans every attack: addresses, intel list, timeline, scripts.
 fn plan_run(params: &AttacksParams) -> Result<RunPlan, AttackError> {
     let seed = params.seed();
-    let mut rng = Random::new(seed, 0);
+    let mut rng = Random::attack(seed, 0);
     let mut addresses = AddressPlan::new(&mut rng);
     let families: Vec<bool> = params.attacks.iter().map(|_| rng.chance(params.ipv6_fraction)).collect();
     let empty = IntelList::default();
@@ -353,7 +352,7 @@ fn plan_run(params: &AttacksParams) -> Result<RunPlan, AttackError> {
             start: t,
             origin,
             v6: families.get(i).copied().unwrap_or(false),
-            rng: Random::new(seed, (u64::from(index) + 1) << 20),
+            rng: Random::attack(seed, (u64::from(index) + 1) << 20),
             plan: &mut addresses,
             intel: &intel,
             seed,
@@ -497,7 +496,7 @@ pub fn generate_with_benign_truth<W: Write, T: Write, I: Write, B: Write>(
         scripts.extend(planned.scripts);
     }
     let out = CaptureWriter::new(capture, format, LinkType::Ethernet)?;
-    let emitter = Emitter::new(&mut Random::new(params.seed(), 1));
+    let emitter = Emitter::new(&mut Random::attack(params.seed(), 1));
     let mut sink =
         MergeSink::new(out, AttackStream::new(scripts), emitter, if usec { 1_000 } else { 1 }, kinds.len());
     let benign_summary = mix::generate(&benign, &mut sink, benign_truth)?;

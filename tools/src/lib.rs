@@ -5,5 +5,7 @@ pub mod attack;
 pub mod frame;
 pub mod mix;
 pub mod pcap;
+mod random;
 pub mod seed;
+pub mod splitmix;
 pub mod timearg;

@@ -54,7 +54,6 @@ mod conversation;
 mod hosts;
 mod payload;
 mod plan;
-mod random;
 mod tcp;
 mod truth;
 
@@ -71,10 +70,10 @@ use crate::pcap::{CaptureWriter, OutputFormat};
 pub use args::{MixArgs, generate_mix, parse_weights};
 pub use truth::{FlowKind, FlowTruth, FlowTruthError, read_flow_truth, read_flow_truth_file};
 
+use crate::random::Random;
 use conversation::{Conversation, Emitter};
 use hosts::{ClientPool, ErrorKind, Need, Peers};
 use plan::{PlanSettings, start_conversation};
-use random::Random;
 
 /// Default number of flows (`--flows`).
 pub const DEFAULT_FLOWS: u64 = 10_000;

@@ -86,7 +86,7 @@ mod args;
 mod machine;
 mod networks;
 mod noise;
-mod random;
+mod think;
 mod truth;
 
 use std::cmp::Reverse;
@@ -109,9 +109,10 @@ pub use networks::{
 };
 pub use truth::{TruthError, TruthRecord, read_truth, read_truth_file};
 
+use crate::random::Random;
 use machine::valid_event;
 use noise::Noise;
-use random::{Random, ThinkTime};
+use think::ThinkTime;
 
 /// Default number of events (`--events`).
 pub const DEFAULT_EVENTS: u64 = 1_000_000;

@@ -21,7 +21,7 @@ use outpost_decode::meta::tcp_flags::{ACK, PSH};
 use super::ctx::{AttackCtx, Planned};
 use super::packet::{Data, FWD, Peer, Pkt, REV, Session, Tag, TcpConn, phase, quick};
 use super::plan::PlanExhausted;
-use super::random::Random;
+use crate::random::Random;
 
 /// A login service brute-forced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -546,7 +546,7 @@ mod tests {
 
     #[test]
     fn ssh_packets_are_padded_to_eight_with_at_least_four_bytes() {
-        let mut rng = Random::new(1, 0);
+        let mut rng = Random::attack(1, 0);
         for payload_len in 0..40 {
             let p = ssh_packet(&vec![1; payload_len]);
             assert_eq!(p.len() % 8, 0);

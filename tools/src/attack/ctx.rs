@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use super::packet::{Peer, Pkt, Tag};
 use super::plan::{AddressPlan, IntelList};
-use super::random::Random;
 use super::stream::Script;
+use crate::random::Random;
 
 /// One attack being planned.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl AttackCtx<'_> {
     /// A random stream of its own for part `k` of the attack (a flood's packets, a volume
     /// spike's steady traffic), independent of the attack's main stream.
     pub(crate) fn sub_rng(&self, k: u64) -> Random {
-        Random::new(self.seed, (u64::from(self.index) + 1) << 20 | (k + 1))
+        Random::attack(self.seed, (u64::from(self.index) + 1) << 20 | (k + 1))
     }
 
     /// The tag of the attack's packets in `phase`.

@@ -20,10 +20,10 @@ use outpost_decode::meta::tcp_flags::{ACK, SYN};
 use super::ctx::{AttackCtx, Planned};
 use super::packet::{Data, Pkt, Tag, filler_at, phase};
 use super::plan::{IntelList, PlanExhausted, public_address};
-use super::random::Random;
 use super::scan::port_unreachable;
 use super::stream::{Pending, Script, Source};
 use crate::frame::{Transport, icmp, udp};
+use crate::random::Random;
 
 /// How long a flood lasts, ns.
 pub(crate) const FLOOD_DURATION: u64 = 15_000_000_000;

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 
 use outpost_decode::meta::tcp_flags::{ACK, FIN, PSH, SYN};
 
-use super::random::Random;
 use crate::frame::{FrameBuilder, Transport, udp};
+use crate::random::Random;
 use crate::seed::mac_for;
 
 /// Which attack (index in the run) and which of its phases a packet belongs to.
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_follow_syn_fin_and_data() {
-        let mut rng = Random::new(1, 0);
+        let mut rng = Random::attack(1, 0);
         let tag = Tag { attack: 0, phase: 0 };
         let mut out = Vec::new();
         let conn =
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn records_and_bulk_cover_their_length_in_mss_segments() {
-        let mut rng = Random::new(2, 0);
+        let mut rng = Random::attack(2, 0);
         let tag = Tag { attack: 0, phase: 0 };
         let mut out = Vec::new();
         let conn =
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn quotes_carry_the_inner_datagram_and_frames_decode() {
-        let mut rng = Random::new(3, 0);
+        let mut rng = Random::attack(3, 0);
         let mut em = Emitter::new(&mut rng);
         let tag = Tag { attack: 0, phase: 0 };
         let probe = Pkt {

@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use outpost_decode::{Cidr, IpAddress};
 
-use super::random::Random;
+use crate::random::Random;
 use crate::seed::{NETWORKS, SeedNetwork, server_networks};
 
 /// The attackers' IPv4 network, TEST-NET-3 (RFC 5737).
@@ -317,7 +317,7 @@ mod tests {
     fn attack_hosts_print_as_documented_and_are_outside_the_mix() {
         assert_eq!(attack_host(254, true).to_string(), "2001:db8:bad::254");
         assert_eq!(attack_host(10, false).to_string(), "203.0.113.10");
-        let mut rng = Random::new(1, 0);
+        let mut rng = Random::attack(1, 0);
         let mut plan = AddressPlan::new(&mut rng);
         let mut seen = HashSet::new();
         for i in 0..241 {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn victims_are_mix_servers_and_quiet_hosts_are_in_server_networks() {
-        let mut rng = Random::new(2, 0);
+        let mut rng = Random::attack(2, 0);
         let mut plan = AddressPlan::new(&mut rng);
         let servers: HashSet<IpAddr> = server_networks().flat_map(|n| n.servers(false)).collect();
         let firsts: Vec<IpAddr> = (0..12).map(|_| plan.victim(&mut rng, false)).collect();
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn public_addresses_avoid_every_excluded_block_and_the_intel_list() {
-        let mut rng = Random::new(3, 0);
+        let mut rng = Random::attack(3, 0);
         let intel = intel_list(&mut rng, &["45.1.2.3".parse().unwrap()], 300);
         assert_eq!(intel.len(), 301);
         assert!(intel.contains("45.1.2.3".parse().unwrap()));

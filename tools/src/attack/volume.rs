@@ -25,8 +25,8 @@ use std::net::IpAddr;
 use super::ctx::{AttackCtx, Planned};
 use super::packet::{FWD, Peer, Pkt, REV, Session, Tag, TcpConn, phase, quick};
 use super::plan::PlanExhausted;
-use super::random::Random;
 use super::stream::{Pending, Script, Source};
+use crate::random::Random;
 
 /// One minute, ns.
 const MINUTE: u64 = 60_000_000_000;
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn minute_factors_spread_evenly_without_an_early_outlier() {
         for seed in 0..200 {
-            let mut rng = Random::new(seed, 0);
+            let mut rng = Random::attack(seed, 0);
             let f = minute_factors(&mut rng, 18);
             let mut sorted = f.clone();
             sorted.sort_by(f64::total_cmp);

@@ -14,10 +14,10 @@ use outpost_decode::Nanos;
 use outpost_decode::meta::tcp_flags::{ACK, FIN, SYN};
 
 use super::payload::{self, DnsMessage};
-use super::random::Random;
 use super::tcp::TcpScript;
 use super::truth::{FlowKind, FlowTruth};
 use crate::frame::{FrameBuilder, Transport, icmp, udp};
+use crate::random::Random;
 
 /// Initiator → responder.
 pub(crate) const FWD: u8 = 0;

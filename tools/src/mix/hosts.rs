@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::random::Random;
+use crate::random::Random;
 use crate::seed::{EPHEMERAL_PORTS, NETWORKS, NetworkRole, SeedNetwork, mac_for, server_networks};
 
 /// Ephemeral ports per client (the Linux default range 32768..=60999).

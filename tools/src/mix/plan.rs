@@ -15,9 +15,9 @@ use super::conversation::{
 };
 use super::hosts::{Client, ErrorKind, Peers};
 use super::payload::{self, DnsMessage, dns_txt_min_len, echo_len, qtype};
-use super::random::Random;
 use super::tcp::{TcpScript, TcpShape, TcpVariant};
 use super::truth::FlowKind;
+use crate::random::Random;
 
 /// Per-run settings conversations are shaped by.
 #[derive(Clone, Copy, Debug)]

@@ -205,7 +205,7 @@ impl TcpScript {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mix::random::Random;
+    use crate::random::Random;
 
     fn shape(rounds: u32) -> TcpShape {
         TcpShape {

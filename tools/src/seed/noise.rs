@@ -13,8 +13,8 @@ use crate::frame::{FrameBuilder, Transport, icmp, tcp, udp};
 use outpost_decode::meta::tcp_flags;
 
 use super::networks::{NETWORKS, NetworkRole, SeedNetwork, server_networks};
-use super::random::Random;
 use super::{EPHEMERAL_PORTS, mac_for, random_client_addr};
+use crate::random::Random;
 
 /// Random stream used for noise (events use stream 0).
 const NOISE_STREAM: u64 = 1;
@@ -54,7 +54,7 @@ impl Noise {
         }
         let mut rng = Random::new(seed, NOISE_STREAM);
         let mean_gap_ns = 1e9 / rate;
-        let next_ns = start_ns.saturating_add(rng.exponential(mean_gap_ns) as u64);
+        let next_ns = start_ns.saturating_add(rng.exponential(mean_gap_ns, f64::INFINITY) as u64);
         Some(Noise { rng, mean_gap_ns, next_ns, ipv6_fraction, scratch: Vec::with_capacity(512) })
     }
 
@@ -66,7 +66,7 @@ impl Noise {
     /// Sets up `fb` for the next noise packet, returns its timestamp and schedules the one after.
     pub(crate) fn next_packet(&mut self, fb: &mut FrameBuilder) -> u64 {
         let ts = self.next_ns;
-        self.next_ns = ts.saturating_add(self.rng.exponential(self.mean_gap_ns) as u64);
+        self.next_ns = ts.saturating_add(self.rng.exponential(self.mean_gap_ns, f64::INFINITY) as u64);
         let v6 = self.rng.chance(self.ipv6_fraction);
         let host = random_client_addr(&mut self.rng, v6);
         let server_net = pick_server_network(&mut self.rng);

@@ -1,54 +1,7 @@
-//! Deterministic randomness for the seed scenario: a ChaCha8 stream per purpose, with the
-//! few draws the generator needs written out here (rather than taken from `rand`'s
-//! distributions) so the output for a seed only depends on ChaCha8 and on this file.
+//! Think times of the seed scenario's clients: an exponential distribution cut at a cap,
+//! with its mean kept at the requested one.
 
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
-
-/// A seeded random stream.
-#[derive(Clone, Debug)]
-pub(crate) struct Random(ChaCha8Rng);
-
-impl Random {
-    /// Stream `stream` of seed `seed`. Different streams of one seed are independent, so the
-    /// events do not change when, say, noise is switched on.
-    pub(crate) fn new(seed: u64, stream: u64) -> Random {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(stream);
-        Random(rng)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-
-    /// Uniform in `[0, 1)` with 53 bits of precision.
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in `0..n` (`0` when `n` is 0), by Lemire's multiply-shift; the bias is below
-    /// `n / 2^64`, far beneath anything a test could see.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.0.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi` (requires `lo <= hi`).
-    pub(crate) fn range_u16(&mut self, lo: u16, hi: u16) -> u16 {
-        lo + self.below(u64::from(hi - lo) + 1) as u16
-    }
-
-    /// True with probability `p`.
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// An exponential variate with mean `mean` (any unit).
-    pub(crate) fn exponential(&mut self, mean: f64) -> f64 {
-        // 1 - u is in (0, 1], so the logarithm is finite.
-        -mean * (1.0 - self.unit()).ln()
-    }
-}
+use crate::random::Random;
 
 /// Per-client think time: an exponential distribution truncated at `cap`, with its scale
 /// chosen so the truncated mean is the requested mean.
@@ -107,31 +60,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_seed_and_stream_repeat_and_streams_differ() {
-        let draws = |seed, stream| {
-            let mut r = Random::new(seed, stream);
-            (0..8).map(|_| r.next_u64()).collect::<Vec<_>>()
-        };
-        assert_eq!(draws(7, 0), draws(7, 0));
-        assert_ne!(draws(7, 0), draws(7, 1));
-        assert_ne!(draws(7, 0), draws(8, 0));
-    }
-
-    #[test]
-    fn below_and_range_stay_in_bounds() {
-        let mut r = Random::new(1, 0);
-        let mut seen = [false; 5];
-        for _ in 0..1000 {
-            let v = r.below(5);
-            seen[v as usize] = true;
-            let p = r.range_u16(32768, 60999);
-            assert!((32768..=60999).contains(&p));
-        }
-        assert!(seen.iter().all(|&s| s));
-        assert_eq!(r.below(0), 0);
-    }
-
-    #[test]
     fn think_time_respects_the_cap_and_hits_the_mean() {
         let mut r = Random::new(3, 0);
         for (mean, cap) in [(1.0e6, 57.0e9), (10.0e9, 57.0e9), (14.25e9, 57.0e9), (0.4e9, 1.9e9)] {
@@ -156,13 +84,5 @@ mod tests {
         assert!(ThinkTime::new(0.0, 57.0).is_none());
         assert!(ThinkTime::new(f64::NAN, 57.0).is_none());
         assert!(ThinkTime::new(14.25, 57.0).is_some());
-    }
-
-    #[test]
-    fn exponential_has_the_requested_mean() {
-        let mut r = Random::new(5, 0);
-        let n = 200_000;
-        let mean: f64 = (0..n).map(|_| r.exponential(2.0)).sum::<f64>() / f64::from(n);
-        assert!((mean - 2.0).abs() < 0.03, "{mean}");
     }
 }
