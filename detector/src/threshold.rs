@@ -609,17 +609,6 @@ impl<V> LruTable<V> {
         self.remove(self.oldest)
     }
 
-    /// Keeps the keys `keep` accepts.
-    fn retain(&mut self, mut keep: impl FnMut(&KeyValue, &mut V) -> bool) {
-        // Backwards: a removal moves the last slot, already visited, into the hole.
-        for i in (0..self.slots.len()).rev() {
-            let Some(s) = self.slots.get_mut(i) else { continue };
-            if !keep(&s.key, &mut s.value) {
-                self.remove(u32::try_from(i).unwrap_or(NIL));
-            }
-        }
-    }
-
     /// Empties the table, keeping its memory, and returns its keys and values.
     fn drain(&mut self) -> impl Iterator<Item = (KeyValue, V)> + '_ {
         self.index.clear();
@@ -1029,9 +1018,19 @@ impl MergedThreshold {
                 k.buckets.retain(|b, _| *b >= first);
             }
         }
-        // Forget keys whose buckets all left the window.
+        // Forget keys whose buckets all left the window, from the least recently updated end:
+        // O(1) per watermark plus O(1) per key forgotten (a scan of every key at every
+        // watermark cost the collector more than all the rest of its detection work). Partials
+        // arrive in bucket order but for lateness, so a key updated out of order may outlive
+        // its window a little; it holds no bucket any window still reads, and `max_keys`
+        // bounds the table regardless.
         let oldest_live = ready_before.saturating_sub(u64::from(rule.buckets));
-        self.keys.retain(|_, k| k.buckets.last_key_value().is_some_and(|(b, _)| *b >= oldest_live));
+        while let Some(k) = self.keys.oldest() {
+            if k.buckets.last_key_value().is_some_and(|(b, _)| *b >= oldest_live) {
+                break;
+            }
+            self.keys.pop_oldest();
+        }
         self.stats.keys = self.keys.len() as u64;
     }
 }
