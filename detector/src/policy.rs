@@ -139,6 +139,20 @@ struct Open {
     suppressed: u64,
 }
 
+impl Open {
+    /// The summary of this interval for `rule` and `key`.
+    fn summary(&self, rule: RuleId, key: KeyValue) -> DedupSummary {
+        DedupSummary {
+            rule,
+            key,
+            first: self.first,
+            first_ts: self.first_ts,
+            until: self.until,
+            suppressed: self.suppressed,
+        }
+    }
+}
+
 /// The policy's state.
 #[derive(Debug)]
 pub struct AlertPolicy {
@@ -282,14 +296,7 @@ impl AlertPolicy {
                     next.open.insert((id, key), o);
                     next.closing.insert((until, id, key), ());
                 }
-                None if o.suppressed > 0 => out(DedupSummary {
-                    rule,
-                    key,
-                    first: o.first,
-                    first_ts: o.first_ts,
-                    until: o.until,
-                    suppressed: o.suppressed,
-                }),
+                None if o.suppressed > 0 => out(o.summary(rule, key)),
                 None => {}
             }
         }
@@ -306,14 +313,7 @@ impl AlertPolicy {
             entry.remove();
             if let Some(o) = self.open.remove(&(rule, key)) {
                 if o.suppressed > 0 {
-                    out(DedupSummary {
-                        rule,
-                        key,
-                        first: o.first,
-                        first_ts: o.first_ts,
-                        until: o.until,
-                        suppressed: o.suppressed,
-                    });
+                    out(o.summary(rule, key));
                 }
             }
         }

@@ -1,9 +1,5 @@
 //! Absence rules end to end: listed senders never heard, learned senders that go quiet, the
 //! moment an absence alert names, workers that own the senders, and stable alert ids.
-#![allow(
-    dead_code,
-    reason = "the harness is shared by the detector's test files; not every file uses all of it"
-)]
 
 mod common;
 use common::*;

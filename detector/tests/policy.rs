@@ -1,10 +1,6 @@
 //! The alert policy end to end, in the collector: dedup per rule and key per interval with the
 //! duplicates reported when the interval closes, suppression lists by rule and source and
 //! destination prefix, per-rule and global rate limits, and every dropped alert counted per rule.
-#![allow(
-    dead_code,
-    reason = "the harness is shared by the detector's test files; not every file uses all of it"
-)]
 
 mod common;
 use common::*;

@@ -3,10 +3,6 @@
 //! progress, absence timers, and at the policy open dedup intervals, rate limits and counters —
 //! whatever its new id; changed rules start fresh, removed ones are dropped, added ones start at
 //! the reload.
-#![allow(
-    dead_code,
-    reason = "the harness is shared by the detector's test files; not every file uses all of it"
-)]
 
 mod common;
 use common::*;

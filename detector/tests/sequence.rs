@@ -1,10 +1,6 @@
 //! Sequence rules end to end: steps of alerts (of flow and packet rules) and flow records, in
 //! order, for one key, within a time limit; what does not complete a sequence; bounded, expiring
 //! state; stable alert ids.
-#![allow(
-    dead_code,
-    reason = "the harness is shared by the detector's test files; not every file uses all of it"
-)]
 
 mod common;
 use common::*;

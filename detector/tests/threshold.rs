@@ -878,22 +878,27 @@ fn inputs_between(inputs: &[(usize, Nanos)], k: usize, from: u64, to: u64) -> u6
 
 const SHAPES: [(&str, u64); 4] = [("g1", 1), ("g4", 4), ("g6", 6), ("g7", 7)];
 
-#[test]
-fn source_keyed_alerts_match_the_bucketed_window_model_for_random_input() {
-    let window = 60_000_000_000;
-    let threshold = 8;
+/// One UDP counting rule per window shape of [`SHAPES`] (60 s window), keyed by `key`.
+fn model_rules(key: &str, threshold: usize) -> Arc<RuleSet> {
     let text: String = SHAPES
         .iter()
         .map(|(name, g)| {
             rule(
                 name,
                 &format!(
-                    "filter = \"udp\"\nkey = [\"src_ip\"]\nwindow = \"60s\"\nwindow_buckets = {g}\nthreshold = {threshold}"
+                    "filter = \"udp\"\nkey = [\"{key}\"]\nwindow = \"60s\"\nwindow_buckets = {g}\nthreshold = {threshold}"
                 ),
             )
         })
         .collect();
-    let rules = compile(&text);
+    compile(&text)
+}
+
+#[test]
+fn source_keyed_alerts_match_the_bucketed_window_model_for_random_input() {
+    let window = 60_000_000_000;
+    let threshold = 8;
+    let rules = model_rules("src_ip", threshold);
     let sources: Vec<IpAddr> = (0..6).map(|i| v4(0x0a01_0000 + i)).collect();
     let dst = ip("192.0.2.53");
     for seed in 1..=4 {
@@ -929,18 +934,7 @@ fn source_keyed_alerts_match_the_bucketed_window_model_for_random_input() {
 fn destination_keyed_alerts_match_the_bucketed_window_model_for_random_input() {
     let window = 60_000_000_000;
     let threshold = 8;
-    let text: String = SHAPES
-        .iter()
-        .map(|(name, g)| {
-            rule(
-                name,
-                &format!(
-                    "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"60s\"\nwindow_buckets = {g}\nthreshold = {threshold}"
-                ),
-            )
-        })
-        .collect();
-    let rules = compile(&text);
+    let rules = model_rules("dst_ip", threshold);
     let targets: Vec<IpAddr> = (0..6).map(|i| v4(0xc000_0200 + i)).collect();
     for seed in 11..=14 {
         let mut rng = Rng(seed);
