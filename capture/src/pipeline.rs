@@ -26,7 +26,8 @@
 //!   capture timestamp read, or a live source's idle clock). Workers call
 //!   [`WorkerStage::on_clock`] after every block, and every worker receives a block after every
 //!   source batch, so timeouts fire on every worker as input time advances, even on workers that
-//!   received no frames.
+//!   received no frames. Before the input's first frame (or a live source's first idle clock)
+//!   every worker gets a tick at that time, so all of them know when the input began.
 //! - **No allocation per frame.** Frames are copied into recycled [`FrameBlock`]s; records cross
 //!   threads in a bounded ring.
 //! - **Backpressure.** With [`Backpressure::Wait`] (replay) the receive thread waits for a full
@@ -179,6 +180,8 @@ pub struct Dispatcher {
     /// Next sequence number (frames and ticks).
     seq: u64,
     clock: Nanos,
+    /// Whether the input's first frame (or clock) was announced to every worker.
+    started: bool,
     own_bell: Doorbell,
     stats: DispatchStats,
 }
@@ -191,6 +194,9 @@ impl Dispatcher {
         for frame in batch.iter() {
             if frame.ts > self.clock {
                 self.clock = frame.ts;
+            }
+            if !self.started {
+                self.start();
             }
             // The frame number is the source's record number: records it skipped still count,
             // as in Wireshark.
@@ -240,6 +246,19 @@ impl Dispatcher {
         if now > self.clock {
             self.clock = now;
         }
+        if !self.started {
+            self.start();
+        }
+    }
+
+    /// The input begins at the current clock: every worker gets a tick at that time before any
+    /// frame, so all of them learn when the input began — whatever the worker count, and
+    /// whether or not the first frames are theirs (rules that expect traffic from the start,
+    /// like absence rules with listed senders, count from there).
+    #[cold]
+    fn start(&mut self) {
+        self.started = true;
+        self.flush();
     }
 
     /// Sends every worker its current block, even an empty one, so all workers learn the clock
@@ -707,6 +726,7 @@ where
         sharding: config.sharding,
         seq: 0,
         clock: Nanos::ZERO,
+        started: false,
         own_bell: dispatcher_bell,
         stats: DispatchStats { frames: 0, per_worker: vec![0; n], ring_full_drops: vec![0; n] },
     };

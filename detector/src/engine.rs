@@ -476,7 +476,8 @@ impl Detector {
     /// the worker count: nothing derives from it): expire idle state, report silences, and
     /// hand over finished buckets and intervals.
     pub fn on_clock(&mut self, now: Nanos, _seq: u64, out: &mut impl FnMut(DetectorOutput)) {
-        if !self.started {
+        // A tick at time zero carries no time yet (an empty batch before any frame).
+        if !self.started && now > Nanos::ZERO {
             self.start(now);
         }
         if now > self.now {

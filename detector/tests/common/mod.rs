@@ -182,6 +182,8 @@ pub struct Sensor {
     pub queue: Vec<(u64, usize, Record)>,
     /// What the collector wrote, in order.
     pub out: Vec<CentralOutput>,
+    /// Whether the first input was announced to every worker.
+    pub started: bool,
 }
 
 impl Sensor {
@@ -212,6 +214,7 @@ impl Sensor {
             watermark: Nanos::ZERO,
             queue: Vec::new(),
             out: Vec::new(),
+            started: false,
         }
     }
 
@@ -234,6 +237,24 @@ impl Sensor {
     /// One source batch: its inputs in order, then the flush tick every worker gets, the
     /// merged records, and the watermark.
     pub fn batch(&mut self, inputs: &[In]) {
+        if !self.started {
+            // The pipeline announces the input's first time to every worker with a tick before
+            // any frame (capture/src/pipeline.rs, `Dispatcher::start`).
+            let first = inputs.first().map(|i| match i {
+                In::Packet(m) => m.ts,
+                In::Flow(r) => r.end(),
+                In::Idle(now) => *now,
+            });
+            if let Some(first) = first {
+                self.started = true;
+                self.clock = self.clock.max(first);
+                let (tick, clock) = (self.next_seq(), self.clock);
+                let queue = &mut self.queue;
+                for (w, d) in self.workers.iter_mut().enumerate() {
+                    d.on_clock(clock, tick, &mut |o| queue.push((tick, w, Record::Worker(o))));
+                }
+            }
+        }
         for input in inputs {
             let seq = self.next_seq();
             match input {
