@@ -75,7 +75,7 @@
 //! |---|---|---|
 //! | [`DistinctCounter`] | 32 B for up to 5 values, then 32 B + 4 B per value slot (capacity doubling: 10, 20, 40, … up to the limit) | 32 B + 152 B + `m` (1,208 B at `p = 10`) |
 //! | [`WindowedDistinct`] | 48 B for up to 2 values, then 48 B + 8 B per value slot (4, 8, 16, … up to the limit) | 48 B + 184 B + `8·G` + `(G + 1)·m` (7,448 B at `G = 6`, `p = 10`) |
-//! | [`WindowedCount`] | 96 B for `G` ≤ 8 (inline: no allocation per key) | 96 B + `8·G` |
+//! | [`WindowedCount`] | 80 B for `G` ≤ 6 (inline: no allocation per key) | 80 B + `8·G` |
 //!
 //! A windowed sketch keeps one register array per bucket plus their running maximum, so an
 //! insert costs one or two register updates and an estimate O(30); each bucket expiry
@@ -1200,9 +1200,10 @@ pub struct WindowedCount {
     totals: Totals,
 }
 
-/// Up to this many buckets are held inline, so that a key's counter costs no allocation
-/// (the default `window_buckets` is 6).
-const INLINE_TOTALS: usize = 8;
+/// Up to this many buckets are held inline, so that a key's counter costs no allocation with
+/// the default `window_buckets` (6). Not more: every key of a rule pays for the inline room,
+/// and the scan rules' tables hold hundreds of thousands of keys.
+const INLINE_TOTALS: usize = 6;
 
 /// A [`WindowedCount`]'s per-bucket totals: inline for small `G`, else on the heap.
 #[derive(Debug, Clone)]
@@ -1416,7 +1417,7 @@ mod tests {
     fn compact_layouts() {
         assert_eq!(size_of::<DistinctCounter>(), 32);
         assert_eq!(size_of::<WindowedDistinct>(), 48);
-        assert_eq!(size_of::<WindowedCount>(), 96);
+        assert_eq!(size_of::<WindowedCount>(), 80);
         // The module docs' memory table.
         assert_eq!(size_of::<CounterSketch>(), 152);
         assert_eq!(size_of::<SketchRing>(), 184);

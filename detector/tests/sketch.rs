@@ -207,9 +207,9 @@ fn small_counters_cost_tens_of_bytes() {
     assert_eq!(window.memory_bytes(), 48 + 8 * 8);
 
     let count = WindowedCount::new(Duration::from_secs(10), 5);
-    assert_eq!(count.memory_bytes(), 96, "up to 8 buckets inline");
+    assert_eq!(count.memory_bytes(), 80, "up to 6 buckets inline");
     let count = WindowedCount::new(Duration::from_secs(10), 20);
-    assert_eq!(count.memory_bytes(), 96 + 20 * 8);
+    assert_eq!(count.memory_bytes(), 80 + 20 * 8);
 }
 
 #[test]
