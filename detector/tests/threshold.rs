@@ -11,8 +11,6 @@
 //! HyperLogLog above `exact_limit`; flow conditions; `max_keys` (least recently updated key
 //! dropped, memory bounded); out-of-order input within and beyond `lateness`; the counters.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -25,65 +23,17 @@ use outpost_detector::{
     DetectorStats, KeyValue, NetworkMap, RuleId, RuleSet, RuleStats, RulesConfig, SourceText, WorkerPlace,
 };
 use outpost_flowmeter::{DirectionCounters, EndReason, FlowRecord};
+use outpost_tools::alloc::{Counting, allocations, live_bytes};
 use outpost_tools::frame::{FrameBuilder, tcp, udp};
 use outpost_tools::splitmix::SplitMix64 as Rng;
 
 // ---- allocation counting ------------------------------------------------------------------
 
-/// The system allocator, counting the current thread's allocations and live bytes.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
-}
-
-fn note(delta: i64, allocation: bool) {
-    // try_with: the thread-locals may be gone while a thread exits.
-    let _ = LIVE_BYTES.try_with(|b| b.set(b.get() + delta));
-    if allocation {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-fn size(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; counting touches only
-// thread-locals that hold no allocation.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(size(layout.size()), true);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(size(layout.size()), true);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-size(layout.size()), false);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(size(new_size) - size(layout.size()), true);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn live_bytes() -> i64 {
-    LIVE_BYTES.with(Cell::get)
+fn size(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 // ---- inputs -------------------------------------------------------------------------------

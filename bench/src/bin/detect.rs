@@ -20,19 +20,17 @@
 //! a second, a TCP SYN to a server, a DNS query, an ICMP echo and the seed machine's event
 //! `a` — so every packet rule of the default ruleset that keys on the source holds state for
 //! it — and the heap bytes the worker's detector holds afterwards (counted by a global
-//! allocator) are divided by N.
+//! allocator, `outpost_tools::alloc`) are divided by N.
 //!
 //! Usage: `detect FILE [--rules DIR]... [--intel FILE] [--packets N] [--reps N]` or
 //! `detect --memory N [--rules DIR]` (defaults: `config/rules.d`, 2,000,000 packets,
 //! 7 repetitions).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use outpost_bench::Samples;
@@ -43,41 +41,10 @@ use outpost_detector::engine::{Detector, WorkerPlace};
 use outpost_detector::network::NetworkMap;
 use outpost_detector::rules::RuleSet;
 use outpost_flowmeter::{FlowConfig, FlowMeter};
+use outpost_tools::alloc::{Counting, live_bytes};
 
 /// Packets per batch, and between clock ticks (the worker's batch size).
 const BATCH: usize = 32;
-
-/// The system allocator, counting the bytes held.
-struct Counting;
-
-static HELD: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        HELD.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        HELD.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -123,9 +90,8 @@ fn source_packets(sources: u32) -> Vec<PacketMeta> {
 fn memory_per_source(rules: &Arc<RuleSet>, sources: u32) -> (f64, u64) {
     let packets = source_packets(sources);
     let networks = Arc::new(NetworkMap::new(&[]));
-    let before = HELD.load(Ordering::Relaxed);
     let mut d = Detector::new(rules.clone(), networks, 1, WorkerPlace::ALONE, Duration::ZERO);
-    let empty = HELD.load(Ordering::Relaxed);
+    let empty = live_bytes();
     let mut outputs = 0u64;
     for (i, m) in packets.iter().enumerate() {
         d.on_packet(m, i as u64, &mut |o| {
@@ -133,10 +99,8 @@ fn memory_per_source(rules: &Arc<RuleSet>, sources: u32) -> (f64, u64) {
             outputs += 1;
         });
     }
-    let held = HELD.load(Ordering::Relaxed);
+    let held = live_bytes();
     black_box(&d);
-    drop(d);
-    let _ = before;
     ((held - empty) as f64 / f64::from(sources.max(1)), outputs)
 }
 
