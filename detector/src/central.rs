@@ -24,14 +24,16 @@ use outpost_decode::{Duration, Nanos};
 use outpost_flowmeter::FlowRecord;
 
 use crate::alert::{Alert, AlertDetail, AlertId};
-use crate::baseline::{BaselineJudge, BaselinePartial, BaselineStats};
+use crate::baseline::{Anomaly, BaselineJudge, BaselinePartial, BaselineRule, BaselineStats};
 use crate::config::{AlertPolicyConfig, InputKind};
 use crate::key::KeyValue;
 use crate::network::NetworkMap;
 use crate::policy::{AlertPolicy, DedupSummary, PolicyStats, Verdict};
 use crate::rules::{RuleId, RuleKind, RuleSet};
 use crate::sequence::{SequenceStats, SequenceTracker};
-use crate::threshold::{ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdStats};
+use crate::threshold::{
+    Crossing, ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdRule, ThresholdStats,
+};
 
 /// What the collector's detector emits.
 #[derive(Debug, Clone)]
@@ -320,14 +322,7 @@ impl CentralDetector {
             match (&rule.kind, state) {
                 (RuleKind::Threshold(t), CentralState::Merged(st)) => {
                     st.evaluate(t, watermark, lateness, &mut |key, end, c| {
-                        let bucket = end.0 / t.bucket_len().as_nanos();
-                        raised.push(Alert::for_key(
-                            AlertId::derive(run_key, bucket | (1 << 62), id, &key),
-                            end,
-                            id,
-                            key,
-                            AlertDetail::Threshold { value: c.value, events: c.events },
-                        ));
+                        raised.push(merged_alert(run_key, id, t, key, end, c));
                     });
                 }
                 (RuleKind::Threshold(t), CentralState::Flow(st)) => st.expire(t, watermark),
@@ -337,21 +332,7 @@ impl CentralDetector {
                         InputKind::Packets => lateness,
                     };
                     j.evaluate(b, watermark, wait, &mut |an| {
-                        let key = KeyValue { src: an.host, ..KeyValue::default() };
-                        let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
-                        raised.push(Alert::for_key(
-                            AlertId::derive(run_key, interval | (1 << 61), id, &key),
-                            an.interval_end,
-                            id,
-                            key,
-                            AlertDetail::Baseline {
-                                value: an.value,
-                                mean: an.mean,
-                                sigma: an.sigma,
-                                score: an.score,
-                                interval_start: an.interval_start,
-                            },
-                        ));
+                        raised.push(baseline_alert(run_key, id, b, &an));
                     });
                 }
                 (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
@@ -383,33 +364,12 @@ impl CentralDetector {
             match (&rule.kind, state) {
                 (RuleKind::Threshold(t), CentralState::Merged(st)) => {
                     st.evaluate(t, end, Duration::ZERO, &mut |key, bucket_end, c| {
-                        let bucket = bucket_end.0 / t.bucket_len().as_nanos();
-                        raised.push(Alert::for_key(
-                            AlertId::derive(run_key, bucket | (1 << 62), id, &key),
-                            bucket_end,
-                            id,
-                            key,
-                            AlertDetail::Threshold { value: c.value, events: c.events },
-                        ));
+                        raised.push(merged_alert(run_key, id, t, key, bucket_end, c));
                     });
                 }
                 (RuleKind::Baseline(b), CentralState::Baseline(j)) => {
                     j.evaluate(b, end, Duration::ZERO, &mut |an| {
-                        let key = KeyValue { src: an.host, ..KeyValue::default() };
-                        let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
-                        raised.push(Alert::for_key(
-                            AlertId::derive(run_key, interval | (1 << 61), id, &key),
-                            an.interval_end,
-                            id,
-                            key,
-                            AlertDetail::Baseline {
-                                value: an.value,
-                                mean: an.mean,
-                                sigma: an.sigma,
-                                score: an.score,
-                                interval_start: an.interval_start,
-                            },
-                        ));
+                        raised.push(baseline_alert(run_key, id, b, &an));
                     });
                 }
                 _ => {}
@@ -446,6 +406,45 @@ impl CentralDetector {
 /// An alert raised by a flow record.
 /// The identity of a flow record that is the same whatever the worker count (flow ids and
 /// record positions depend on it): its 5-tuple, VLAN, first packet and record number.
+/// A merged threshold rule's alert for the bucket ending at `end`; its id derives from the
+/// bucket, so it is the same for every run and worker count.
+fn merged_alert(
+    run_key: u64,
+    rule: RuleId,
+    t: &ThresholdRule,
+    key: KeyValue,
+    end: Nanos,
+    c: Crossing,
+) -> Alert {
+    let bucket = end.0 / t.bucket_len().as_nanos();
+    Alert::for_key(
+        AlertId::derive(run_key, bucket | (1 << 62), rule, &key),
+        end,
+        rule,
+        key,
+        AlertDetail::Threshold { value: c.value, events: c.events },
+    )
+}
+
+/// A baseline rule's alert for a host's interval; its id derives from the interval.
+fn baseline_alert(run_key: u64, rule: RuleId, b: &BaselineRule, an: &Anomaly) -> Alert {
+    let key = KeyValue { src: an.host, ..KeyValue::default() };
+    let interval = an.interval_start.0 / b.interval.as_nanos().max(1);
+    Alert::for_key(
+        AlertId::derive(run_key, interval | (1 << 61), rule, &key),
+        an.interval_end,
+        rule,
+        key,
+        AlertDetail::Baseline {
+            value: an.value,
+            mean: an.mean,
+            sigma: an.sigma,
+            score: an.score,
+            interval_start: an.interval_start,
+        },
+    )
+}
+
 fn flow_anchor(r: &FlowRecord) -> u64 {
     let tuple = KeyValue {
         src: r.src,

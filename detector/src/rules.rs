@@ -91,6 +91,25 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
 }
 
+/// The [`Labels`] of a rule's configuration `c` (every rule kind's configuration has these
+/// fields), with its own `dedup` or the one given.
+macro_rules! labels {
+    ($c:expr) => {
+        labels!($c, $c.dedup)
+    };
+    ($c:expr, $dedup:expr) => {
+        Labels {
+            name: &$c.name,
+            description: &$c.description,
+            severity: $c.severity,
+            category: &$c.category,
+            mitre: $c.mitre.as_ref(),
+            dedup: $dedup,
+            rate_limit: $c.rate_limit,
+        }
+    };
+}
+
 /// The labels every rule kind has.
 struct Labels<'a> {
     name: &'a toml::Spanned<String>,
@@ -193,85 +212,37 @@ impl RuleSet {
             for (i, c) in cfg.state_machine.iter().enumerate() {
                 let key = path("state_machine", i);
                 let kind = RuleKind::StateMachine(StateMachine::compile(c, src, &key)?);
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: Some(c.dedup.unwrap_or(ConfigDuration(Duration::ZERO))),
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c, Some(c.dedup.unwrap_or(ConfigDuration(Duration::ZERO))));
                 add(labels, kind, key, &mut set)?;
             }
             for (i, c) in cfg.threshold.iter().enumerate() {
                 let key = path("threshold", i);
                 let kind = RuleKind::Threshold(ThresholdRule::compile(c, src, &key)?);
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: c.dedup,
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c);
                 add(labels, kind, key, &mut set)?;
             }
             for (i, c) in cfg.absence.iter().enumerate() {
                 let key = path("absence", i);
                 let kind = RuleKind::Absence(AbsenceRule::compile(c, src, &key)?);
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: c.dedup,
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c);
                 add(labels, kind, key, &mut set)?;
             }
             for (i, c) in cfg.baseline.iter().enumerate() {
                 let key = path("baseline", i);
                 let kind = RuleKind::Baseline(BaselineRule::compile(c, src, &key)?);
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: c.dedup,
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c);
                 add(labels, kind, key, &mut set)?;
             }
             for (i, c) in cfg.intel.iter().enumerate() {
                 let key = path("intel", i);
                 let kind = RuleKind::Intel(IntelRule::compile(c, src, &key)?);
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: c.dedup,
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c);
                 add(labels, kind, key, &mut set)?;
             }
             for (i, c) in cfg.sequence.iter().enumerate() {
                 let key = path("sequence", i);
                 let rule = SequenceRule::compile(c, src, &key)?;
-                let labels = Labels {
-                    name: &c.name,
-                    description: &c.description,
-                    severity: c.severity,
-                    category: &c.category,
-                    mitre: c.mitre.as_ref(),
-                    dedup: c.dedup,
-                    rate_limit: c.rate_limit,
-                };
+                let labels = labels!(c);
                 add(labels, RuleKind::Sequence(rule), key.clone(), &mut set)?;
                 sequences.push((set.rules.len() - 1, *src, key));
             }

@@ -451,6 +451,14 @@ impl<T: Copy + Default, const N: usize, S> Repr<T, N, S> {
         }
     }
 
+    /// Exact or sketch.
+    fn mode(&self) -> Mode {
+        match self {
+            Repr::Sketch(_) => Mode::Sketch,
+            Repr::Inline(_) | Repr::Heap(_) => Mode::Exact,
+        }
+    }
+
     /// Heap bytes of an exact list.
     fn list_heap_bytes(&self) -> usize {
         match self {
@@ -595,10 +603,7 @@ impl DistinctCounter {
     /// Exact or sketch.
     #[must_use]
     pub fn mode(&self) -> Mode {
-        match self.repr {
-            Repr::Sketch(_) => Mode::Sketch,
-            Repr::Inline(_) | Repr::Heap(_) => Mode::Exact,
-        }
+        self.repr.mode()
     }
 
     /// The configured exact limit (after clamping).
@@ -1045,10 +1050,7 @@ impl WindowedDistinct {
     /// Exact or sketch.
     #[must_use]
     pub fn mode(&self) -> Mode {
-        match self.repr {
-            Repr::Sketch(_) => Mode::Sketch,
-            Repr::Inline(_) | Repr::Heap(_) => Mode::Exact,
-        }
+        self.repr.mode()
     }
 
     /// The window `[start, end)` counted at `now` (as of the head when `now` is older).

@@ -383,17 +383,7 @@ pub enum AttackTruthError {
 /// # Errors
 /// An I/O error, or the first line that is not an [`AttackTruth`].
 pub fn read_attack_truth<R: BufRead>(reader: R) -> Result<Vec<AttackTruth>, AttackTruthError> {
-    let mut records = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record =
-            serde_json::from_str(&line).map_err(|source| AttackTruthError::Parse { line: i + 1, source })?;
-        records.push(record);
-    }
-    Ok(records)
+    crate::jsonl::read_json_lines(reader, |line, source| AttackTruthError::Parse { line, source })
 }
 
 /// Reads an attack truth file written by the generator (`--truth FILE`).

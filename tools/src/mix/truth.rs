@@ -189,17 +189,7 @@ pub enum FlowTruthError {
 /// # Errors
 /// An I/O error, or the first line that is not a [`FlowTruth`].
 pub fn read_flow_truth<R: BufRead>(reader: R) -> Result<Vec<FlowTruth>, FlowTruthError> {
-    let mut records = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record =
-            serde_json::from_str(&line).map_err(|source| FlowTruthError::Parse { line: i + 1, source })?;
-        records.push(record);
-    }
-    Ok(records)
+    crate::jsonl::read_json_lines(reader, |line, source| FlowTruthError::Parse { line, source })
 }
 
 /// Reads a flow truth file written by the generator (`--truth FILE`).

@@ -81,17 +81,7 @@ pub enum TruthError {
 /// # Errors
 /// An I/O error, or the first line that is not a [`TruthRecord`].
 pub fn read_truth<R: BufRead>(reader: R) -> Result<Vec<TruthRecord>, TruthError> {
-    let mut records = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record =
-            serde_json::from_str(&line).map_err(|source| TruthError::Parse { line: i + 1, source })?;
-        records.push(record);
-    }
-    Ok(records)
+    crate::jsonl::read_json_lines(reader, |line, source| TruthError::Parse { line, source })
 }
 
 /// Reads a truth file written by the generator (`--truth FILE`).
