@@ -21,7 +21,6 @@ use outpost_tools::attack::{
 use outpost_tools::mix::{self, MixParams};
 use outpost_tools::pcap::OutputFormat;
 use outpost_tools::seed::NETWORKS;
-use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
 const SYN: u16 = tcp_flags::SYN;
 const ACK: u16 = tcp_flags::ACK;
@@ -31,43 +30,13 @@ const PSH: u16 = tcp_flags::PSH;
 const URG: u16 = tcp_flags::URG;
 const SECOND: u64 = 1_000_000_000;
 
-/// Reads every packet of a pcap or pcapng file: (timestamp ns, frame).
+mod common;
+
+/// Reads every packet of an Ethernet pcap or pcapng file: (timestamp ns, frame).
 fn read_capture(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut reader = create_reader(1 << 16, bytes).expect("a pcap or pcapng header");
-    let mut nanos = true;
-    let mut resolution = 1_000_000_000u64;
-    let mut packets = Vec::new();
-    loop {
-        match reader.next() {
-            Ok((offset, block)) => {
-                match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        assert_eq!(LinkType::from_linktype(h.network.0 as u32), Some(LinkType::Ethernet));
-                        nanos = h.is_nanosecond_precision();
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
-                        assert_eq!(b.caplen, b.origlen);
-                        packets.push((u64::from(b.ts_sec) * SECOND + frac, b.data.to_vec()));
-                    }
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        resolution = idb.ts_resolution().expect("a valid if_tsresol");
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        packets
-                            .push((units * (SECOND / resolution), epb.data[..epb.caplen as usize].to_vec()));
-                    }
-                    PcapBlockOwned::NG(_) => {}
-                }
-                reader.consume(offset);
-            }
-            Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().expect("refill"),
-            Err(e) => panic!("unreadable capture: {e:?}"),
-        }
-    }
-    packets
+    let (link, packets) = common::read_capture(bytes);
+    assert_eq!(link, LinkType::Ethernet);
+    packets.into_iter().map(|p| (p.ts.0, p.frame)).collect()
 }
 
 /// What the rules look at in one packet.
