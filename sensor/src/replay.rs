@@ -496,8 +496,16 @@ fn describe_rule(r: &RuleSummary) -> String {
     let mut parts = Vec::new();
     match &r.workers {
         RuleStats::StateMachine(c) => parts.push(format!(
-            "events {}, transitions {}, invalid {}, terminated {}, idle released {}, evicted {}, keys held {} (peak {})",
-            c.events, c.transitions, c.invalid, c.terminated, c.idle_released, c.evicted, c.keys, c.peak_keys
+            "events {}, transitions {}, invalid {}, terminated {}, idle released {}, timed out {}, evicted {}, keys held {} (peak {})",
+            c.events,
+            c.transitions,
+            c.invalid,
+            c.terminated,
+            c.idle_released,
+            c.timed_out,
+            c.evicted,
+            c.keys,
+            c.peak_keys
         )),
         RuleStats::Threshold(t) => parts.push(format!(
             "matched {}, crossed {}, keys {} (peak {}), evicted {}, late {}",
