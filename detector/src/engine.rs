@@ -275,6 +275,30 @@ pub struct Detector {
     started: bool,
     now: Nanos,
     alerts: u64,
+    /// Key hashes and slot hints of the batch given to [`Detector::prepare`].
+    prepared: Prepared,
+}
+
+/// Local threshold tables smaller than this are not prefetched: they stay in the caches.
+const PREFETCH_MIN_KEYS: usize = 4096;
+
+/// The prefetch work of one batch ([`Detector::prepare`]).
+#[derive(Debug, Default)]
+struct Prepared {
+    /// Per packet of the batch, where its hints start in `hints`; one more at the end.
+    starts: Vec<u32>,
+    /// In packet order, then in the order of the packet class's rule list.
+    hints: Vec<Hint>,
+}
+
+/// A Local threshold rule's key lookup for one packet, started ahead of time.
+#[derive(Debug, Clone, Copy)]
+struct Hint {
+    rule: u16,
+    /// The key's slot as the index pointed to when prefetched (`u32::MAX`: none); checked
+    /// before use.
+    slot: u32,
+    hash: u64,
 }
 
 impl Detector {
@@ -304,6 +328,7 @@ impl Detector {
             started: false,
             now: Nanos::ZERO,
             alerts: 0,
+            prepared: Prepared::default(),
         }
     }
 
@@ -334,6 +359,8 @@ impl Detector {
         self.meters = group_meters(&rules, &mut self.states, meters);
         self.dispatch = Dispatch::new(&rules, &self.meters);
         self.rules = rules;
+        self.prepared.starts.clear();
+        self.prepared.hints.clear();
         if self.started {
             let (now, place) = (self.now, self.place);
             for i in fresh {
@@ -358,9 +385,66 @@ impl Detector {
         }
     }
 
+    /// Starts loading, for a batch of packets, the key table entries their Local threshold
+    /// rules will update (index lines first, then the slots they point to), so the cache
+    /// misses of the batch overlap instead of queueing one packet at a time. Then call
+    /// [`Detector::on_prepared`] for each packet of the batch, in order. Only tables of at
+    /// least [`PREFETCH_MIN_KEYS`] keys are prefetched; the rest are searched as usual.
+    pub fn prepare<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
+        let Prepared { starts, hints } = &mut self.prepared;
+        starts.clear();
+        hints.clear();
+        let (rules, networks, states) = (&self.rules.rules, &self.networks, &self.states);
+        for m in batch {
+            starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
+            let class = PacketClass::of(m);
+            for &i in self.dispatch.rules_for(class) {
+                if let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(State::Immediate(st))) =
+                    (rules.get(usize::from(i)), states.get(usize::from(i)))
+                    && st.len() >= PREFETCH_MIN_KEYS
+                    && t.selects_packet_class(class, m)
+                {
+                    let hash = st.hash(&t.key.of_packet(m, networks));
+                    st.prefetch_index(hash);
+                    hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                }
+            }
+        }
+        starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
+        for h in hints.iter_mut() {
+            if let Some(State::Immediate(st)) = states.get(usize::from(h.rule)) {
+                h.slot = st.prefetch_slot(h.hash);
+            }
+        }
+    }
+
+    /// Runs every packet rule over packet `i` of the batch last given to
+    /// [`Detector::prepare`] (`m` must be that packet); `frame` is its input frame number.
+    #[inline]
+    pub fn on_prepared(
+        &mut self,
+        i: usize,
+        m: &PacketMeta,
+        frame: u64,
+        out: &mut impl FnMut(DetectorOutput),
+    ) {
+        let prepared = std::mem::take(&mut self.prepared);
+        let hints = match (prepared.starts.get(i), prepared.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => prepared.hints.get(a as usize..b as usize).unwrap_or_default(),
+            _ => &[],
+        };
+        self.run(m, frame, hints, out);
+        self.prepared = prepared;
+    }
+
     /// Runs every packet rule over one packet; `frame` is its input frame number.
     #[inline]
     pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
+        self.run(m, frame, &[], out);
+    }
+
+    #[inline]
+    fn run(&mut self, m: &PacketMeta, frame: u64, mut hints: &[Hint], out: &mut impl FnMut(DetectorOutput)) {
         if !self.started {
             self.start(m.ts);
         }
@@ -397,11 +481,21 @@ impl Detector {
                     }
                 }
                 (RuleKind::Threshold(t), State::Immediate(st)) => {
-                    if !t.selects_packet_class(class, m) {
-                        continue;
-                    }
-                    let key = t.key.of_packet(m, networks);
-                    if let Some(c) = st.add(t, key, m.ts, t.packet_contribution(m)) {
+                    // A hint for this rule means prepare found the packet selected.
+                    let crossing = match hints.split_first() {
+                        Some((h, rest)) if h.rule == i => {
+                            hints = rest;
+                            let key = t.key.of_packet(m, networks);
+                            st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
+                                .map(|c| (key, c))
+                        }
+                        _ if t.selects_packet_class(class, m) => {
+                            let key = t.key.of_packet(m, networks);
+                            st.add(t, key, m.ts, t.packet_contribution(m)).map(|c| (key, c))
+                        }
+                        _ => None,
+                    };
+                    if let Some((key, c)) = crossing {
                         let detail = AlertDetail::Threshold { value: c.value, events: c.events };
                         self.alerts += 1;
                         out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));

@@ -22,6 +22,7 @@ pub mod baseline;
 pub mod central;
 pub mod config;
 pub mod engine;
+mod first;
 pub mod intel;
 pub mod intel_rule;
 pub mod key;

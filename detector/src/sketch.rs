@@ -197,7 +197,7 @@ const fn mix64(mut x: u64) -> u64 {
 
 /// The 32-bit fingerprint of a value: the top half of the mixed value.
 #[inline]
-const fn fingerprint32(hash: u64) -> u32 {
+pub(crate) const fn fingerprint32(hash: u64) -> u32 {
     (mix64(hash) >> 32) as u32
 }
 
@@ -954,8 +954,18 @@ impl WindowedDistinct {
     /// [`Late`] when `now` lies before the window (older than the head by `G` buckets or more);
     /// the value is not counted.
     pub fn insert(&mut self, now: Nanos, hash: u64) -> Result<Counted, Late> {
+        self.insert_fingerprint(now, fingerprint32(hash))
+    }
+
+    /// [`WindowedDistinct::insert`] of a value whose 32-bit fingerprint (all this counter keeps
+    /// of a value) was taken earlier.
+    ///
+    /// # Errors
+    ///
+    /// [`Late`] as [`WindowedDistinct::insert`].
+    pub(crate) fn insert_fingerprint(&mut self, now: Nanos, fp: u32) -> Result<Counted, Late> {
         let bucket = self.enter(now)?;
-        Ok(self.count(bucket, fingerprint32(hash)))
+        Ok(self.count(bucket, fp))
     }
 
     /// Adds a partial aggregate — the values a worker gathered during one bucket — as if its

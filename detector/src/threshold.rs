@@ -44,13 +44,17 @@ use outpost_filter::{Filter, PacketClass};
 use outpost_flowmeter::FlowRecord;
 use std::hash::BuildHasher as _;
 
+use outpost_flowmeter::index::{SlotIndex, prefetch};
+
+use crate::first::{FirstSeen, Seen};
+
 use crate::config::{
     AggregateKind, ConfigError, FieldName, InputKind, KeyField, SourceText, ThresholdConfig,
 };
 use crate::key::{KeySpec, KeyValue};
 use crate::network::NetworkMap;
 use crate::select::{FlowConditions, FlowSelector, compile_filter};
-use crate::sketch::{DistinctCounter, Late, WindowedCount, WindowedDistinct};
+use crate::sketch::{DistinctCounter, Late, WindowedCount, WindowedDistinct, fingerprint32};
 
 /// What a rule reads, compiled.
 #[derive(Debug, Clone)]
@@ -425,6 +429,23 @@ impl Counter {
         })
     }
 
+    /// Adds a first input given back by [`FirstSeen`] (a count's amount or a distinct value's
+    /// fingerprint, see [`parked_value`]); a fresh counter has no window yet, so it is never
+    /// late.
+    fn add_parked(&mut self, at: Nanos, value: u32) {
+        match self {
+            Counter::Amount { total, events } => {
+                let _ = events.add(at, 1);
+                let _ = total.add(at, u64::from(value));
+            }
+            Counter::Distinct { values, events } => {
+                let _ = events.add(at, 1);
+                let _ = values.insert_fingerprint(at, value);
+            }
+            Counter::Ratio { .. } => {}
+        }
+    }
+
     fn is_idle(&self, now: Nanos) -> bool {
         match self {
             Counter::Amount { events, .. }
@@ -457,22 +478,31 @@ struct Slot<V> {
     key: KeyValue,
     /// Next more recently updated slot, or [`NIL`].
     newer: u32,
-    /// Next less recently updated slot, or [`NIL`].
+    /// Next less recently updated slot, or [`NIL`]; in a free slot, the next free slot.
     older: u32,
-    value: V,
+    /// `None` in a free slot.
+    value: Option<V>,
 }
 
 /// Keys and their values in order of their last update, so that a full table drops the least
 /// recently updated key: a flood of new keys (spoofed sources, a sweep) pushes out keys that
 /// went quiet, never the busy ones.
 ///
-/// The values sit in a dense slab linked into a list (most recent first); a hash table maps a
-/// key to its slot. Finding a key costs one probe, moving it to the front a few index writes,
-/// and nothing allocates once the table has held its most keys.
-struct LruTable<V> {
-    index: hashbrown::HashTable<u32>,
+/// The values sit in a slab linked into a list (most recent first); a [`SlotIndex`] of
+/// 64-byte lines maps key hashes to slots. Finding a key costs one index line and its slot,
+/// and both can be prefetched for a batch ([`LruTable::prefetch_index`],
+/// [`LruTable::prefetch_slot`]); moving it to the front a few link writes. A removed key's
+/// slot goes on a free list and is the next one a new key takes (nothing moves, and the slot
+/// just freed is likely still in cache), so nothing allocates once the table has held its
+/// most keys. The index doubles when it passes its capacity.
+pub(crate) struct LruTable<V> {
+    index: SlotIndex,
     hasher: foldhash::fast::RandomState,
     slots: Vec<Slot<V>>,
+    /// Keys held.
+    live: usize,
+    /// The first free slot, or [`NIL`].
+    free: u32,
     /// The most recently updated slot.
     newest: u32,
     /// The least recently updated slot.
@@ -481,42 +511,89 @@ struct LruTable<V> {
 
 impl<V> std::fmt::Debug for LruTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LruTable").field("keys", &self.slots.len()).finish()
+        f.debug_struct("LruTable").field("keys", &self.live).finish()
     }
 }
+
+/// Index entries a new table is sized for (it grows by doubling).
+const FIRST_CAPACITY: usize = 16;
 
 impl<V> LruTable<V> {
     fn new() -> LruTable<V> {
         LruTable {
-            index: hashbrown::HashTable::new(),
+            index: SlotIndex::with_capacity(FIRST_CAPACITY),
             hasher: foldhash::fast::RandomState::default(),
             slots: Vec::new(),
+            live: 0,
+            free: NIL,
             newest: NIL,
             oldest: NIL,
         }
     }
 
     fn len(&self) -> usize {
-        self.slots.len()
+        self.live
+    }
+
+    /// The table's hash of `key` (seeded per table, so crafted keys cannot aim at one line).
+    #[inline]
+    pub(crate) fn hash(&self, key: &KeyValue) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     /// The slot of `key`.
     #[inline]
     fn find(&self, key: &KeyValue) -> Option<u32> {
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// The slot of `key`, whose hash is `hash`.
+    #[inline]
+    fn find_hashed(&self, hash: u64, key: &KeyValue) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(self.hasher.hash_one(key), |&i| slots.get(i as usize).is_some_and(|s| s.key == *key))
-            .copied()
+        self.index.find(hash, |i| slots.get(i as usize).is_some_and(|s| s.key == *key))
+    }
+
+    /// Starts loading the index line of `hash` (first stage of a batch).
+    #[inline]
+    pub(crate) fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Starts loading the slots whose tag matches `hash` (second stage, once the index line is
+    /// likely cached); returns the first, a hint [`LruTable::lookup`] checks before trusting.
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, hash: u64) -> u32 {
+        let mut first = NIL;
+        let _ = self.index.find(hash, |i| {
+            if let Some(s) = self.slots.get(i as usize) {
+                prefetch(s);
+                if first == NIL {
+                    first = i;
+                }
+            }
+            false
+        });
+        first
+    }
+
+    /// The slot of `key` (hash `hash`): `hint` if it holds the key, else a search.
+    #[inline]
+    fn lookup(&self, hash: u64, key: &KeyValue, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(s) if s.key == *key && s.value.is_some() => Some(hint),
+            _ => self.find_hashed(hash, key),
+        }
     }
 
     #[inline]
     fn value(&self, i: u32) -> Option<&V> {
-        self.slots.get(i as usize).map(|s| &s.value)
+        self.slots.get(i as usize).and_then(|s| s.value.as_ref())
     }
 
     #[inline]
     fn value_mut(&mut self, i: u32) -> Option<&mut V> {
-        self.slots.get_mut(i as usize).map(|s| &mut s.value)
+        self.slots.get_mut(i as usize).and_then(|s| s.value.as_mut())
     }
 
     /// Sets the newer neighbour of slot `i`; for [`NIL`] (the list's old end), the oldest slot.
@@ -564,39 +641,64 @@ impl<V> LruTable<V> {
         }
     }
 
-    /// Adds `key` (not in the table) as the most recently updated; returns its slot.
-    fn insert(&mut self, key: KeyValue, value: V) -> u32 {
-        // Slots are fewer than `u32::MAX`: `max_keys` and the memory bound them long before.
-        let i = u32::try_from(self.slots.len()).unwrap_or(NIL - 1);
-        self.slots.push(Slot { key, newer: NIL, older: NIL, value });
-        let (hasher, slots) = (&self.hasher, &self.slots);
-        self.index.insert_unique(hasher.hash_one(key), i, |&j| {
-            slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.key))
-        });
+    /// Adds `key` (not in the table; hash `hash`) as the most recently updated; returns its
+    /// slot.
+    fn insert_hashed(&mut self, hash: u64, key: KeyValue, value: V) -> u32 {
+        if self.index.len() >= self.index.capacity() {
+            self.grow();
+        }
+        let slot = Slot { key, newer: NIL, older: NIL, value: Some(value) };
+        let i = match self.slots.get_mut(self.free as usize) {
+            Some(s) => {
+                let i = self.free;
+                self.free = s.older;
+                *s = slot;
+                i
+            }
+            None => {
+                // Slots are fewer than `u32::MAX`: `max_keys` and the memory bound them long
+                // before.
+                let i = u32::try_from(self.slots.len()).unwrap_or(NIL - 1);
+                self.slots.push(slot);
+                i
+            }
+        };
+        self.index.insert(hash, i);
+        self.live += 1;
         self.link_newest(i);
         i
     }
 
-    /// Removes slot `i`. The last slot moves into its place.
-    fn remove(&mut self, i: u32) -> Option<(KeyValue, V)> {
-        let key = self.slots.get(i as usize)?.key;
-        self.unlink(i);
-        if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(key), |&j| j == i) {
-            entry.remove();
-        }
-        let last = u32::try_from(self.slots.len() - 1).unwrap_or(NIL - 1);
-        let removed = self.slots.swap_remove(i as usize);
-        if i != last {
-            if let Some(moved) = self.slots.get(i as usize) {
-                let (newer, older, moved_key) = (moved.newer, moved.older, moved.key);
-                self.set_older(newer, i);
-                self.set_newer(older, i);
-                if let Some(j) = self.index.find_mut(self.hasher.hash_one(moved_key), |&j| j == last) {
-                    *j = i;
-                }
+    /// Adds `key` (not in the table) as the most recently updated; returns its slot.
+    fn insert(&mut self, key: KeyValue, value: V) -> u32 {
+        self.insert_hashed(self.hash(&key), key, value)
+    }
+
+    /// Rebuilds the index at twice its capacity.
+    #[cold]
+    fn grow(&mut self) {
+        let mut index = SlotIndex::with_capacity(self.index.capacity().max(FIRST_CAPACITY) * 2);
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.value.is_some() {
+                index.insert(self.hasher.hash_one(s.key), i as u32);
             }
         }
-        Some((removed.key, removed.value))
+        self.index = index;
+    }
+
+    /// Removes slot `i`, which goes on the free list.
+    fn remove(&mut self, i: u32) -> Option<(KeyValue, V)> {
+        let s = self.slots.get(i as usize)?;
+        s.value.as_ref()?;
+        let key = s.key;
+        self.unlink(i);
+        self.index.remove(self.hasher.hash_one(key), i);
+        let free = self.free;
+        let s = self.slots.get_mut(i as usize)?;
+        s.older = free;
+        self.free = i;
+        self.live -= 1;
+        s.value.take().map(|v| (key, v))
     }
 
     /// The value of the least recently updated key.
@@ -614,7 +716,9 @@ impl<V> LruTable<V> {
         self.index.clear();
         self.newest = NIL;
         self.oldest = NIL;
-        self.slots.drain(..).map(|s| (s.key, s.value))
+        self.free = NIL;
+        self.live = 0;
+        self.slots.drain(..).filter_map(|s| Some((s.key, s.value?)))
     }
 }
 
@@ -633,6 +737,9 @@ pub struct ThresholdStats {
     pub evicted: u64,
     /// Inputs too late for their window.
     pub late: u64,
+    /// Keys whose parked first input was given up for a newer key's before their second
+    /// input came (their count is one lower than exact; see [`crate::first`]).
+    pub lost_first: u64,
 }
 
 impl ThresholdStats {
@@ -644,25 +751,44 @@ impl ThresholdStats {
         self.peak_keys += o.peak_keys;
         self.evicted += o.evicted;
         self.late += o.late;
+        self.lost_first += o.lost_first;
     }
 }
 
 /// Per-key sliding windows evaluated as inputs arrive (Local and Central placements).
 ///
 /// Keys are kept in order of their last input: a full table drops the least recently updated
-/// key, and keys whose window has emptied are released from the old end.
+/// key, and keys whose window has emptied are released from the old end. For a rule that no
+/// single input can alert on (a count or distinct count with a threshold above 1), a key's
+/// first input is parked in a [`FirstSeen`] table of 16-byte entries and the key gets its
+/// full state with its second input (see [`crate::first`]).
 #[derive(Debug)]
 pub struct ImmediateThreshold {
     keys: LruTable<KeyState>,
+    first: Option<FirstSeen>,
     /// Counters.
     pub stats: ThresholdStats,
+}
+
+/// What a parked first input keeps of its contribution: a count's amount (1), a distinct
+/// value's fingerprint (all a distinct counter keeps of it).
+fn parked_value(c: Contribution) -> u32 {
+    match c {
+        Contribution::Amount(a) => u32::try_from(a).unwrap_or(u32::MAX),
+        Contribution::Value(h) => fingerprint32(h),
+        Contribution::RatioInput(hit) => u32::from(hit),
+    }
 }
 
 impl ImmediateThreshold {
     /// Empty state for `rule`.
     #[must_use]
-    pub fn new(_rule: &ThresholdRule) -> ImmediateThreshold {
-        ImmediateThreshold { keys: LruTable::new(), stats: ThresholdStats::default() }
+    pub fn new(rule: &ThresholdRule) -> ImmediateThreshold {
+        let single_cannot_alert =
+            matches!(rule.aggregate, Aggregate::Count | Aggregate::Distinct(_)) && rule.threshold > 1.0;
+        let first = single_cannot_alert
+            .then(|| FirstSeen::new(rule.bucket_len().as_nanos(), rule.buckets, rule.max_keys));
+        ImmediateThreshold { keys: LruTable::new(), first, stats: ThresholdStats::default() }
     }
 
     /// Adds one input for `key` at `now`; returns the crossing when the key reaches the
@@ -674,13 +800,83 @@ impl ImmediateThreshold {
         now: Nanos,
         c: Contribution,
     ) -> Option<Crossing> {
+        self.add_prepared(rule, key, self.keys.hash(&key), NIL, now, c)
+    }
+
+    /// Keys held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.len() == 0
+    }
+
+    /// This table's hash of `key`, for [`ImmediateThreshold::add_prepared`].
+    #[inline]
+    #[must_use]
+    pub fn hash(&self, key: &KeyValue) -> u64 {
+        self.keys.hash(key)
+    }
+
+    /// Starts loading the index line of `hash` (first stage of a batch).
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.keys.prefetch_index(hash);
+        if let Some(f) = &self.first {
+            f.prefetch(hash);
+        }
+    }
+
+    /// Starts loading the key slot the index line of `hash` points to (second stage); returns
+    /// a hint for [`ImmediateThreshold::add_prepared`] (`u32::MAX`: none).
+    #[inline]
+    #[must_use]
+    pub fn prefetch_slot(&self, hash: u64) -> u32 {
+        self.keys.prefetch_slot(hash)
+    }
+
+    /// [`ImmediateThreshold::add`] with the key's hash (from [`ImmediateThreshold::hash`])
+    /// and a slot hint from [`ImmediateThreshold::prefetch_slot`], which is checked (slot in
+    /// use, key equal) before it is trusted: a stale hint costs a search, never a wrong key.
+    #[inline]
+    pub fn add_prepared(
+        &mut self,
+        rule: &ThresholdRule,
+        key: KeyValue,
+        hash: u64,
+        hint: u32,
+        now: Nanos,
+        c: Contribution,
+    ) -> Option<Crossing> {
         self.stats.matched += 1;
-        let slot = match self.keys.find(&key) {
+        let slot = match self.keys.lookup(hash, &key, hint) {
             Some(slot) => {
                 self.keys.touch(slot);
                 slot
             }
-            None => self.insert(rule, key, now),
+            None => match &mut self.first {
+                None => self.insert(rule, key, hash, now),
+                Some(first) => {
+                    match first.see(hash, now, parked_value(c)) {
+                        Seen::Parked => {
+                            self.stats.lost_first = first.lost;
+                            return None;
+                        }
+                        Seen::Second(s) => {
+                            let slot = self.insert(rule, key, hash, s.at);
+                            if let Some(state) = self.keys.value_mut(slot) {
+                                // Given back only while inside the window: never late.
+                                state.counter.add_parked(s.at, s.value);
+                            }
+                            slot
+                        }
+                    }
+                }
+            },
         };
         let state = self.keys.value_mut(slot)?;
         state.last = state.last.max(now);
@@ -700,16 +896,18 @@ impl ImmediateThreshold {
     }
 
     /// Adds a new key, first dropping the least recently updated ones while the table is full.
-    fn insert(&mut self, rule: &ThresholdRule, key: KeyValue, now: Nanos) -> u32 {
+    fn insert(&mut self, rule: &ThresholdRule, key: KeyValue, hash: u64, now: Nanos) -> u32 {
         while self.keys.len() >= rule.max_keys {
             if self.keys.pop_oldest().is_none() {
                 break;
             }
             self.stats.evicted += 1;
         }
-        let slot = self
-            .keys
-            .insert(key, KeyState { counter: Counter::new(rule), quiet_until: Nanos::ZERO, last: now });
+        let slot = self.keys.insert_hashed(
+            hash,
+            key,
+            KeyState { counter: Counter::new(rule), quiet_until: Nanos::ZERO, last: now },
+        );
         self.stats.keys = self.keys.len() as u64;
         self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
         slot

@@ -1234,7 +1234,8 @@ fn flow_thresholds_count_only_flows_that_meet_the_flow_conditions() {
     assert_eq!(detail(&alert), (5.0, 5));
     assert_eq!(alert.frame, None);
     let stats = run.collector("ssh-brute");
-    assert_eq!((stats.matched, stats.crossed, stats.keys), (6, 1, 2));
+    // b's single flow is only parked: a key gets its full state with its second input.
+    assert_eq!((stats.matched, stats.crossed, stats.keys), (6, 1, 1));
 }
 
 #[test]
@@ -1273,16 +1274,19 @@ fn beyond_max_keys_the_least_recently_updated_key_is_dropped_and_counted() {
     let (a, b, c, d) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4"));
     let dst = ip("192.0.2.1");
     let p = |src, t| udp_packet(src, dst, 53, 60, ms(t));
+    // A key takes a place in the table with its second input (its first is only parked).
     let packets = [
         p(a, 0),
         p(a, 100),
         p(b, 1_000),
         p(b, 1_100),
         p(c, 2_000),
+        p(c, 2_100), // three keys: the table is full
         p(a, 2_500), // a: 3 inputs, touched last
-        p(d, 3_000), // full: b (least recently updated) is dropped
-        p(b, 4_000), // b starts over, dropping c
-        p(b, 4_100),
+        p(d, 3_000),
+        p(d, 3_100), // d's place: b (least recently updated) is dropped
+        p(b, 4_000), // b starts over (parked)...
+        p(b, 4_100), // ...and takes c's place (c is now the least recently updated)
         p(a, 5_000), // a kept its three: the fourth alerts
         p(b, 5_100), // b: 3 since it started over, no alert
     ];
@@ -1290,7 +1294,41 @@ fn beyond_max_keys_the_least_recently_updated_key_is_dropped_and_counted() {
     let alerts = run.alerts_of("four");
     assert_eq!(alerts.iter().map(|x| (x.key, x.ts)).collect::<Vec<_>>(), [(src_key(a), ms(5_000))]);
     let stats = run.workers("four");
-    assert_eq!((stats.matched, stats.evicted, stats.keys, stats.peak_keys), (11, 2, 3, 3));
+    assert_eq!((stats.matched, stats.evicted, stats.keys, stats.peak_keys), (13, 2, 3, 3));
+}
+
+#[test]
+fn keys_seen_once_are_parked_and_alert_on_the_same_input_as_exact_counting() {
+    let rules = compile(&rule(
+        "ports",
+        "filter = \"tcp\"\nkey = [\"src_ip\", \"dst_ip\"]\naggregate = \"distinct\"\n\
+         field = \"dst_port\"\nwindow = \"60s\"\nthreshold = 3\nmax_keys = 10",
+    ));
+    let (scanner, victim) = (ip("203.0.113.9"), ip("192.0.2.1"));
+    let mut packets = Vec::new();
+    // 40 clients send one SYN each: parked, no key takes a place, nothing is evicted.
+    for i in 0..40u32 {
+        packets.push(syn(v4(0x0a00_0000 + i), victim, 40_000, 443, ms(u64::from(i))));
+    }
+    // The scanner's first SYN is parked; its retransmission (the same port) gives the key its
+    // state; the second port is the second value, the third alerts.
+    for t in [1_000, 2_000, 4_000] {
+        packets.push(syn(scanner, victim, 50_000, 22, ms(t)));
+    }
+    packets.push(syn(scanner, victim, 50_001, 23, ms(5_000)));
+    packets.push(syn(scanner, victim, 50_002, 25, ms(6_000)));
+    let run = run_alone(&rules, &packets);
+    let alerts = run.alerts_of("ports");
+    assert_eq!(
+        alerts.iter().map(|a| (a.key, a.ts)).collect::<Vec<_>>(),
+        [(pair_key(scanner, victim), ms(6_000))]
+    );
+    assert_eq!(detail(&alerts[0]), (3.0, 5), "three ports, five SYNs in the window");
+    let stats = run.workers("ports");
+    assert_eq!(
+        (stats.matched, stats.keys, stats.peak_keys, stats.evicted, stats.lost_first),
+        (45, 1, 1, 0, 0)
+    );
 }
 
 #[test]
@@ -1304,7 +1342,9 @@ fn max_keys_bounds_memory_under_a_flood_of_new_keys_and_spares_the_busy_key() {
     let flood = |n: u32| -> Vec<PacketMeta> {
         (0..n)
             .map(|i| {
-                let src = if i % 10 == 0 { heavy } else { v4(0x0a00_0000 + i) };
+                // Every other source sends twice in a row, so it takes a place in the table
+                // (a key's first input is only parked).
+                let src = if i % 10 == 0 { heavy } else { v4(0x0a00_0000 + (i - i / 10 - 1) / 2) };
                 udp_packet(src, dst, 53, 60, ms(u64::from(i) * 40_000 / u64::from(n)))
             })
             .collect()
@@ -1336,7 +1376,7 @@ fn max_keys_bounds_memory_under_a_flood_of_new_keys_and_spares_the_busy_key() {
         let Some(RuleStats::Threshold(stats)) = detector.stats().rules.first().cloned() else {
             panic!("threshold counters")
         };
-        let new_keys = u64::from(n) - u64::from(n) / 10 + 1;
+        let new_keys = (u64::from(n) - u64::from(n) / 10) / 2 + 1;
         assert_eq!(stats.keys, 500, "n = {n}");
         assert_eq!(stats.peak_keys, 500, "n = {n}");
         assert_eq!(stats.evicted, new_keys - 500, "n = {n}: every key beyond 500 dropped one");
@@ -1564,25 +1604,30 @@ fn counters_report_matched_crossed_keys_peak_evicted_and_late() {
             m.ts
         );
     };
-    step(&mut s, p(a, 0), (1, 0, 1, 1, 0, 0));
+    // A key's first input is only parked (no single input reaches 3): `keys` counts the keys
+    // with a full state, which they get with their second input.
+    step(&mut s, p(a, 0), (1, 0, 0, 0, 0, 0));
     step(&mut s, p(a, 1_000), (2, 0, 1, 1, 0, 0));
     step(&mut s, p(a, 2_000), (3, 1, 1, 1, 0, 0));
-    step(&mut s, p(b, 3_000), (4, 1, 2, 2, 0, 0));
-    step(&mut s, p(c, 4_000), (5, 1, 2, 2, 1, 0)); // a, least recently updated, dropped
-    step(&mut s, p(b, 30_000), (6, 1, 2, 2, 1, 0));
-    step(&mut s, p(b, 5_000), (7, 1, 2, 2, 1, 1)); // older than b's window at 30 s
+    step(&mut s, p(b, 3_000), (4, 1, 1, 1, 0, 0));
+    step(&mut s, p(b, 3_500), (5, 1, 2, 2, 0, 0));
+    step(&mut s, p(c, 4_000), (6, 1, 2, 2, 0, 0));
+    step(&mut s, p(c, 4_100), (7, 1, 2, 2, 1, 0)); // a, least recently updated, dropped
+    step(&mut s, p(b, 30_000), (8, 1, 2, 2, 1, 0));
+    step(&mut s, p(b, 5_000), (9, 1, 2, 2, 1, 1)); // older than b's window at 30 s
     // Time passes: c's window is empty at 30 s, so c is released; b's is not.
     s.idle_until(ms(30_000));
     let st = s.worker_stats();
     assert_eq!(
         st.rules.first(),
         Some(&RuleStats::Threshold(ThresholdStats {
-            matched: 7,
+            matched: 9,
             crossed: 1,
             keys: 1,
             peak_keys: 2,
             evicted: 1,
-            late: 1
+            late: 1,
+            lost_first: 0
         }))
     );
     s.idle_until(ms(45_000));

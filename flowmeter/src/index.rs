@@ -1,4 +1,5 @@
-//! The flow index: key hash → slab index, in cache-line buckets that can be prefetched.
+//! A hash → slab index map in cache-line buckets that can be prefetched: the flow table's
+//! index, and the detector's key tables'.
 //!
 //! Each 64-byte line holds seven entries (a 32-bit tag from the hash and a 32-bit slab index)
 //! and an overflow counter. A key lives in its home line (`hash` reduced to the line count)
@@ -32,7 +33,7 @@ const EMPTY_LINE: Line = Line { tags: [EMPTY; WAYS], overflow: 0, slots: [0; WAY
 
 /// Hash → slab index map with a fixed number of lines.
 #[derive(Debug)]
-pub(crate) struct FlowIndex {
+pub struct SlotIndex {
     lines: Vec<Line>,
     len: usize,
 }
@@ -45,7 +46,7 @@ fn tag_of(hash: u64) -> u32 {
 
 /// Issues a prefetch of the cache line at `p`.
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: &T) {
+pub fn prefetch<T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it never faults, has no architectural effect, and
     // `p` is a valid reference anyway.
@@ -58,21 +59,43 @@ pub(crate) fn prefetch<T>(p: &T) {
     let _ = p;
 }
 
-impl FlowIndex {
+impl SlotIndex {
     /// An index for up to `capacity` entries.
-    pub(crate) fn with_capacity(capacity: usize) -> FlowIndex {
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> SlotIndex {
         // 80 % of seven ways per line.
         let lines = (capacity.saturating_mul(5)).div_ceil(WAYS * 4).max(2);
-        FlowIndex { lines: vec![EMPTY_LINE; lines], len: 0 }
+        SlotIndex { lines: vec![EMPTY_LINE; lines], len: 0 }
     }
 
     /// Entries held.
-    pub(crate) fn len(&self) -> usize {
+    #[must_use]
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when no entry is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries the index was sized for (80 % of its ways): more still fit, but probes grow
+    /// longer; a growing owner rebuilds a larger index past this.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.lines.len() * WAYS * 4 / 5
+    }
+
+    /// Removes every entry, keeping the lines.
+    pub fn clear(&mut self) {
+        self.lines.fill(EMPTY_LINE);
+        self.len = 0;
+    }
+
     /// Bytes allocated.
-    pub(crate) fn allocated_bytes(&self) -> usize {
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
         self.lines.capacity() * std::mem::size_of::<Line>()
     }
 
@@ -90,7 +113,7 @@ impl FlowIndex {
 
     /// Prefetches the home line of `hash`.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, hash: u64) {
+    pub fn prefetch(&self, hash: u64) {
         if let Some(l) = self.lines.get(self.home(hash)) {
             prefetch(l);
         }
@@ -99,7 +122,7 @@ impl FlowIndex {
     /// Calls `candidate(slot)` for each entry whose tag matches, in probe order, until it
     /// returns true; returns that slot.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, mut candidate: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, mut candidate: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
         let mut line = self.home(hash);
         for _ in 0..self.lines.len() {
@@ -119,7 +142,7 @@ impl FlowIndex {
 
     /// Inserts `slot` under `hash` (the caller ensures the key is not present and the index
     /// is not full).
-    pub(crate) fn insert(&mut self, hash: u64, slot: u32) {
+    pub fn insert(&mut self, hash: u64, slot: u32) {
         let tag = tag_of(hash);
         let mut line = self.home(hash);
         for _ in 0..self.lines.len() {
@@ -137,7 +160,7 @@ impl FlowIndex {
     }
 
     /// Removes the entry for `slot` stored under `hash`. Returns false if it was not found.
-    pub(crate) fn remove(&mut self, hash: u64, slot: u32) -> bool {
+    pub fn remove(&mut self, hash: u64, slot: u32) -> bool {
         let tag = tag_of(hash);
         let home = self.home(hash);
         let mut line = home;
@@ -165,7 +188,7 @@ impl FlowIndex {
     }
 
     /// Every slot index held, in line order.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.lines
             .iter()
             .flat_map(|l| l.tags.iter().zip(l.slots.iter()).filter(|(t, _)| **t != EMPTY).map(|(_, s)| *s))
@@ -185,7 +208,7 @@ mod tests {
     #[test]
     fn entries_are_found_until_removed_even_past_full_lines() {
         let n = 10_000u32;
-        let mut idx = FlowIndex::with_capacity(n as usize);
+        let mut idx = SlotIndex::with_capacity(n as usize);
         for i in 0..n {
             idx.insert(mix(u64::from(i)), i);
         }
@@ -213,7 +236,7 @@ mod tests {
 
     #[test]
     fn colliding_hashes_overflow_into_later_lines() {
-        let mut idx = FlowIndex::with_capacity(100);
+        let mut idx = SlotIndex::with_capacity(100);
         // Same home line and tag for 20 entries: they spill over several lines.
         for i in 0..20u32 {
             idx.insert(0x1234_5678_0000_0042, i);

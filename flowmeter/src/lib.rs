@@ -9,7 +9,7 @@
 //! Everything runs in event time (capture timestamps); a replay and a live run of the same
 //! packets give the same records.
 
-mod index;
+pub mod index;
 pub mod key;
 pub mod meter;
 pub mod record;

@@ -2,7 +2,7 @@
 //!
 //! # Memory
 //! Flows live in a slab of [`Slot`]s (112 bytes, checked at compile time) allocated once for
-//! the configured capacity. A [`FlowIndex`](crate::index) of 64-byte lines maps key hashes to
+//! the configured capacity. A [`SlotIndex`](crate::index) of 64-byte lines maps key hashes to
 //! slab indices (11.4 bytes per flow). The timer wheel is intrusive: two `u32` links inside
 //! each slot. Memory per tracked flow is therefore about 124 bytes, never more than 128.
 //!
@@ -22,7 +22,7 @@
 
 use outpost_decode::{Duration, Nanos};
 
-use crate::index::{FlowIndex, prefetch};
+use crate::index::{SlotIndex, prefetch};
 
 use crate::key::{FlowKey, Side};
 use crate::record::{DirectionCounters, EndReason, FlowRecord};
@@ -244,7 +244,7 @@ const RST: u8 = 0x04;
 pub struct FlowTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: FlowIndex,
+    index: SlotIndex,
     capacity: usize,
     // Timer wheel.
     heads: Vec<u32>,
@@ -277,7 +277,7 @@ impl FlowTable {
         FlowTable {
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
-            index: FlowIndex::with_capacity(capacity),
+            index: SlotIndex::with_capacity(capacity),
             capacity,
             heads: vec![NIL; usize::try_from(buckets).unwrap_or(1 << 16)],
             width,

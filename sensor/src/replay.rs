@@ -508,8 +508,8 @@ fn describe_rule(r: &RuleSummary) -> String {
             c.peak_keys
         )),
         RuleStats::Threshold(t) => parts.push(format!(
-            "matched {}, crossed {}, keys {} (peak {}), evicted {}, late {}",
-            t.matched, t.crossed, t.keys, t.peak_keys, t.evicted, t.late
+            "matched {}, crossed {}, keys {} (peak {}), evicted {}, late {}, first inputs given up {}",
+            t.matched, t.crossed, t.keys, t.peak_keys, t.evicted, t.late, t.lost_first
         )),
         RuleStats::Absence(a) => {
             parts.push(format!("matched {}, silences {}, senders {}, dropped {}", a.matched, a.silences, a.keys, a.dropped));

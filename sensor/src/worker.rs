@@ -135,17 +135,21 @@ impl SensorStage {
             // Only the packets this worker meters (its PAIR role) are prepared.
             f.prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::PAIR)).map(|(_, m)| m));
         }
-        let mut prepared = 0;
+        // Only the packets this worker checks (its SOURCE role) are prepared.
+        self.detector
+            .prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::SOURCE)).map(|(_, m)| m));
+        let (mut metered, mut checked) = (0, 0);
         for (pos, meta) in positions.iter().zip(metas) {
             let seq = pos.seq;
             if pos.roles.has(Roles::PAIR) {
                 if let Some(f) = self.flows.as_mut() {
-                    f.on_prepared(prepared, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
+                    f.on_prepared(metered, meta, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
                 }
-                prepared += 1;
+                metered += 1;
             }
             if pos.roles.has(Roles::SOURCE) {
-                self.detector.on_packet(meta, pos.frame, &mut |o| out.emit(seq, o.into()));
+                self.detector.on_prepared(checked, meta, pos.frame, &mut |o| out.emit(seq, o.into()));
+                checked += 1;
             }
         }
         self.positions.clear();

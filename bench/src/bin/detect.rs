@@ -236,8 +236,9 @@ fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<Networ
     let mut outputs = 0u64;
     let start = Instant::now();
     for (b, batch) in metas.chunks(BATCH).enumerate() {
+        d.prepare(batch);
         for (i, m) in batch.iter().enumerate() {
-            d.on_packet(m, (b * BATCH + i) as u64, &mut |o| {
+            d.on_prepared(i, m, (b * BATCH + i) as u64, &mut |o| {
                 black_box(&o);
                 outputs += 1;
             });
