@@ -261,6 +261,20 @@ impl BaselineMeter {
         }
     }
 
+    /// Starts loading the cache entries [`BaselineMeter::on_packet`] will update for `m` (the
+    /// first stage of a batch; the caller need not have checked the filter).
+    #[inline]
+    pub fn prefetch(&self, m: &PacketMeta) {
+        if self.peers {
+            return;
+        }
+        for (h, _) in sides(self.host, m) {
+            if let Some(e) = self.cache.get((h.shard_hash() as usize) & (CACHE - 1)) {
+                outpost_flowmeter::index::prefetch(e);
+            }
+        }
+    }
+
     /// Counts one packet for its host(s) (the caller checked the filter).
     pub fn on_packet(&mut self, m: &PacketMeta) {
         let interval = match self.current {

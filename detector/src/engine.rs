@@ -385,11 +385,13 @@ impl Detector {
         }
     }
 
-    /// Starts loading, for a batch of packets, the key table entries their Local threshold
-    /// rules will update (index lines first, then the slots they point to), so the cache
-    /// misses of the batch overlap instead of queueing one packet at a time. Then call
-    /// [`Detector::on_prepared`] for each packet of the batch, in order. Only tables of at
-    /// least [`PREFETCH_MIN_KEYS`] keys are prefetched; the rest are searched as usual.
+    /// Starts loading, for a batch of packets, the state their threshold rules and baseline
+    /// meters will update — the key tables' index lines and the meters' cache entries — so
+    /// the cache misses of the batch overlap instead of queueing one packet at a time. Then,
+    /// after other work if there is any (the flow meter's own prepare), call
+    /// [`Detector::prefetch_slots`], and [`Detector::on_prepared`] for each packet of the
+    /// batch, in order. Only key tables of at least [`PREFETCH_MIN_KEYS`] keys are
+    /// prefetched; the rest stay in cache.
     pub fn prepare<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
         let Prepared { starts, hints } = &mut self.prepared;
         starts.clear();
@@ -399,21 +401,60 @@ impl Detector {
             starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
             let class = PacketClass::of(m);
             for &i in self.dispatch.rules_for(class) {
-                if let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(State::Immediate(st))) =
+                let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(state)) =
                     (rules.get(usize::from(i)), states.get(usize::from(i)))
-                    && st.len() >= PREFETCH_MIN_KEYS
-                    && t.selects_packet_class(class, m)
-                {
-                    let hash = st.hash(&t.key.of_packet(m, networks));
-                    st.prefetch_index(hash);
-                    hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                else {
+                    continue;
+                };
+                match state {
+                    State::Immediate(st)
+                        if st.len() >= PREFETCH_MIN_KEYS && t.selects_packet_class(class, m) =>
+                    {
+                        let hash = st.hash(&t.key.of_packet(m, networks));
+                        st.prefetch_index(hash);
+                        hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                    }
+                    State::Partial(st)
+                        if st.len() >= PREFETCH_MIN_KEYS && t.selects_packet_class(class, m) =>
+                    {
+                        let hash = st.hash(t, &t.key.of_packet(m, networks), m.ts);
+                        st.prefetch_index(t, m.ts, hash);
+                        hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                    }
+                    _ => {}
+                }
+            }
+            if m.is_ip() {
+                for &i in self.dispatch.meters_for(class) {
+                    if let Some(sm) = self.meters.get(usize::from(i)) {
+                        sm.meter.prefetch(m);
+                    }
                 }
             }
         }
         starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
-        for h in hints.iter_mut() {
-            if let Some(State::Immediate(st)) = states.get(usize::from(h.rule)) {
-                h.slot = st.prefetch_slot(h.hash);
+    }
+
+    /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now
+    /// likely cached) index lines point to, and keeps them as hints, which are checked before
+    /// use.
+    /// `batch` is the one given to [`Detector::prepare`].
+    pub fn prefetch_slots<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
+        let Prepared { starts, hints } = &mut self.prepared;
+        let (rules, states) = (&self.rules.rules, &self.states);
+        for (p, m) in batch.into_iter().enumerate() {
+            let (Some(&a), Some(&b)) = (starts.get(p), starts.get(p + 1)) else { break };
+            for h in hints.get_mut(a as usize..b as usize).unwrap_or_default() {
+                h.slot = match (
+                    rules.get(usize::from(h.rule)).map(|r| &r.kind),
+                    states.get(usize::from(h.rule)),
+                ) {
+                    (_, Some(State::Immediate(st))) => st.prefetch_slot(h.hash),
+                    (Some(RuleKind::Threshold(t)), Some(State::Partial(st))) => {
+                        st.prefetch_slot(t, m.ts, h.hash)
+                    }
+                    _ => u32::MAX,
+                };
             }
         }
     }
@@ -501,9 +542,18 @@ impl Detector {
                         out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
                     }
                 }
-                (RuleKind::Threshold(t), State::Partial(st)) if t.selects_packet_class(class, m) => {
-                    st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
-                }
+                (RuleKind::Threshold(t), State::Partial(st)) => match hints.split_first() {
+                    // A hint for this rule means prepare found the packet selected.
+                    Some((h, rest)) if h.rule == i => {
+                        hints = rest;
+                        let key = t.key.of_packet(m, networks);
+                        st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
+                    }
+                    _ if t.selects_packet_class(class, m) => {
+                        st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
+                    }
+                    _ => {}
+                },
                 (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches_class(class, m) => {
                     let (run_key, alerts) = (self.run_key, &mut self.alerts);
                     st.on_packet(a, m, &mut |s| {

@@ -1039,10 +1039,65 @@ impl PartialThreshold {
         }
     }
 
+    /// The table of the bucket holding `ts`, if it is open.
+    #[inline]
+    fn table_at(&self, rule: &ThresholdRule, ts: Nanos) -> Option<&LruTable<PartialValue>> {
+        self.open.get(&(ts.0 / rule.bucket_len().as_nanos()))
+    }
+
+    /// This rule's hash of `key` for an input at `ts` (0 when its bucket is not open yet).
+    #[inline]
+    #[must_use]
+    pub fn hash(&self, rule: &ThresholdRule, key: &KeyValue, ts: Nanos) -> u64 {
+        self.table_at(rule, ts).map_or(0, |t| t.hash(key))
+    }
+
+    /// Starts loading the index line of `hash` in the table of `ts`'s bucket (first stage).
+    #[inline]
+    pub fn prefetch_index(&self, rule: &ThresholdRule, ts: Nanos, hash: u64) {
+        if let Some(t) = self.table_at(rule, ts) {
+            t.prefetch_index(hash);
+        }
+    }
+
+    /// Starts loading the slot the index line points to (second stage); returns a hint for
+    /// [`PartialThreshold::add_prepared`] (`u32::MAX`: none).
+    #[inline]
+    #[must_use]
+    pub fn prefetch_slot(&self, rule: &ThresholdRule, ts: Nanos, hash: u64) -> u32 {
+        self.table_at(rule, ts).map_or(NIL, |t| t.prefetch_slot(hash))
+    }
+
+    /// Keys held over all open buckets.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    /// True when no key is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
     /// Adds an input at `ts`. A bucket holds at most `max_keys` keys: beyond that its least
     /// recently updated key is dropped (counted), so a flood of new keys cannot crowd out the
     /// busy ones.
     pub fn add(&mut self, rule: &ThresholdRule, key: KeyValue, ts: Nanos, c: Contribution) {
+        self.add_prepared(rule, key, None, ts, c);
+    }
+
+    /// [`PartialThreshold::add`] with the key's hash and slot hint from
+    /// [`PartialThreshold::hash`] and [`PartialThreshold::prefetch_slot`] (checked before
+    /// use: a stale hint costs a search, never a wrong key).
+    pub fn add_prepared(
+        &mut self,
+        rule: &ThresholdRule,
+        key: KeyValue,
+        prepared: Option<(u64, u32)>,
+        ts: Nanos,
+        c: Contribution,
+    ) {
         self.stats.matched += 1;
         let bucket = ts.0 / rule.bucket_len().as_nanos();
         if bucket < self.flushed_before {
@@ -1051,7 +1106,12 @@ impl PartialThreshold {
         }
         let spare = &mut self.spare;
         let keys = self.open.entry(bucket).or_insert_with(|| spare.take().unwrap_or_else(LruTable::new));
-        let slot = match keys.find(&key) {
+        let (hash, hint) = match prepared {
+            // A hash taken from this very table (a new bucket's table has another seed).
+            Some((h, hint)) if h != 0 => (h, hint),
+            _ => (keys.hash(&key), NIL),
+        };
+        let slot = match keys.lookup(hash, &key, hint) {
             Some(slot) => {
                 keys.touch(slot);
                 slot
@@ -1067,7 +1127,7 @@ impl PartialThreshold {
                 self.held += 1;
                 self.stats.keys = self.held as u64;
                 self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
-                keys.insert(key, PartialValue::new(rule))
+                keys.insert_hashed(hash, key, PartialValue::new(rule))
             }
         };
         if let Some(value) = keys.value_mut(slot) {

@@ -131,13 +131,16 @@ impl SensorStage {
     fn run_batch(&mut self, out: &mut Out) {
         let positions = &self.positions;
         let metas = self.metas.get(..positions.len()).unwrap_or_default();
+        // Only the packets this worker checks (its SOURCE role) and meters (its PAIR role) are
+        // prepared; the flow meter's prepare runs between the detector's two stages, so the
+        // detector's index lines have arrived when it looks into them.
+        let checked =
+            || positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::SOURCE)).map(|(_, m)| m);
+        self.detector.prepare(checked());
         if let Some(f) = self.flows.as_mut() {
-            // Only the packets this worker meters (its PAIR role) are prepared.
             f.prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::PAIR)).map(|(_, m)| m));
         }
-        // Only the packets this worker checks (its SOURCE role) are prepared.
-        self.detector
-            .prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::SOURCE)).map(|(_, m)| m));
+        self.detector.prefetch_slots(checked());
         let (mut metered, mut checked) = (0, 0);
         for (pos, meta) in positions.iter().zip(metas) {
             let seq = pos.seq;

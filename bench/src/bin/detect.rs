@@ -249,6 +249,7 @@ fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<Networ
     let start = Instant::now();
     for (b, batch) in metas.chunks(BATCH).enumerate() {
         d.prepare(batch);
+        d.prefetch_slots(batch);
         for (i, m) in batch.iter().enumerate() {
             d.on_prepared(i, m, (b * BATCH + i) as u64, &mut |o| {
                 black_box(&o);
@@ -271,7 +272,9 @@ fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<Networ
 
 /// `--memory N`: bytes per tracked source, for each rule directory.
 fn memory(o: &Options, sources: u32) -> ExitCode {
-    println!("| rules | sources | packets of each kind per source | detector heap bytes per source | outputs |");
+    println!(
+        "| rules | sources | packets of each kind per source | detector heap bytes per source | outputs |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for dir in &o.rules {
         let set = match compile(dir) {
