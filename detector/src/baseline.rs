@@ -191,6 +191,12 @@ struct Tally {
 /// servers).
 const CACHE: usize = 16_384;
 
+/// The cache entry of host `h`.
+#[inline]
+fn cache_slot(h: &IpAddress) -> usize {
+    (h.shard_hash() as usize) & (CACHE - 1)
+}
+
 /// Per-worker measurements for the baseline rules that share a filter, host side and
 /// interval (the `bytes` and `packets` rules of the default ruleset share one).
 #[derive(Debug)]
@@ -269,7 +275,7 @@ impl BaselineMeter {
             return;
         }
         for (h, _) in sides(self.host, m) {
-            if let Some(e) = self.cache.get((h.shard_hash() as usize) & (CACHE - 1)) {
+            if let Some(e) = self.cache.get(cache_slot(&h)) {
                 outpost_flowmeter::index::prefetch(e);
             }
         }
@@ -313,8 +319,7 @@ impl BaselineMeter {
                 add(self.hosts.entry(h).or_default(), m, peer, true);
                 continue;
             }
-            let slot = (h.shard_hash() as usize) & (CACHE - 1);
-            let Some(entry) = self.cache.get_mut(slot) else { continue };
+            let Some(entry) = self.cache.get_mut(cache_slot(&h)) else { continue };
             if entry.0 != h || entry.2 == 0 {
                 let (old, bytes, packets) = *entry;
                 if packets > 0 {

@@ -301,6 +301,19 @@ struct Hint {
     hash: u64,
 }
 
+/// The next hint of `hints` if it belongs to rule `rule` (then it is consumed): hints are in
+/// the order `run` visits a packet's rules.
+#[inline]
+fn take_hint(hints: &mut &[Hint], rule: u16) -> Option<Hint> {
+    match hints.split_first() {
+        Some((h, rest)) if h.rule == rule => {
+            *hints = rest;
+            Some(*h)
+        }
+        _ => None,
+    }
+}
+
 impl Detector {
     /// Fresh state for `rules`. `run_key` identifies the run in alert ids (see
     /// [`AlertId::derive`]); `lateness` is how long after a bucket or interval ends its
@@ -523,9 +536,8 @@ impl Detector {
                 }
                 (RuleKind::Threshold(t), State::Immediate(st)) => {
                     // A hint for this rule means prepare found the packet selected.
-                    let crossing = match hints.split_first() {
-                        Some((h, rest)) if h.rule == i => {
-                            hints = rest;
+                    let crossing = match take_hint(&mut hints, i) {
+                        Some(h) => {
                             let key = t.key.of_packet(m, networks);
                             st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
                                 .map(|c| (key, c))
@@ -542,10 +554,9 @@ impl Detector {
                         out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
                     }
                 }
-                (RuleKind::Threshold(t), State::Partial(st)) => match hints.split_first() {
+                (RuleKind::Threshold(t), State::Partial(st)) => match take_hint(&mut hints, i) {
                     // A hint for this rule means prepare found the packet selected.
-                    Some((h, rest)) if h.rule == i => {
-                        hints = rest;
+                    Some(h) => {
                         let key = t.key.of_packet(m, networks);
                         st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
                     }

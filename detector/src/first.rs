@@ -120,10 +120,10 @@ impl FirstSeen {
         i64::from((bucket as u32).wrapping_sub(stored) as i32)
     }
 
-    /// Whether an entry of age `age` is still inside the window.
+    /// Whether an entry of age `age` is still inside a window of `window` buckets.
     #[inline]
-    fn live(&self, age: i64) -> bool {
-        age < self.window as i64 && age > -(self.window as i64)
+    fn live(window: u64, age: i64) -> bool {
+        age < window as i64 && age > -(window as i64)
     }
 
     /// An input with value `value` at `now` for the key of hash `hash`, which has no full
@@ -139,7 +139,7 @@ impl FirstSeen {
             line.hashes[i] = EMPTY;
             self.held -= 1;
             let age = Self::age(now_bucket, line.buckets[i]);
-            if age < self.window as i64 && age > -(self.window as i64) {
+            if Self::live(self.window, age) {
                 let bucket = (now_bucket as i64 - age).max(0) as u64;
                 found = Some((bucket, line.values[i]));
             }
@@ -165,14 +165,14 @@ impl FirstSeen {
     /// the line's oldest entry.
     fn park(&mut self, hash: u64, bucket: u64, value: u32) {
         let n = self.lines.len();
-        let (window, at) = (self.window as i64, line_of(hash, n));
+        let (window, at) = (self.window, line_of(hash, n));
         let Some(line) = self.lines.get_mut(at) else { return };
         let mut victim = 0;
         let mut oldest = i64::MIN;
         let mut free = false;
         for i in 0..WAYS {
             let age = Self::age(bucket, line.buckets[i]);
-            if line.hashes[i] == EMPTY || age >= window || age <= -window {
+            if line.hashes[i] == EMPTY || !Self::live(window, age) {
                 victim = i;
                 free = true;
                 break;
@@ -208,7 +208,7 @@ impl FirstSeen {
         for line in &old {
             for i in 0..WAYS {
                 let age = Self::age(now_bucket, line.buckets[i]);
-                if line.hashes[i] != EMPTY && self.live(age) {
+                if line.hashes[i] != EMPTY && Self::live(self.window, age) {
                     let bucket = (now_bucket as i64 - age).max(0) as u64;
                     // Into the first free entry: a line of the new table takes entries from
                     // one old line only, so there is room.

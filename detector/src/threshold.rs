@@ -680,7 +680,7 @@ impl<V> LruTable<V> {
         let mut index = SlotIndex::with_capacity(self.index.capacity().max(FIRST_CAPACITY) * 2);
         for (i, s) in self.slots.iter().enumerate() {
             if s.value.is_some() {
-                index.insert(self.hasher.hash_one(s.key), i as u32);
+                index.insert(self.hash(&s.key), i as u32);
             }
         }
         self.index = index;
@@ -692,7 +692,7 @@ impl<V> LruTable<V> {
         s.value.as_ref()?;
         let key = s.key;
         self.unlink(i);
-        self.index.remove(self.hasher.hash_one(key), i);
+        self.index.remove(self.hash(&key), i);
         let free = self.free;
         let s = self.slots.get_mut(i as usize)?;
         s.older = free;

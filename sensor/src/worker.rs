@@ -134,13 +134,12 @@ impl SensorStage {
         // Only the packets this worker checks (its SOURCE role) and meters (its PAIR role) are
         // prepared; the flow meter's prepare runs between the detector's two stages, so the
         // detector's index lines have arrived when it looks into them.
-        let checked =
-            || positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::SOURCE)).map(|(_, m)| m);
-        self.detector.prepare(checked());
+        let with = |role| positions.iter().zip(metas).filter(move |(p, _)| p.roles.has(role)).map(|(_, m)| m);
+        self.detector.prepare(with(Roles::SOURCE));
         if let Some(f) = self.flows.as_mut() {
-            f.prepare(positions.iter().zip(metas).filter(|(p, _)| p.roles.has(Roles::PAIR)).map(|(_, m)| m));
+            f.prepare(with(Roles::PAIR));
         }
-        self.detector.prefetch_slots(checked());
+        self.detector.prefetch_slots(with(Roles::SOURCE));
         let (mut metered, mut checked) = (0, 0);
         for (pos, meta) in positions.iter().zip(metas) {
             let seq = pos.seq;
