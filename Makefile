@@ -27,7 +27,7 @@ OUTPOST := target/release/outpost
 # oracle, IPFIX decoding), nfdump (IPFIX / NetFlow v9 collector), softflowd (benchmark peer).
 APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool nfdump softflowd
 
-.PHONY: help deps deps-apt deps-rust build demo test test-rust fuzz fuzz-smoke bench realtools clean
+.PHONY: help deps deps-apt deps-rust deps-fuzz build demo test test-rust fuzz fuzz-smoke bench realtools clean
 
 help:
 	@sed -n '3,10p' Makefile
@@ -50,11 +50,19 @@ deps-rust:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@# The XDP program (xdp-ebpf) is built by capture/build.rs with the nightly's rust-src
+	@# (build-std=core for bpfel-unknown-none) and bpf-linker 0.10.1, which loads the
+	@# nightly's own LLVM 22 (newer bpf-linkers want a system LLVM Debian bookworm lacks).
+	@rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' \
+	  || rustup component add rust-src --toolchain nightly
+	@bpf-linker --version 2>/dev/null | grep -q '0\.10\.1' || $(CARGO) install bpf-linker@0.10.1 --locked
+
+deps-fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
 ## ---- build and demo ----------------------------------------------------------------------
 
-build:
+build: deps-rust
 	$(CARGO) build --release -p outpost-sensor
 
 demo: deps-apt build
@@ -82,7 +90,7 @@ demo: deps-apt build
 
 ## ---- tests --------------------------------------------------------------------------------
 
-test: deps test-rust fuzz-smoke
+test: deps deps-fuzz test-rust fuzz-smoke
 
 test-rust:
 	$(CARGO) fmt --all -- --check
@@ -100,6 +108,7 @@ fuzz-smoke:
 bench: deps-apt
 	bench/run.sh
 	bench/detect.sh
+	bench/live.sh
 
 realtools:
 	tests/realtools/capture.sh

@@ -178,7 +178,7 @@ fn realistic(rng: &mut XorShift) -> FrameBuilder {
         }
         70..75 => FrameBuilder::new(v6(rng), v6(rng), udp(ephemeral(rng), 123)).payload(&[0; 48]),
         75..85 => {
-            let t: Transport = if roll % 2 == 0 {
+            let t: Transport = if roll.is_multiple_of(2) {
                 tcp(ephemeral(rng), 22, small_tcp_flags(rng), rng.u32(), 0)
             } else {
                 udp(ephemeral(rng), 514)

@@ -45,4 +45,15 @@ pub enum SourceError {
         /// What is wrong.
         reason: String,
     },
+    /// A live capture interface failed (socket, ring, poll).
+    #[error("{interface}: {what}: {source}")]
+    Live {
+        /// The interface.
+        interface: String,
+        /// What was being done (e.g. "poll", "mmap of the receive ring").
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }

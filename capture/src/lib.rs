@@ -6,13 +6,17 @@
 //! over lock-free SPSC rings, runs a [`WorkerStage`] on each, and merges the workers' records
 //! into one deterministic stream on the caller's thread.
 
+pub mod af_packet;
+pub mod af_xdp;
 pub mod block;
 pub mod error;
 pub mod memory;
+pub mod multi;
 pub mod pcap_file;
 pub mod pipeline;
 pub mod source;
 pub mod wait;
+pub mod xdp;
 
 pub use block::{BlockFrame, BlockLimits, FrameBlock, InputPos, Roles};
 pub use error::SourceError;
@@ -20,6 +24,6 @@ pub use memory::MemorySource;
 pub use pcap_file::{PcapFileSource, PcapFiles};
 pub use pipeline::{
     Backpressure, DispatchStats, Dispatcher, Emitter, Merged, PipelineConfig, PipelineError, PipelineReport,
-    Sharding, WorkerStage, run_pipeline, worker_for,
+    Progress, Sharding, WorkerStage, run_pipeline, worker_for,
 };
 pub use source::{Batch, Frame, FrameDesc, PacketSource, SourceStats};

@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,52 @@ pub struct PipelineConfig {
     pub backpressure: Backpressure,
     /// How frames are spread over workers.
     pub sharding: Sharding,
+    /// Counters the receive thread publishes as it goes (for periodic statistics of a live
+    /// capture); `None`: not published.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// The receive thread's counters, published after every source batch (relaxed atomics: each
+/// value is current within one batch; they are for statistics, never for control).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Frames read from the source.
+    pub frames: AtomicU64,
+    /// Captured bytes read from the source.
+    pub bytes: AtomicU64,
+    /// Frames the source reports lost before delivery (kernel or ring drops), refreshed about
+    /// every 64 batches and when idle.
+    pub source_dropped: AtomicU64,
+    /// Frames handed to each worker.
+    pub per_worker: Vec<AtomicU64>,
+    /// Frames dropped at each worker's full ring.
+    pub ring_full_drops: Vec<AtomicU64>,
+}
+
+impl Progress {
+    /// Counters for `workers` workers.
+    #[must_use]
+    pub fn new(workers: usize) -> Progress {
+        Progress {
+            per_worker: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ring_full_drops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Progress::default()
+        }
+    }
+
+    fn publish(&self, d: &DispatchStats, s: Option<&SourceStats>, bytes: u64) {
+        self.frames.store(d.frames, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+        if let Some(s) = s {
+            self.source_dropped.store(s.dropped, Ordering::Relaxed);
+        }
+        for (a, v) in self.per_worker.iter().zip(&d.per_worker) {
+            a.store(*v, Ordering::Relaxed);
+        }
+        for (a, v) in self.ring_full_drops.iter().zip(&d.ring_full_drops) {
+            a.store(*v, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -136,6 +182,7 @@ impl Default for PipelineConfig {
             record_ring: 1 << 16,
             backpressure: Backpressure::Wait,
             sharding: Sharding::Source,
+            progress: None,
         }
     }
 }
@@ -608,13 +655,22 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 type ReceiveResult = (SourceStats, DispatchStats, Vec<SourceError>);
 
 /// The receive thread: read batches, dispatch, flush after each batch; then hang up.
-fn receive_loop<Src: PacketSource>(mut source: Src, mut d: Dispatcher, stop: &AtomicBool) -> ReceiveResult {
+fn receive_loop<Src: PacketSource>(
+    mut source: Src,
+    mut d: Dispatcher,
+    stop: &AtomicBool,
+    progress: Option<&Progress>,
+) -> ReceiveResult {
     d.own_bell.bind_current();
     let mut errors = Vec::new();
+    let (mut bytes, mut batches) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let idle = match source.next_batch() {
             Ok(Some(batch)) if batch.is_empty() => true,
             Ok(Some(batch)) => {
+                if progress.is_some() {
+                    bytes += batch.iter().map(|f| f.data.len() as u64).sum::<u64>();
+                }
                 d.dispatch(&batch);
                 d.flush();
                 false
@@ -631,6 +687,11 @@ fn receive_loop<Src: PacketSource>(mut source: Src, mut d: Dispatcher, stop: &At
                 d.advance_clock(t);
             }
             d.flush();
+        }
+        if let Some(p) = progress {
+            batches += 1;
+            let stats = (idle || batches % 64 == 0).then(|| source.stats());
+            p.publish(&d.stats, stats.as_ref(), bytes);
         }
     }
     // The final flush always waits, even under `Drop`: every worker must see the end of the
@@ -733,6 +794,7 @@ where
     let receive_core = config.receive_core;
     let failures = pin_failures.clone();
     let stop_rx = stop.clone();
+    let progress = config.progress.clone();
     let receiver = thread::Builder::new()
         .name("outpost-receive".into())
         .spawn(move || {
@@ -743,7 +805,7 @@ where
                     }
                 }
             }
-            receive_loop(source, dispatcher, &stop_rx)
+            receive_loop(source, dispatcher, &stop_rx, progress.as_deref())
         })
         .map_err(|source| PipelineError::Spawn { name: "outpost-receive".into(), source })?;
 

@@ -122,4 +122,41 @@ pub trait PacketSource: Send {
     fn idle_time(&self) -> Option<Nanos> {
         None
     }
+
+    /// A descriptor that becomes readable when frames arrive (live sources), for a caller
+    /// that waits on several sources at once; `None` for offline sources.
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// How long [`PacketSource::next_batch`] may wait for frames before returning an empty
+    /// batch, in milliseconds (live sources; 0 = never wait). Offline sources ignore it.
+    fn set_poll_timeout(&mut self, _ms: i32) {}
+
+    /// True when [`PacketSource::next_batch`] would return frames without waiting (a live
+    /// source also hands back the frames of its previous batch here). Offline sources: true.
+    fn has_pending(&mut self) -> bool {
+        true
+    }
+}
+
+impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
+    fn next_batch(&mut self) -> Result<Option<Batch<'_>>, SourceError> {
+        (**self).next_batch()
+    }
+    fn stats(&self) -> SourceStats {
+        (**self).stats()
+    }
+    fn idle_time(&self) -> Option<Nanos> {
+        (**self).idle_time()
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).poll_fd()
+    }
+    fn set_poll_timeout(&mut self, ms: i32) {
+        (**self).set_poll_timeout(ms);
+    }
+    fn has_pending(&mut self) -> bool {
+        (**self).has_pending()
+    }
 }

@@ -42,8 +42,8 @@ fn hand_written_json_is_byte_identical_to_serde_json() {
     let sensors =
         ["outpost-demo", "", "a \"quoted\" \\ name", "tab\there\nnew\u{1}\u{1f}\u{7f}", "ünïcødé ☃"];
     for i in 0..100_000 {
-        let v4 = rng.next_u64() % 5 != 0;
-        let rev_empty = rng.next_u64() % 3 == 0;
+        let v4 = !rng.next_u64().is_multiple_of(5);
+        let rev_empty = rng.next_u64().is_multiple_of(3);
         let id = rng.next_u64();
         let r = FlowRecord {
             flow_id: rng.pick(&[0, 1, u64::MAX, id]),

@@ -83,6 +83,9 @@ pub struct SensorConfig {
     /// `[flows]`: the flow meter.
     #[serde(default)]
     pub flows: FlowsSection,
+    /// `[capture]`: live capture (`outpost run`).
+    #[serde(default)]
+    pub capture: CaptureSection,
     /// `[[networks]]`: network ids for alerts and windows.
     #[serde(default)]
     pub networks: Vec<NetworkConfig>,
@@ -238,6 +241,301 @@ impl FlowsSection {
     }
 }
 
+/// How `outpost run` captures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// XDP + AF_XDP when the program loads and attaches, else AF_PACKET (the default).
+    #[default]
+    Auto,
+    /// XDP + AF_XDP or fail.
+    Xdp,
+    /// AF_PACKET (TPACKET_V3) only.
+    AfPacket,
+}
+
+/// A three-way choice: automatic, or forced one way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpAttachChoice {
+    /// Native (driver) mode when the driver has it, else generic (SKB) mode.
+    #[default]
+    Auto,
+    /// Native mode or fail.
+    Native,
+    /// Generic (SKB) mode.
+    Generic,
+}
+
+/// Zero-copy choice for AF_XDP sockets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroCopyChoice {
+    /// Zero-copy when the driver supports it, else copy mode.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// `[capture]`: live capture by `outpost run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    /// Interface to capture on (`--interface` overrides it). No default.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// `auto` (default), `xdp` or `af_packet`.
+    #[serde(default)]
+    pub mode: CaptureMode,
+    /// XDP attach mode: `auto` (default: native, else generic), `native`, `generic`.
+    #[serde(default)]
+    pub xdp_attach: XdpAttachChoice,
+    /// AF_XDP zero-copy: `auto` (default), `on`, `off`.
+    #[serde(default)]
+    pub zero_copy: ZeroCopyChoice,
+    /// Receive queues to capture (AF_XDP: one socket each). Default: every queue.
+    #[serde(default)]
+    pub queues: Vec<u32>,
+    /// Source prefixes (`ADDR[/LEN]`) dropped by the XDP program before capture: the hook for
+    /// automatic response. Default none.
+    #[serde(default)]
+    pub blocklist: Vec<Spanned<String>>,
+    /// A file of further blocklist prefixes, one per line, `#` comments; relative to this file.
+    #[serde(default)]
+    pub blocklist_file: Option<Spanned<String>>,
+    /// Capacity of each blocklist table (IPv4 and IPv6) in the XDP program. Default 65536.
+    #[serde(default = "default_blocklist_max")]
+    pub blocklist_max_entries: u32,
+    /// Prefixes (source or destination) whose frames the XDP program passes to the kernel
+    /// instead of capturing them (e.g. the sensor's own management network). Default none.
+    #[serde(default)]
+    pub pass_nets: Vec<Spanned<String>>,
+    /// TCP/UDP/SCTP ports (source or destination) passed to the kernel instead of captured.
+    #[serde(default)]
+    pub pass_ports: Vec<u16>,
+    /// How often `outpost run` prints capture statistics. Default `10s`; `0s` = only at exit.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval: Spanned<ConfigDuration>,
+    /// When a worker's ring is full: frames are dropped and counted (never blocking the NIC
+    /// ring). Ring capacity in blocks of up to 256 frames per worker. Default 64.
+    #[serde(default = "default_worker_ring")]
+    pub worker_ring_blocks: usize,
+    /// `[capture.af_xdp]`: socket and UMEM sizes.
+    #[serde(default)]
+    pub af_xdp: AfXdpSection,
+    /// `[capture.af_packet]`: ring sizes and fanout.
+    #[serde(default)]
+    pub af_packet: AfPacketSection,
+}
+
+impl Default for CaptureSection {
+    fn default() -> CaptureSection {
+        CaptureSection {
+            interface: None,
+            mode: CaptureMode::Auto,
+            xdp_attach: XdpAttachChoice::Auto,
+            zero_copy: ZeroCopyChoice::Auto,
+            queues: Vec::new(),
+            blocklist: Vec::new(),
+            blocklist_file: None,
+            blocklist_max_entries: default_blocklist_max(),
+            pass_nets: Vec::new(),
+            pass_ports: Vec::new(),
+            stats_interval: default_stats_interval(),
+            worker_ring_blocks: default_worker_ring(),
+            af_xdp: AfXdpSection::default(),
+            af_packet: AfPacketSection::default(),
+        }
+    }
+}
+
+fn default_blocklist_max() -> u32 {
+    65_536
+}
+fn default_stats_interval() -> Spanned<ConfigDuration> {
+    unspanned(Duration::from_secs(10))
+}
+fn default_worker_ring() -> usize {
+    64
+}
+
+/// `[capture.af_xdp]` (defaults: `outpost_capture::af_xdp::AfXdpOptions`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfXdpSection {
+    /// Bytes per UMEM frame: 2048 or 4096 (default 4096).
+    #[serde(default = "afxdp_frame_size")]
+    pub frame_size: u32,
+    /// UMEM frames per socket (default 16384).
+    #[serde(default = "afxdp_frames")]
+    pub frames: u32,
+    /// Rx ring entries, a power of two (default 4096).
+    #[serde(default = "afxdp_rx")]
+    pub rx_size: u32,
+    /// Fill ring entries, a power of two (default 8192).
+    #[serde(default = "afxdp_fill")]
+    pub fill_size: u32,
+    /// Most frames per batch (default 256).
+    #[serde(default = "afxdp_batch")]
+    pub batch: u32,
+    /// Use the need-wakeup protocol (default true).
+    #[serde(default = "yes")]
+    pub need_wakeup: bool,
+}
+
+impl Default for AfXdpSection {
+    fn default() -> AfXdpSection {
+        AfXdpSection {
+            frame_size: afxdp_frame_size(),
+            frames: afxdp_frames(),
+            rx_size: afxdp_rx(),
+            fill_size: afxdp_fill(),
+            batch: afxdp_batch(),
+            need_wakeup: true,
+        }
+    }
+}
+
+fn afxdp_frame_size() -> u32 {
+    outpost_capture::af_xdp::AfXdpOptions::default().frame_size
+}
+fn afxdp_frames() -> u32 {
+    outpost_capture::af_xdp::AfXdpOptions::default().frames
+}
+fn afxdp_rx() -> u32 {
+    outpost_capture::af_xdp::AfXdpOptions::default().rx_size
+}
+fn afxdp_fill() -> u32 {
+    outpost_capture::af_xdp::AfXdpOptions::default().fill_size
+}
+fn afxdp_batch() -> u32 {
+    outpost_capture::af_xdp::AfXdpOptions::default().batch
+}
+
+/// `[capture.af_packet]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfPacketSection {
+    /// Bytes per ring block, a multiple of the page size (default 4 MiB).
+    #[serde(default = "afp_block_size")]
+    pub block_size: u32,
+    /// Blocks in the ring (default 64).
+    #[serde(default = "afp_block_count")]
+    pub block_count: u32,
+    /// A partly filled block is handed over after this long (default `10ms`).
+    #[serde(default = "afp_block_timeout")]
+    pub block_timeout: Spanned<ConfigDuration>,
+    /// Fanout group id: several `outpost run` processes (or sockets) on one interface with the
+    /// same id share its traffic by flow hash. Default: no fanout.
+    #[serde(default)]
+    pub fanout_group: Option<u16>,
+}
+
+impl Default for AfPacketSection {
+    fn default() -> AfPacketSection {
+        AfPacketSection {
+            block_size: afp_block_size(),
+            block_count: afp_block_count(),
+            block_timeout: afp_block_timeout(),
+            fanout_group: None,
+        }
+    }
+}
+
+fn afp_block_size() -> u32 {
+    4 << 20
+}
+fn afp_block_count() -> u32 {
+    64
+}
+fn afp_block_timeout() -> Spanned<ConfigDuration> {
+    unspanned(Duration::from_millis(10))
+}
+
+/// `[capture]` checked: prefixes parsed, the blocklist file read.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureSettings {
+    /// Blocklist prefixes from `blocklist` and `blocklist_file`.
+    pub blocklist: Vec<outpost_decode::Cidr>,
+    /// Pass-filter prefixes.
+    pub pass_nets: Vec<outpost_decode::Cidr>,
+    /// Statistics interval (zero: only at exit).
+    pub stats_interval: Duration,
+    /// AF_PACKET block timeout.
+    pub block_timeout: Duration,
+}
+
+impl CaptureSection {
+    /// Parses the prefixes and reads the blocklist file (relative to `base`).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at the offending key, or naming the blocklist file and line.
+    pub fn to_settings(&self, src: &SourceText, base: &Path) -> Result<CaptureSettings, ConfigError> {
+        let cidrs = |list: &[Spanned<String>], key: &str| {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.get_ref()
+                        .parse::<outpost_decode::Cidr>()
+                        .map_err(|e| src.error(c.span(), format!("capture.{key}[{i}]"), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut blocklist = cidrs(&self.blocklist, "blocklist")?;
+        if let Some(f) = &self.blocklist_file {
+            let path = base.join(f.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                src.error(f.span(), "capture.blocklist_file", format!("cannot read {}: {e}", path.display()))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let entry = line.split('#').next().unwrap_or("").trim();
+                if entry.is_empty() {
+                    continue;
+                }
+                let cidr = entry
+                    .parse::<outpost_decode::Cidr>()
+                    .map_err(|e| ConfigError::file(&path, format!("line {}: {e}", n + 1)))?;
+                blocklist.push(cidr);
+            }
+        }
+        let limit = usize::try_from(self.blocklist_max_entries).unwrap_or(usize::MAX);
+        let (v4, v6) = blocklist
+            .iter()
+            .fold((0usize, 0usize), |(a, b), c| if c.network().is_v4() { (a + 1, b) } else { (a, b + 1) });
+        if v4.max(v6) > limit {
+            return Err(src.error(
+                0..0,
+                "capture.blocklist_max_entries",
+                format!(
+                    "{} blocklist entries of one family exceed blocklist_max_entries ({limit})",
+                    v4.max(v6)
+                ),
+            ));
+        }
+        let pass_nets = cidrs(&self.pass_nets, "pass_nets")?;
+        if self.worker_ring_blocks < 2 {
+            return Err(src.error(0..0, "capture.worker_ring_blocks", "must be at least 2"));
+        }
+        let block_timeout = self.af_packet.block_timeout.get_ref().0;
+        if block_timeout == Duration::ZERO {
+            return Err(src.error(
+                self.af_packet.block_timeout.span(),
+                "capture.af_packet.block_timeout",
+                "must be longer than zero",
+            ));
+        }
+        Ok(CaptureSettings {
+            blocklist,
+            pass_nets,
+            stats_interval: self.stats_interval.get_ref().0,
+            block_timeout,
+        })
+    }
+}
+
 /// A configuration with its rules compiled.
 #[derive(Debug)]
 pub struct Loaded {
@@ -251,6 +549,8 @@ pub struct Loaded {
     pub origin: PathBuf,
     /// The flow meter configuration, or `None` when `flows.enabled` is false.
     pub flows: Option<FlowConfig>,
+    /// The checked `[capture]` section.
+    pub capture: CaptureSettings,
 }
 
 impl Loaded {
@@ -330,6 +630,7 @@ impl Loaded {
         }
         let networks = NetworkMap::new(&config.networks);
         let flows = if config.flows.enabled { Some(config.flows.to_config(&main)?) } else { None };
+        let capture = config.capture.to_settings(&main, &base)?;
         if config.pipeline.workers > MAX_WORKERS {
             return Err(ConfigError::file(&main.path, format!("pipeline.workers: at most {MAX_WORKERS}")));
         }
@@ -339,6 +640,7 @@ impl Loaded {
             rules: Arc::new(rules),
             networks: Arc::new(networks),
             flows,
+            capture,
         })
     }
 

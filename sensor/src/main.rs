@@ -1,6 +1,6 @@
 //! `outpost`: the Outpost network-security sensor.
 //!
-//! Subcommands: `replay` (capture files through the detection pipeline), `gen` (traffic
+//! Subcommands: `run` (live capture), `replay` (capture files through the detection pipeline), `gen` (traffic
 //! scenarios with ground truth), `check-config` (validate a configuration).
 
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod output;
 mod replay;
+mod run;
 mod worker;
 
 /// Outpost: a network-security sensor — flows, detection rules and alerts from live traffic
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Replay capture files through the detection pipeline and write alerts as JSON lines.
     Replay(replay::ReplayArgs),
+    /// Capture live from a network interface (XDP + AF_XDP, or AF_PACKET) through the same
+    /// pipeline, until SIGINT/SIGTERM or `--duration`.
+    Run(run::RunArgs),
     /// Generate traffic scenarios (pcap) with ground truth.
     Gen {
         #[command(subcommand)]
@@ -114,6 +118,7 @@ fn describe(kind: &outpost_detector::RuleKind) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Gen { scenario: GenScenario::Seed(args) } => {
             let summary = outpost_tools::seed::generate_seed(&args)?;
             eprintln!("{summary}");

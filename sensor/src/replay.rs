@@ -27,6 +27,14 @@ pub struct ReplayArgs {
     /// Configuration file (default: the built-in demo configuration).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Outputs and threads.
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Outputs and threads, shared by `outpost replay` and `outpost run`.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
     /// Where alerts go, as JSON lines: a file, or `-` for standard output.
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub alerts: PathBuf,
@@ -112,7 +120,9 @@ impl From<outpost_export::ExportStats> for ExportSummary {
 /// End-of-run counters, printed on standard error and optionally written as JSON.
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// Input files.
+    /// The command (`replay`, `run`).
+    pub command: &'static str,
+    /// Input files (replay) or the interface (run).
     pub files: Vec<String>,
     /// Frames read.
     pub frames: u64,
@@ -151,6 +161,11 @@ pub struct Summary {
     pub input_errors: Vec<String>,
     /// True when the run was interrupted by a signal before the end of the input.
     pub interrupted: bool,
+    /// Live capture counters (`outpost run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::run::CaptureSummary>,
+    /// Frames dropped because a worker's ring was full (live capture), per worker.
+    pub ring_full_drops: Vec<u64>,
 }
 
 /// Decode counters.
@@ -237,11 +252,112 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     for f in &args.files {
         std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
     }
+    let stop = stop_on_signals()?;
+    let key = run_key(&loaded.config.sensor.name, &args.files);
+    let inputs = args.files.iter().map(|f| f.display().to_string()).collect();
+    let summary = execute(
+        &loaded,
+        &args.out,
+        PcapFiles::new(args.files.clone()),
+        Execution { command: "replay", inputs, key, stop, ..Execution::default() },
+    )?;
+    finish_summary(&args.out, &summary)?;
+    Ok(if summary.input_errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// A flag set by SIGINT and SIGTERM.
+///
+/// # Errors
+/// When the handlers cannot be installed.
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
+    }
+    Ok(stop)
+}
+
+/// Writes the summary where `--summary-json` says and prints it unless `--quiet`.
+///
+/// # Errors
+/// When the JSON summary cannot be written.
+pub fn finish_summary(out: &OutputArgs, summary: &Summary) -> anyhow::Result<()> {
+    if let Some(p) = &out.summary_json {
+        let mut o = JsonLines::open(p)?;
+        o.write(summary)?;
+        o.flush()?;
+    }
+    if !out.quiet {
+        eprint!("{}", render_summary(summary));
+    }
+    for e in &summary.input_errors {
+        eprintln!("outpost {}: error: {e}", summary.command);
+    }
+    Ok(())
+}
+
+/// How [`execute`] runs: what to call the input, its identity, and the live-capture hooks.
+pub struct Execution<'a> {
+    /// `replay` or `run`.
+    pub command: &'static str,
+    /// Input names for the summary.
+    pub inputs: Vec<String>,
+    /// Alert id identity ([`run_key`]).
+    pub key: u64,
+    /// Set to stop early (signals).
+    pub stop: Arc<AtomicBool>,
+    /// Full worker ring policy.
+    pub backpressure: outpost_capture::Backpressure,
+    /// Blocks in flight per worker (`None`: the pipeline's default).
+    pub ring_blocks: Option<usize>,
+    /// Called on the caller's thread after every watermark, with its event time.
+    pub on_watermark: Box<dyn FnMut(outpost_decode::Nanos) + 'a>,
+    /// Receives the receive thread's counters as they move.
+    pub progress: Option<Arc<outpost_capture::Progress>>,
+}
+
+impl std::fmt::Debug for Execution<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution")
+            .field("command", &self.command)
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Execution<'_> {
+    fn default() -> Self {
+        Execution {
+            command: "replay",
+            inputs: Vec::new(),
+            key: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+            backpressure: outpost_capture::Backpressure::Wait,
+            ring_blocks: None,
+            on_watermark: Box::new(|_| {}),
+            progress: None,
+        }
+    }
+}
+
+/// Runs `source` through the pipeline with the outputs of `out`, and returns the summary.
+///
+/// # Errors
+/// Output problems, or a pipeline thread that could not start or panicked.
+pub fn execute<Src: outpost_capture::PacketSource + 'static>(
+    loaded: &Loaded,
+    args: &OutputArgs,
+    source: Src,
+    mut exec: Execution<'_>,
+) -> anyhow::Result<Summary> {
     let workers = loaded.workers(args.workers);
     let config = PipelineConfig {
         workers,
         worker_cores: loaded.config.pipeline.worker_cores.clone(),
         receive_core: loaded.config.pipeline.receive_core,
+        backpressure: exec.backpressure,
+        ring_blocks: exec.ring_blocks.unwrap_or(PipelineConfig::default().ring_blocks),
+        progress: exec.progress.clone(),
         ..PipelineConfig::default()
     };
     let mut alerts_out = JsonLines::open(&args.alerts)?;
@@ -273,13 +389,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     // Flows are metered only when something consumes them.
     let wants_flows = flows_out.is_some() || ipfix.is_some() || netflow9.is_some();
     let mut windows_out = JsonLines::open_opt(args.windows.as_ref())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
-    }
-
+    let stop = exec.stop.clone();
     let sensor = loaded.config.sensor.name.clone();
-    let key = run_key(&sensor, &args.files);
+    let key = exec.key;
     let (rules, networks) = (loaded.rules.clone(), loaded.networks.clone());
     let mut windows = AlertWindows::new(loaded.config.alerts.window.0, loaded.config.alerts.lateness.0);
     let mut window_count = 0u64;
@@ -297,7 +409,6 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let source = PcapFiles::new(args.files.clone());
     let lateness = loaded.config.alerts.lateness.0;
     let flow_config = loaded.flows.filter(|_| wants_flows || loaded.rules.needs_flows());
     // Flows need both directions of a conversation on one worker, detection each source on
@@ -381,6 +492,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 central.on_watermark(t, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
                 let closed = windows.advance(t);
                 write_windows(closed, &mut windows_out, &mut write_error);
+                (exec.on_watermark)(t);
             }
         },
     )?;
@@ -410,7 +522,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let wall = report.wall.as_secs_f64();
     let summary = Summary {
-        files: args.files.iter().map(|f| f.display().to_string()).collect(),
+        command: exec.command,
+        files: std::mem::take(&mut exec.inputs),
         frames: report.dispatch.frames,
         wire_bytes: total.decode.wire_bytes,
         unsupported_link_frames: report.source.unsupported_link,
@@ -474,19 +587,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         packets_per_second: if wall > 0.0 { report.dispatch.frames as f64 / wall } else { 0.0 },
         input_errors: report.source_errors.iter().map(ToString::to_string).collect(),
         interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
+        capture: None,
+        ring_full_drops: report.dispatch.ring_full_drops.clone(),
     };
-    if let Some(p) = &args.summary_json {
-        let mut out = JsonLines::open(p)?;
-        out.write(&summary)?;
-        out.flush()?;
-    }
-    if !args.quiet {
-        eprint!("{}", render_summary(&summary));
-    }
-    for e in &summary.input_errors {
-        eprintln!("outpost replay: error: {e}");
-    }
-    Ok(if summary.input_errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(summary)
 }
 
 /// One line of counters for a rule.
@@ -552,8 +656,10 @@ pub fn render_summary(s: &Summary) -> String {
     let mbit = if s.wall_seconds > 0.0 { s.wire_bytes as f64 * 8.0 / s.wall_seconds / 1e6 } else { 0.0 };
     let _ = writeln!(
         o,
-        "outpost replay: {} file(s), {} frames, {} bytes in {:.3} s ({:.2} Mpps, {:.0} Mbit/s), {} worker(s)",
+        "outpost {}: {} {}, {} frames, {} bytes in {:.3} s ({:.2} Mpps, {:.0} Mbit/s), {} worker(s)",
+        s.command,
         s.files.len(),
+        if s.command == "run" { "interface(s)" } else { "file(s)" },
         s.frames,
         s.wire_bytes,
         s.wall_seconds,
@@ -610,6 +716,10 @@ pub fn render_summary(s: &Summary) -> String {
     );
     let per: Vec<String> = s.frames_per_worker.iter().map(u64::to_string).collect();
     let _ = writeln!(o, "  frames per worker: {}", per.join(" / "));
+    if s.ring_full_drops.iter().any(|&d| d > 0) {
+        let per: Vec<String> = s.ring_full_drops.iter().map(u64::to_string).collect();
+        let _ = writeln!(o, "  dropped at full worker rings: {}", per.join(" / "));
+    }
     if s.interrupted {
         let _ = writeln!(o, "  interrupted before the end of the input");
     }

@@ -74,7 +74,7 @@ pub fn record(i: u64, v6: bool, proto: u8, rev_packets: u64) -> FlowRecord {
         src_port: if icmp { 0 } else { 40_000 + n % 20_000 },
         dst_port: if icmp { 0 } else { 443 },
         proto,
-        vlan: if i % 2 == 0 { 0 } else { 7 },
+        vlan: if i.is_multiple_of(2) { 0 } else { 7 },
         icmp_type: if icmp { if v6 { 128 } else { 8 } } else { 0 },
         icmp_code: 0,
         dscp: 46,

@@ -406,7 +406,7 @@ impl<'a> Session<'a> {
         while left > 0 {
             let take = left.min(mss);
             let x = u64::from(self.conn.seq[dir.min(1)]);
-            let data = if tls && i % 11 == 0 && take > 5 {
+            let data = if tls && i.is_multiple_of(11) && take > 5 {
                 let record = left.min(11 * mss).saturating_sub(5);
                 let l = (record.min(16_384) as u16).to_be_bytes();
                 let fill = take.saturating_sub(5) as usize;

@@ -1,0 +1,402 @@
+//! Live capture end to end, in network namespaces this test creates: `outpost run` on one end
+//! of a veth pair, `tcpreplay` sending a generated capture into the other end, and the
+//! resulting flows and alerts held to `outpost replay` of the same capture — in XDP native
+//! mode, XDP generic mode and AF_PACKET mode. Also: the XDP blocklist drops and counts, and no
+//! XDP program stays attached after a normal exit or a SIGKILL.
+//!
+//! Needs root (network namespaces, XDP) and tcpreplay; without root the tests say so and pass.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use outpost_tools::seed::{SeedArgs, generate_seed};
+use serde_json::Value;
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn can_run() -> bool {
+    if !is_root() {
+        eprintln!("skipped: live capture tests need root");
+        return false;
+    }
+    if Command::new("tcpreplay").arg("--version").output().is_err() {
+        eprintln!("skipped: tcpreplay is not installed (make deps installs it)");
+        return false;
+    }
+    true
+}
+
+/// A network namespace with a veth pair `cap0` (the sensor's side) — `tx0` (the sender's),
+/// offloads off, IPv6 off (no router solicitations in the capture); deleted on drop, also
+/// when a test panics, which removes the veths and any XDP program with them.
+struct Netns {
+    name: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("opl-{tag}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run_ok(ns.cmd("sysctl").args(["-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]));
+        run_ok(ns.cmd("sysctl").args(["-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]));
+        run_ok(ns.cmd("ip").args(["link", "add", "cap0", "type", "veth", "peer", "name", "tx0"]));
+        for dev in ["cap0", "tx0", "lo"] {
+            run_ok(ns.cmd("ip").args(["link", "set", dev, "up"]));
+        }
+        for dev in ["cap0", "tx0"] {
+            // Frames as sent: no segmentation offload, no checksum offload, no GRO merging.
+            let _ = ns
+                .cmd("ethtool")
+                .args(["-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"])
+                .output();
+        }
+        ns
+    }
+
+    /// A command run inside the namespace.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// `ip -d link show cap0` inside the namespace.
+    fn link(&self) -> String {
+        let out = self.cmd("ip").args(["-d", "link", "show", "cap0"]).output().expect("ip link");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A generated seed scenario: state-machine datagrams with injected invalid transitions plus
+/// background noise, `events` events at `rate` per second (so tcpreplay sends it at that pace).
+fn scenario(dir: &Path, events: u64, rate: u64) -> PathBuf {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SeedArgs,
+    }
+    let pcap = dir.join("seed.pcap");
+    let argv = [
+        "gen".to_string(),
+        "--out".into(),
+        pcap.display().to_string(),
+        "--events".into(),
+        events.to_string(),
+        "--clients".into(),
+        "200".into(),
+        "--rate".into(),
+        rate.to_string(),
+        "--error-prob".into(),
+        "0.01".into(),
+        "--seed".into(),
+        "11".into(),
+    ];
+    let cli = Cli::try_parse_from(argv).expect("generator options");
+    generate_seed(&cli.args).expect("generation");
+    pcap
+}
+
+fn read_lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Alerts as comparable facts (ids and times differ between live and replay).
+fn alert_facts(p: &Path) -> BTreeMap<String, u32> {
+    let mut m = BTreeMap::new();
+    for a in read_lines(p) {
+        let f = ["rule", "src_ip", "dst_ip", "src_port", "dst_port", "state", "event"]
+            .iter()
+            .map(|k| a.get(*k).map(ToString::to_string).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        *m.entry(f).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Packets and bytes per flow key, summed over the key's records (live timing may split or
+/// join flows at idle timeouts differently; the sums per key may not differ).
+fn flow_sums(p: &Path) -> BTreeMap<String, (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for f in read_lines(p) {
+        let g = |k: &str| f.get(k).map(ToString::to_string).unwrap_or_default();
+        let key = format!(
+            "{}{} {}{} {} {} {}",
+            g("sourceIPv4Address"),
+            g("sourceIPv6Address"),
+            g("destinationIPv4Address"),
+            g("destinationIPv6Address"),
+            g("sourceTransportPort"),
+            g("destinationTransportPort"),
+            g("protocolIdentifier")
+        );
+        let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let e = m.entry(key).or_insert((0, 0));
+        e.0 += n("packetDeltaCount") + n("reversePacketDeltaCount");
+        e.1 += n("octetDeltaCount") + n("reverseOctetDeltaCount");
+    }
+    m
+}
+
+/// A running `outpost run` whose standard error is collected; started once it says it
+/// captures.
+struct Sensor {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Sensor {
+    fn start(ns: &Netns, args: &[&str]) -> Sensor {
+        let mut child = ns
+            .cmd(OUTPOST)
+            .arg("run")
+            .args(["--interface", "cap0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start outpost run");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Sensor { child, stderr: rx, log: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !s.log.iter().any(|l| l.contains("capturing on")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match s.stderr.recv_timeout(left) {
+                Ok(l) => s.log.push(l),
+                Err(_) => panic!("outpost run did not start capturing: {:?}", s.log),
+            }
+        }
+        s
+    }
+
+    fn signal(&self, sig: &str) {
+        run_ok(Command::new("kill").args([sig, &self.child.id().to_string()]));
+    }
+
+    /// Waits for the exit (after a signal); returns the exit status and the whole log.
+    fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                self.log.extend(self.stderr.try_iter());
+                return (st, self.log);
+            }
+            assert!(Instant::now() < deadline, "outpost run did not exit: {:?}", self.log);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn tcpreplay(ns: &Netns, pcap: &Path) {
+    run_ok(ns.cmd("tcpreplay").args(["-q", "-i", "tx0"]).arg(pcap));
+}
+
+fn replay_reference(dir: &Path, pcap: &Path) -> Value {
+    let summary = dir.join("replay-summary.json");
+    run_ok(
+        Command::new(OUTPOST)
+            .arg("replay")
+            .arg(pcap)
+            .args(["--quiet", "--workers", "2"])
+            .arg("--alerts")
+            .arg(dir.join("replay-alerts.jsonl"))
+            .arg("--flows")
+            .arg(dir.join("replay-flows.jsonl"))
+            .arg("--summary-json")
+            .arg(&summary),
+    );
+    read_lines(&summary).pop().expect("summary")
+}
+
+/// Captures the scenario live in `mode_args` and holds flows and alerts to the replay's.
+fn live_equals_replay(mode_args: &[&str], expect_mode: &str) {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = scenario(dir.path(), 20_000, 10_000);
+    let reference = replay_reference(dir.path(), &pcap);
+    let ns = Netns::new(expect_mode.get(..4).unwrap_or("live"));
+    let (alerts, flows, summary) =
+        (dir.path().join("alerts.jsonl"), dir.path().join("flows.jsonl"), dir.path().join("summary.json"));
+    let mut args = vec!["--workers", "2", "--quiet"];
+    args.extend_from_slice(mode_args);
+    let (a, f, s) =
+        (alerts.display().to_string(), flows.display().to_string(), summary.display().to_string());
+    args.extend_from_slice(&["--alerts", &a, "--flows", &f, "--summary-json", &s]);
+    let sensor = Sensor::start(&ns, &args);
+    tcpreplay(&ns, &pcap);
+    std::thread::sleep(Duration::from_millis(1500));
+    sensor.signal("-INT");
+    let (status, log) = sensor.wait();
+    assert!(status.success(), "outpost run failed: {log:?}");
+    if expect_mode.starts_with("xdp") {
+        assert!(!ns.link().contains("prog/xdp"), "XDP program left attached: {}", ns.link());
+    }
+
+    let live = read_lines(&summary).pop().expect("summary");
+    let cap = &live["capture"];
+    assert_eq!(cap["mode"], expect_mode, "{log:?}");
+    assert_eq!(live["frames"], reference["frames"], "every frame captured once: {live}");
+    assert_eq!(cap["source_dropped"], 0, "{live}");
+    assert!(live["ring_full_drops"].as_array().is_some_and(|d| d.iter().all(|x| x == 0)), "{live}");
+    if expect_mode.starts_with("xdp") {
+        assert_eq!(cap["xdp"]["redirected"], reference["frames"], "{live}");
+        assert_eq!(cap["xdp"]["blocked"], 0);
+    }
+    let (want_alerts, got_alerts) =
+        (alert_facts(&dir.path().join("replay-alerts.jsonl")), alert_facts(&alerts));
+    assert!(!want_alerts.is_empty(), "the scenario raises alerts");
+    assert_eq!(got_alerts, want_alerts, "the same alerts as replay");
+    let (want_flows, got_flows) = (flow_sums(&dir.path().join("replay-flows.jsonl")), flow_sums(&flows));
+    assert_eq!(got_flows.len(), want_flows.len(), "the same flow keys as replay");
+    assert_eq!(got_flows, want_flows, "the same packets and bytes per flow as replay");
+}
+
+#[test]
+fn xdp_native_capture_gives_the_flows_and_alerts_of_replay() {
+    live_equals_replay(&["--mode", "xdp", "--xdp-attach", "native"], "xdp-native");
+}
+
+#[test]
+fn xdp_generic_capture_gives_the_flows_and_alerts_of_replay() {
+    live_equals_replay(&["--mode", "xdp", "--xdp-attach", "generic"], "xdp-generic");
+}
+
+#[test]
+fn af_packet_capture_gives_the_flows_and_alerts_of_replay() {
+    live_equals_replay(&["--mode", "af-packet"], "af_packet");
+}
+
+#[test]
+fn blocklisted_sources_are_dropped_in_xdp_and_counted() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = scenario(dir.path(), 5_000, 5_000);
+    // The oracle: tcpdump counts the frames from the blocked prefix and the rest.
+    let count = |filter: &str| -> u64 {
+        let out =
+            Command::new("tcpdump").args(["-n", "-r"]).arg(&pcap).arg(filter).output().expect("tcpdump");
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64
+    };
+    let (blocked, total) = (count("src net 10.1.0.0/16"), count(""));
+    assert!(blocked > 0 && blocked < total, "the scenario has traffic from 10.1.0.0/16 and more");
+    let config = dir.path().join("outpost.toml");
+    std::fs::write(&config, "[capture]\nblocklist = [\"10.1.0.0/16\"]\n").expect("config");
+    let ns = Netns::new("blk");
+    let summary = dir.path().join("summary.json");
+    let flows = dir.path().join("flows.jsonl");
+    let (c, s, f) =
+        (config.display().to_string(), summary.display().to_string(), flows.display().to_string());
+    let sensor = Sensor::start(
+        &ns,
+        &[
+            "--config",
+            &c,
+            "--mode",
+            "xdp",
+            "--quiet",
+            "--alerts",
+            "/dev/null",
+            "--flows",
+            &f,
+            "--summary-json",
+            &s,
+        ],
+    );
+    tcpreplay(&ns, &pcap);
+    std::thread::sleep(Duration::from_millis(1000));
+    sensor.signal("-TERM");
+    let (status, log) = sensor.wait();
+    assert!(status.success(), "{log:?}");
+    let live = read_lines(&summary).pop().expect("summary");
+    assert_eq!(live["capture"]["xdp"]["blocked"], blocked, "{live}");
+    assert_eq!(live["frames"], total - blocked, "the rest arrives: {live}");
+    let from_blocked = read_lines(&flows)
+        .iter()
+        .filter(|r| r["sourceIPv4Address"].as_str().is_some_and(|a| a.starts_with("10.1.")))
+        .count();
+    assert_eq!(from_blocked, 0, "no flow from a blocked source");
+}
+
+#[test]
+fn no_xdp_program_stays_attached_after_exit_or_sigkill() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new("kill");
+    let s =
+        Sensor::start(&ns, &["--mode", "xdp", "--xdp-attach", "native", "--quiet", "--alerts", "/dev/null"]);
+    assert!(ns.link().contains("xdp"), "attached while running: {}", ns.link());
+    s.signal("-KILL");
+    let _ = s.wait();
+    // The program hangs on a BPF link owned by the process: the kernel detaches it when the
+    // process's descriptors close, also on SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns.link().contains("prog/xdp") {
+        assert!(Instant::now() < deadline, "XDP program still attached after SIGKILL: {}", ns.link());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A restart attaches again and a normal exit leaves nothing behind.
+    let s = Sensor::start(&ns, &["--mode", "xdp", "--quiet", "--alerts", "/dev/null", "--duration", "1s"]);
+    let (status, log) = s.wait();
+    assert!(status.success(), "{log:?}");
+    assert!(!ns.link().contains("prog/xdp"), "left attached after exit: {}", ns.link());
+}
+
+#[test]
+fn missing_interface_and_interface_flag_errors_are_clear() {
+    let out = Command::new(OUTPOST)
+        .args(["run", "--interface", "outpost-none0", "--duration", "1s"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outpost-none0") && err.contains("no such network interface"), "{err}");
+    let out = Command::new(OUTPOST).args(["run", "--duration", "1s"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--interface"), "{err}");
+}
