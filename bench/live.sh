@@ -53,14 +53,14 @@ measure() {
     log=$(mktemp) sum=$(mktemp)
     case "$tool" in
     tcpdump)
-        nsx tcpdump -i cap0 -n -w /dev/null -B 65536 2>"$log" &
+        ip netns exec "$NS" tcpdump -i cap0 -n -w /dev/null -B 65536 2>"$log" &
         pid=$!
         until grep -q "listening on" "$log"; do sleep 0.1; done ;;
     *)
         local mode=${tool#outpost-}
         local args=(--mode xdp --xdp-attach "${mode#xdp-}")
         [[ $mode == af_packet ]] && args=(--mode af-packet)
-        nsx "$OUTPOST" run -i cap0 "${args[@]}" --workers 1 --alerts /dev/null --flows /dev/null \
+        ip netns exec "$NS" "$OUTPOST" run -i cap0 "${args[@]}" --workers 1 --alerts /dev/null --flows /dev/null \
             --summary-json "$sum" --quiet 2>"$log" &
         pid=$!
         until grep -q "capturing on" "$log"; do
@@ -73,7 +73,9 @@ measure() {
     sent=$(nsx tcpreplay -i tx0 --preload-pcap --loop "$LOOPS" "${speed[@]}" "$PCAP" 2>&1 |
         awk '/Actual:/ {print $2; exit}')
     sleep 1
-    kill -INT "$pid"
+    # SIGTERM: background jobs of a script ignore SIGINT. `ip netns exec` execs the tool, so
+    # $pid is the tool itself.
+    kill -TERM "$pid"
     wait "$pid" || true
     case "$tool" in
     tcpdump) received=$(awk '/packets captured/ {print $1}' "$log") ;;
