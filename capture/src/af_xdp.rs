@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use outpost_decode::{LinkType, Nanos};
 
 use crate::error::SourceError;
+use crate::iface;
 use crate::source::{Batch, FrameDesc, PacketSource, SourceStats};
 
 /// Whether to ask the driver for zero-copy.
@@ -401,30 +402,10 @@ pub fn socket_stats(fd: RawFd) -> std::io::Result<XskStats> {
 /// The interface's index, or an error naming it.
 ///
 /// # Errors
-/// [`SourceError::Live`] when there is no such interface.
+/// [`SourceError::Live`] when the name is invalid or there is no such interface.
 pub fn interface_index(interface: &str) -> Result<u32, SourceError> {
-    let name = std::ffi::CString::new(interface).map_err(|_| {
-        live_err(interface, "interface name", std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    })?;
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(live_err(interface, "no such network interface", std::io::Error::last_os_error()));
-    }
-    Ok(index)
-}
-
-/// Number of receive queues of an interface (from `/sys/class/net/IF/queues`), at least 1.
-#[must_use]
-pub fn rx_queue_count(interface: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count()
-        })
-        .ok()
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(1)
-        .max(1)
+    let name = iface::c_name(interface).map_err(|e| live_err(interface, "interface name", e))?;
+    iface::index(&name).map_err(|e| live_err(interface, "no such network interface", e))
 }
 
 /// The realtime clock as [`Nanos`]: a live source's idle clock and AF_XDP's batch timestamp
@@ -453,10 +434,8 @@ impl AfXdpSource {
         let ifindex = interface_index(interface)?;
         let attempts: &[ZeroCopy] = match options.zero_copy {
             ZeroCopy::Auto => &[ZeroCopy::On, ZeroCopy::Off],
-            z => std::slice::from_ref(match z {
-                ZeroCopy::On => &ZeroCopy::On,
-                _ => &ZeroCopy::Off,
-            }),
+            ZeroCopy::On => &[ZeroCopy::On],
+            ZeroCopy::Off => &[ZeroCopy::Off],
         };
         let mut last = None;
         for &zc in attempts {

@@ -10,6 +10,7 @@ pub mod af_packet;
 pub mod af_xdp;
 pub mod block;
 pub mod error;
+pub mod iface;
 pub mod memory;
 pub mod multi;
 pub mod pcap_file;

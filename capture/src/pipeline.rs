@@ -156,9 +156,9 @@ impl Progress {
         }
     }
 
-    fn publish(&self, d: &DispatchStats, s: Option<&SourceStats>, bytes: u64) {
+    fn publish(&self, d: &DispatchStats, s: Option<&SourceStats>) {
         self.frames.store(d.frames, Ordering::Relaxed);
-        self.bytes.store(bytes, Ordering::Relaxed);
+        self.bytes.store(d.bytes, Ordering::Relaxed);
         if let Some(s) = s {
             self.source_dropped.store(s.dropped, Ordering::Relaxed);
         }
@@ -200,6 +200,8 @@ pub fn worker_for(hash: u64, workers: usize) -> usize {
 pub struct DispatchStats {
     /// Frames read from the source.
     pub frames: u64,
+    /// Captured bytes of those frames.
+    pub bytes: u64,
     /// Frames handed to each worker (a frame delivered to two workers counts for both).
     pub per_worker: Vec<u64>,
     /// Frames dropped because a worker's ring was full ([`Backpressure::Drop`]), per worker.
@@ -250,6 +252,7 @@ impl Dispatcher {
             let (seq, index) = (self.seq, frame.record);
             self.seq += 1;
             self.stats.frames += 1;
+            self.stats.bytes += frame.data.len() as u64;
             if n == 1 {
                 self.deliver(0, &frame, seq, index, Roles::BOTH);
                 continue;
@@ -663,14 +666,11 @@ fn receive_loop<Src: PacketSource>(
 ) -> ReceiveResult {
     d.own_bell.bind_current();
     let mut errors = Vec::new();
-    let (mut bytes, mut batches) = (0u64, 0u64);
+    let mut batches = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let idle = match source.next_batch() {
             Ok(Some(batch)) if batch.is_empty() => true,
             Ok(Some(batch)) => {
-                if progress.is_some() {
-                    bytes += batch.iter().map(|f| f.data.len() as u64).sum::<u64>();
-                }
                 d.dispatch(&batch);
                 d.flush();
                 false
@@ -690,8 +690,8 @@ fn receive_loop<Src: PacketSource>(
         }
         if let Some(p) = progress {
             batches += 1;
-            let stats = (idle || batches % 64 == 0).then(|| source.stats());
-            p.publish(&d.stats, stats.as_ref(), bytes);
+            let stats = (idle || batches.is_multiple_of(64)).then(|| source.stats());
+            p.publish(&d.stats, stats.as_ref());
         }
     }
     // The final flush always waits, even under `Drop`: every worker must see the end of the
@@ -789,7 +789,7 @@ where
         clock: Nanos::ZERO,
         started: false,
         own_bell: dispatcher_bell,
-        stats: DispatchStats { frames: 0, per_worker: vec![0; n], ring_full_drops: vec![0; n] },
+        stats: DispatchStats { frames: 0, bytes: 0, per_worker: vec![0; n], ring_full_drops: vec![0; n] },
     };
     let receive_core = config.receive_core;
     let failures = pin_failures.clone();

@@ -29,7 +29,6 @@
 
 use std::{
     collections::BTreeSet,
-    ffi::CString,
     io,
     net::IpAddr,
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
@@ -149,7 +148,8 @@ impl Default for XdpSetup {
 }
 
 /// The program's counters, summed over CPUs (meanings: [`outpost_xdp_common::Counter`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Serialized with these field names into `outpost run`'s summary (`capture.xdp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct XdpCounters {
     /// Frames the program saw.
     pub seen: u64,
@@ -813,17 +813,9 @@ fn network(addr: IpAddr, prefix_len: u8) -> Result<(IpAddr, u8), XdpError> {
 
 /// The interface's index, or why there is none.
 fn interface_index(ifname: &str) -> Result<u32, XdpError> {
-    let invalid = || XdpError::InvalidInterfaceName { ifname: ifname.to_owned() };
-    if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ {
-        return Err(invalid());
-    }
-    let name = CString::new(ifname).map_err(|_| invalid())?;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(XdpError::InterfaceNotFound { ifname: ifname.to_owned() });
-    }
-    Ok(index)
+    let name = crate::iface::c_name(ifname)
+        .map_err(|_| XdpError::InvalidInterfaceName { ifname: ifname.to_owned() })?;
+    crate::iface::index(&name).map_err(|_| XdpError::InterfaceNotFound { ifname: ifname.to_owned() })
 }
 
 /// The id of the XDP `bpf_link` that holds program `program_id`, if any.

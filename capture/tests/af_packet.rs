@@ -5,11 +5,8 @@
 //! Needs root (or CAP_NET_ADMIN + CAP_NET_RAW + CAP_SYS_ADMIN), `ip` and `ethtool`.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use outpost_capture::PacketSource;
@@ -17,83 +14,24 @@ use outpost_capture::SourceError;
 use outpost_capture::af_packet::{AfPacketOptions, AfPacketSource, FanoutMode};
 use outpost_decode::{LinkType, Nanos};
 use outpost_tools::frame::{FrameBuilder, udp};
+use outpost_tools::netns::Netns;
 
 /// Source MAC of every frame the tests send (`FrameBuilder`'s default); anything else that
 /// shows up is the kernel's own traffic.
 const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-/// A network namespace with a veth pair `a` ⇄ `b` (and `lo`) up, IPv6 off (no neighbour
-/// discovery chatter), offloads off. Deleted on drop, also when a test panics.
-struct Netns {
-    name: String,
+fn new_netns() -> Netns {
+    Netns::with_veth("outpost-afp", "a", "b")
 }
 
-impl Netns {
-    fn new() -> Netns {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("outpost-afp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        run(&["ip", "netns", "add", &name]);
-        // From here on the guard deletes the namespace whatever happens.
-        let ns = Netns { name };
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-        ns.ip(&["link", "add", "name", "a", "type", "veth", "peer", "name", "b"]);
-        for dev in ["a", "b"] {
-            ns.exec(&["ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
-            ns.ip(&["link", "set", "dev", dev, "up"]);
-        }
-        ns.ip(&["link", "set", "dev", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut all = vec!["ip", "-n", &self.name];
-        all.extend_from_slice(args);
-        run(&all);
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut all = vec!["ip", "netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        run(&all);
-    }
-
-    /// Runs `f` on a thread that has entered the namespace. Sockets opened there stay in the
-    /// namespace wherever they are used afterwards.
-    fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: `ns` is an open namespace file; setns affects only this thread.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    }
-
-    fn open(&self, interface: &str, options: &AfPacketOptions) -> AfPacketSource {
-        self.run_in(|| AfPacketSource::open(interface, options))
-            .unwrap_or_else(|e| panic!("open {interface}: {e}"))
-    }
-
-    fn sender(&self, interface: &str) -> RawSender {
-        self.run_in(|| RawSender::open(interface))
-    }
+/// An AF_PACKET source opened inside `ns`.
+fn open(ns: &Netns, interface: &str, options: &AfPacketOptions) -> AfPacketSource {
+    ns.run_in(|| AfPacketSource::open(interface, options)).unwrap_or_else(|e| panic!("open {interface}: {e}"))
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// A raw sender opened inside `ns`.
+fn sender(ns: &Netns, interface: &str) -> RawSender {
+    ns.run_in(|| RawSender::open(interface))
 }
 
 /// A raw packet socket that transmits whole Ethernet frames on one interface.
@@ -218,9 +156,9 @@ fn test_frame(i: u32) -> (Vec<u8>, bool) {
 
 #[test]
 fn frames_arrive_once_with_identical_bytes_in_order() {
-    let ns = Netns::new();
-    let mut src = ns.open("a", &small_ring());
-    let tx = ns.sender("b");
+    let ns = new_netns();
+    let mut src = open(&ns, "a", &small_ring());
+    let tx = sender(&ns, "b");
     let start = wall_clock();
 
     // 1,000 frames of about 700 bytes on average: several times the 512 KiB ring, so the walk
@@ -267,8 +205,8 @@ fn frames_arrive_once_with_identical_bytes_in_order() {
 
 #[test]
 fn an_idle_interface_gives_empty_batches_and_a_moving_idle_clock() {
-    let ns = Netns::new();
-    let mut src = ns.open("a", &AfPacketOptions { poll_timeout_ms: 30, ..small_ring() });
+    let ns = new_netns();
+    let mut src = open(&ns, "a", &AfPacketOptions { poll_timeout_ms: 30, ..small_ring() });
     let mut clocks = Vec::new();
     for _ in 0..4 {
         let before = Instant::now();
@@ -304,7 +242,7 @@ fn a_missing_interface_is_named_in_the_error() {
 
 #[test]
 fn non_ethernet_interfaces_are_refused_naming_their_link_type() {
-    let ns = Netns::new();
+    let ns = new_netns();
     ns.ip(&["tuntap", "add", "mode", "tun", "name", "t0"]);
     let err =
         ns.run_in(|| AfPacketSource::open("t0", &small_ring())).expect_err("a tun device is not Ethernet");
@@ -321,11 +259,11 @@ fn invalid_options_are_refused_before_touching_the_interface() {
 
 #[test]
 fn fanout_members_share_the_frames_and_keep_each_flow_together() {
-    let ns = Netns::new();
+    let ns = new_netns();
     let options = AfPacketOptions { fanout: Some((0x4f50, FanoutMode::Hash)), ..small_ring() };
-    let mut one = ns.open("a", &options);
-    let mut two = ns.open("a", &options);
-    let tx = ns.sender("b");
+    let mut one = open(&ns, "a", &options);
+    let mut two = open(&ns, "a", &options);
+    let tx = sender(&ns, "b");
 
     // 100 flows, 4 frames each, interleaved.
     let mut sent = Vec::new();
@@ -371,12 +309,12 @@ fn fanout_members_share_the_frames_and_keep_each_flow_together() {
 
 #[test]
 fn outgoing_frames_are_ignored_unless_asked_for() {
-    let ns = Netns::new();
-    let mut ignoring = ns.open("b", &small_ring());
+    let ns = new_netns();
+    let mut ignoring = open(&ns, "b", &small_ring());
     let mut ignoring_in_group =
-        ns.open("b", &AfPacketOptions { fanout: Some((7, FanoutMode::LoadBalance)), ..small_ring() });
-    let mut keeping = ns.open("b", &AfPacketOptions { ignore_outgoing: false, ..small_ring() });
-    let tx = ns.sender("b");
+        open(&ns, "b", &AfPacketOptions { fanout: Some((7, FanoutMode::LoadBalance)), ..small_ring() });
+    let mut keeping = open(&ns, "b", &AfPacketOptions { ignore_outgoing: false, ..small_ring() });
+    let tx = sender(&ns, "b");
     let frames: Vec<Vec<u8>> = (0..20).map(|i| test_frame(i).0).collect();
     for f in &frames {
         tx.send(f);
@@ -393,9 +331,9 @@ fn outgoing_frames_are_ignored_unless_asked_for() {
 
 #[test]
 fn loopback_frames_are_captured_once_as_ethernet() {
-    let ns = Netns::new();
-    let mut src = ns.open("lo", &small_ring());
-    let tx = ns.sender("lo");
+    let ns = new_netns();
+    let mut src = open(&ns, "lo", &small_ring());
+    let tx = sender(&ns, "lo");
     let frames: Vec<Vec<u8>> = (0..10).map(|i| test_frame(i * 3).0).collect();
     for f in &frames {
         tx.send(f);
@@ -410,10 +348,10 @@ fn loopback_frames_are_captured_once_as_ethernet() {
 
 #[test]
 fn a_full_ring_drops_and_counts_then_recovers() {
-    let ns = Netns::new();
+    let ns = new_netns();
     // Two blocks of 64 KiB, nobody reading: the kernel fills both, freezes and drops.
-    let mut src = ns.open("a", &AfPacketOptions { block_count: 2, ..small_ring() });
-    let tx = ns.sender("b");
+    let mut src = open(&ns, "a", &AfPacketOptions { block_count: 2, ..small_ring() });
+    let tx = sender(&ns, "b");
     let payload = [0x5au8; 1000];
     let frame = |i: u32| {
         let src = IpAddr::V4(Ipv4Addr::new(10, 3, 0, 1));
@@ -451,12 +389,12 @@ fn a_full_ring_drops_and_counts_then_recovers() {
 
 #[test]
 fn the_socket_polls_readable_once_a_block_is_retired() {
-    let ns = Netns::new();
-    let mut src = ns.open("a", &small_ring());
+    let ns = new_netns();
+    let mut src = open(&ns, "a", &small_ring());
     src.set_poll_timeout(0);
     assert!(!src.has_pending(), "nothing sent yet");
     let fd = src.poll_fd().expect("a live source has a descriptor");
-    let tx = ns.sender("b");
+    let tx = sender(&ns, "b");
     let frames: Vec<Vec<u8>> = (0..5).map(|i| test_frame(i).0).collect();
     for f in &frames {
         tx.send(f);

@@ -9,12 +9,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd as _, AsRawFd as _},
     process::Command,
-    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use outpost_capture::xdp::{
     XdpAttach, XdpAttachment, XdpCounters, XdpError, XdpMode, XdpProgram, XdpSetup, detach_stale,
 };
+use outpost_tools::netns::Netns;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -30,8 +30,7 @@ const UDP: u8 = 17;
 /// Skips the test (passing) unless we may load BPF programs.
 macro_rules! require_root {
     () => {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !outpost_tools::netns::is_root() {
             eprintln!("skipped: loading XDP programs needs root (or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)");
             return;
         }
@@ -441,66 +440,10 @@ fn attaching_to_a_missing_interface_names_it() {
 
 // ---- attach / detach on a veth pair in a throwaway network namespace ---------------------------
 
-/// A network namespace `outpost-xdp-<pid>-<n>` holding a veth pair `xdp0` ↔ `xdp1`, both up;
-/// deleted (with the pair) on drop, also when the test panics.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("outpost-xdp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        run_ip(&["netns", "add", &name]);
-        let netns = Netns { name };
-        netns.ip(&["link", "add", "xdp0", "type", "veth", "peer", "name", "xdp1"]);
-        netns.ip(&["link", "set", "xdp0", "up"]);
-        netns.ip(&["link", "set", "xdp1", "up"]);
-        netns
-    }
-
-    /// Runs `ip -n <netns> args...`, panicking with its output on failure.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run_ip(&all)
-    }
-
-    /// `ip -d link show dev <ifname>` inside the namespace.
-    fn link(&self, ifname: &str) -> String {
-        self.ip(&["-d", "link", "show", "dev", ifname])
-    }
-
-    /// Runs `f` on a thread that has entered the namespace (setns affects only the calling
-    /// thread), and returns its result; a panic inside is re-raised here.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            let handle = scope.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: a valid namespace descriptor; setns changes this thread only.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            });
-            match handle.join() {
-                Ok(value) => value,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn run_ip(args: &[&str]) -> String {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// A namespace `outpost-xdp-<pid>-<n>` holding a veth pair `xdp0` ↔ `xdp1`, both up; deleted
+/// (with the pair) on drop, also when the test panics.
+fn new_netns() -> Netns {
+    Netns::with_veth("outpost-xdp", "xdp0", "xdp1")
 }
 
 fn has_xdp(link: &str) -> bool {
@@ -510,13 +453,13 @@ fn has_xdp(link: &str) -> bool {
 #[test]
 fn attaches_to_veth_in_generic_and_native_mode_and_detaches_on_drop() {
     require_root!();
-    let netns = Netns::new();
+    let netns = new_netns();
     for (attach, mode, keyword) in [
         (XdpAttach::Generic, XdpMode::Generic, " xdpgeneric "),
         (XdpAttach::Native, XdpMode::Native, " xdp "),
         (XdpAttach::Auto, XdpMode::Native, " xdp "),
     ] {
-        let id = netns.run(|| {
+        let id = netns.run_in(|| {
             let mut program = load(&XdpSetup::default());
             assert_eq!(program.attach("xdp0", attach).expect("attach"), mode, "{attach:?}");
             assert_eq!(program.mode(), Some(mode));
@@ -538,7 +481,7 @@ fn attaches_to_veth_in_generic_and_native_mode_and_detaches_on_drop() {
         assert!(!has_xdp(&link), "{attach:?}: program {id} still attached after drop: {link}");
     }
     // Explicit detach, then attach again.
-    netns.run(|| {
+    netns.run_in(|| {
         let mut program = load(&XdpSetup::default());
         program.attach("xdp0", XdpAttach::Generic).expect("attach");
         let err = program.attach("xdp0", XdpAttach::Generic).expect_err("twice");
@@ -555,8 +498,8 @@ fn attaches_to_veth_in_generic_and_native_mode_and_detaches_on_drop() {
 #[test]
 fn second_program_on_the_same_interface_is_refused_with_the_remedy() {
     require_root!();
-    let netns = Netns::new();
-    netns.run(|| {
+    let netns = new_netns();
+    netns.run_in(|| {
         let mut first = load(&XdpSetup::default());
         first.attach("xdp0", XdpAttach::Native).expect("first attach");
         let mut second = load(&XdpSetup::default());
@@ -585,8 +528,8 @@ fn runt_frame_shorter_than_ethernet_is_passed_as_not_ip() {
     assert!(matches!(err, XdpError::FrameTooShort { len: 13 }), "{err}");
     drop(program);
 
-    let netns = Netns::new();
-    netns.run(|| {
+    let netns = new_netns();
+    netns.run_in(|| {
         let tun = open_tun("outpost-tun0");
         netns.ip(&["link", "set", "outpost-tun0", "up"]);
         let mut program = load(&XdpSetup::default());
@@ -627,8 +570,8 @@ fn open_tun(name: &str) -> std::fs::File {
 #[test]
 fn detach_stale_removes_a_netlink_attached_program_left_by_an_earlier_run() {
     require_root!();
-    let netns = Netns::new();
-    netns.run(|| {
+    let netns = new_netns();
+    netns.run_in(|| {
         assert_eq!(detach_stale("xdp0").expect("nothing attached"), 0);
         // Simulate a run killed while attached the legacy way: attach through netlink, then
         // drop the loader (the attachment keeps the program alive).
@@ -711,11 +654,11 @@ const KILL_NETNS_ENV: &str = "OUTPOST_XDP_KILL_NETNS";
 #[test]
 fn attachment_ends_when_its_process_is_killed() {
     require_root!();
-    let netns = Netns::new();
+    let netns = new_netns();
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args(["--exact", "killed_process_helper", "--nocapture", "--test-threads=1"])
-        .env(KILL_NETNS_ENV, &netns.name)
+        .env(KILL_NETNS_ENV, netns.name())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn helper");

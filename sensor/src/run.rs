@@ -85,46 +85,13 @@ pub struct CaptureSummary {
     pub fallback_reason: Option<String>,
     /// The XDP program's counters (XDP mode).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub xdp: Option<XdpCountersJson>,
+    pub xdp: Option<XdpCounters>,
     /// Per AF_XDP socket (queue order): the kernel's drop counters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sockets: Vec<SocketStatsJson>,
     /// Frames the source reports lost before delivery (AF_XDP ring drops, AF_PACKET kernel
     /// drops).
     pub source_dropped: u64,
-}
-
-/// [`XdpCounters`] as JSON.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct XdpCountersJson {
-    /// Frames seen by the program.
-    pub seen: u64,
-    /// Redirected to a socket.
-    pub redirected: u64,
-    /// IP frames with no socket on their queue (passed to the kernel).
-    pub no_socket: u64,
-    /// Dropped: source in the blocklist.
-    pub blocked: u64,
-    /// Not IP, passed to the kernel.
-    pub passed_not_ip: u64,
-    /// Passed to the kernel by the capture filter.
-    pub passed_filter: u64,
-    /// IP frames with headers cut short.
-    pub truncated: u64,
-}
-
-impl From<XdpCounters> for XdpCountersJson {
-    fn from(c: XdpCounters) -> XdpCountersJson {
-        XdpCountersJson {
-            seen: c.seen,
-            redirected: c.redirected,
-            no_socket: c.no_socket,
-            blocked: c.blocked,
-            passed_not_ip: c.passed_not_ip,
-            passed_filter: c.passed_filter,
-            truncated: c.truncated,
-        }
-    }
 }
 
 /// One AF_XDP socket's kernel counters.
@@ -239,7 +206,8 @@ fn open_xdp(
         };
         let s = AfXdpSource::open(interface, &options)?;
         program.register_socket(queue, s.fd())?;
-        // SAFETY-free duplicate through std: the socket stays open for statistics.
+        // A duplicate descriptor keeps the socket readable for statistics after the source
+        // moved to the receive thread (and after it is dropped there at the end).
         let dup = {
             // SAFETY: `s.fd()` is a valid open descriptor owned by `s` for this call.
             let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.fd()) };
@@ -315,7 +283,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let queues: Vec<u32> = if c.queues.is_empty() {
-        (0..outpost_capture::af_xdp::rx_queue_count(&interface)).collect()
+        (0..outpost_capture::iface::rx_queue_count(&interface)).collect()
     } else {
         c.queues.clone()
     };
@@ -442,7 +410,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         zero_copy: xdp.as_ref().map(|x| x.zero_copy),
         queues: if xdp.is_some() { queues } else { Vec::new() },
         fallback_reason,
-        xdp: xdp.as_ref().and_then(|x| x.program.counters().ok()).map(XdpCountersJson::from),
+        xdp: xdp.as_ref().and_then(|x| x.program.counters().ok()),
         sockets: xdp.as_ref().map(XdpCapture::socket_stats).unwrap_or_default(),
         source_dropped: progress.source_dropped.load(Ordering::Relaxed),
     });

@@ -10,22 +10,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use outpost_tools::netns::{Netns, is_root, run};
 use outpost_tools::seed::{SeedArgs, generate_seed};
 use serde_json::Value;
 
 const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 fn can_run() -> bool {
     if !is_root() {
@@ -39,59 +30,11 @@ fn can_run() -> bool {
     true
 }
 
-/// A network namespace with a veth pair `cap0` (the sensor's side) — `tx0` (the sender's),
-/// offloads off, IPv6 off (no router solicitations in the capture); deleted on drop, also
-/// when a test panics, which removes the veths and any XDP program with them.
-struct Netns {
-    name: String,
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("opl-{tag}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        run_ok(ns.cmd("sysctl").args(["-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]));
-        run_ok(ns.cmd("sysctl").args(["-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]));
-        run_ok(ns.cmd("ip").args(["link", "add", "cap0", "type", "veth", "peer", "name", "tx0"]));
-        for dev in ["cap0", "tx0", "lo"] {
-            run_ok(ns.cmd("ip").args(["link", "set", dev, "up"]));
-        }
-        for dev in ["cap0", "tx0"] {
-            // Frames as sent: no segmentation offload, no checksum offload, no GRO merging.
-            let _ = ns
-                .cmd("ethtool")
-                .args(["-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"])
-                .output();
-        }
-        ns
-    }
-
-    /// A command run inside the namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// `ip -d link show cap0` inside the namespace.
-    fn link(&self) -> String {
-        let out = self.cmd("ip").args(["-d", "link", "show", "cap0"]).output().expect("ip link");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
+/// A namespace with a veth pair `cap0` (the sensor's side) — `tx0` (the sender's): see
+/// [`Netns::with_veth`]. Deleted on drop, also when a test panics, which removes the veths
+/// and any XDP program with them.
+fn new_netns(tag: &str) -> Netns {
+    Netns::with_veth(&format!("opl-{tag}"), "cap0", "tx0")
 }
 
 /// A generated seed scenario: state-machine datagrams with injected invalid transitions plus
@@ -211,7 +154,7 @@ impl Sensor {
     }
 
     fn signal(&self, sig: &str) {
-        run_ok(Command::new("kill").args([sig, &self.child.id().to_string()]));
+        run(Command::new("kill").args([sig, &self.child.id().to_string()]));
     }
 
     /// Waits for the exit (after a signal); returns the exit status and the whole log.
@@ -229,23 +172,21 @@ impl Sensor {
 }
 
 fn tcpreplay(ns: &Netns, pcap: &Path) {
-    run_ok(ns.cmd("tcpreplay").args(["-q", "-i", "tx0"]).arg(pcap));
+    run(ns.cmd("tcpreplay").args(["-q", "-i", "tx0"]).arg(pcap));
 }
 
 fn replay_reference(dir: &Path, pcap: &Path) -> Value {
     let summary = dir.join("replay-summary.json");
-    run_ok(
-        Command::new(OUTPOST)
-            .arg("replay")
-            .arg(pcap)
-            .args(["--quiet", "--workers", "2"])
-            .arg("--alerts")
-            .arg(dir.join("replay-alerts.jsonl"))
-            .arg("--flows")
-            .arg(dir.join("replay-flows.jsonl"))
-            .arg("--summary-json")
-            .arg(&summary),
-    );
+    run(Command::new(OUTPOST)
+        .arg("replay")
+        .arg(pcap)
+        .args(["--quiet", "--workers", "2"])
+        .arg("--alerts")
+        .arg(dir.join("replay-alerts.jsonl"))
+        .arg("--flows")
+        .arg(dir.join("replay-flows.jsonl"))
+        .arg("--summary-json")
+        .arg(&summary));
     read_lines(&summary).pop().expect("summary")
 }
 
@@ -257,7 +198,7 @@ fn live_equals_replay(mode_args: &[&str], expect_mode: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = scenario(dir.path(), 20_000, 10_000);
     let reference = replay_reference(dir.path(), &pcap);
-    let ns = Netns::new(expect_mode.get(..4).unwrap_or("live"));
+    let ns = new_netns(expect_mode.get(..4).unwrap_or("live"));
     let (alerts, flows, summary) =
         (dir.path().join("alerts.jsonl"), dir.path().join("flows.jsonl"), dir.path().join("summary.json"));
     let mut args = vec!["--workers", "2", "--quiet"];
@@ -272,7 +213,7 @@ fn live_equals_replay(mode_args: &[&str], expect_mode: &str) {
     let (status, log) = sensor.wait();
     assert!(status.success(), "outpost run failed: {log:?}");
     if expect_mode.starts_with("xdp") {
-        assert!(!ns.link().contains("prog/xdp"), "XDP program left attached: {}", ns.link());
+        assert!(!ns.link("cap0").contains("prog/xdp"), "XDP program left attached: {}", ns.link("cap0"));
     }
 
     let live = read_lines(&summary).pop().expect("summary");
@@ -326,7 +267,7 @@ fn blocklisted_sources_are_dropped_in_xdp_and_counted() {
     assert!(blocked > 0 && blocked < total, "the scenario has traffic from 10.1.0.0/16 and more");
     let config = dir.path().join("outpost.toml");
     std::fs::write(&config, "[capture]\nblocklist = [\"10.1.0.0/16\"]\n").expect("config");
-    let ns = Netns::new("blk");
+    let ns = new_netns("blk");
     let summary = dir.path().join("summary.json");
     let flows = dir.path().join("flows.jsonl");
     let (c, s, f) =
@@ -367,24 +308,24 @@ fn no_xdp_program_stays_attached_after_exit_or_sigkill() {
     if !can_run() {
         return;
     }
-    let ns = Netns::new("kill");
+    let ns = new_netns("kill");
     let s =
         Sensor::start(&ns, &["--mode", "xdp", "--xdp-attach", "native", "--quiet", "--alerts", "/dev/null"]);
-    assert!(ns.link().contains("xdp"), "attached while running: {}", ns.link());
+    assert!(ns.link("cap0").contains("xdp"), "attached while running: {}", ns.link("cap0"));
     s.signal("-KILL");
     let _ = s.wait();
     // The program hangs on a BPF link owned by the process: the kernel detaches it when the
     // process's descriptors close, also on SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ns.link().contains("prog/xdp") {
-        assert!(Instant::now() < deadline, "XDP program still attached after SIGKILL: {}", ns.link());
+    while ns.link("cap0").contains("prog/xdp") {
+        assert!(Instant::now() < deadline, "XDP program still attached after SIGKILL: {}", ns.link("cap0"));
         std::thread::sleep(Duration::from_millis(100));
     }
     // A restart attaches again and a normal exit leaves nothing behind.
     let s = Sensor::start(&ns, &["--mode", "xdp", "--quiet", "--alerts", "/dev/null", "--duration", "1s"]);
     let (status, log) = s.wait();
     assert!(status.success(), "{log:?}");
-    assert!(!ns.link().contains("prog/xdp"), "left attached after exit: {}", ns.link());
+    assert!(!ns.link("cap0").contains("prog/xdp"), "left attached after exit: {}", ns.link("cap0"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod attack;
 pub mod frame;
 mod jsonl;
 pub mod mix;
+pub mod netns;
 pub mod pcap;
 mod random;
 pub mod seed;

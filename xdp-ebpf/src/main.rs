@@ -198,22 +198,14 @@ mod program {
         let ports = if first_fragment { transport_ports(ctx, offset + header_len, header[9]) } else { None };
         let src = [header[12], header[13], header[14], header[15]];
         let dst = [header[16], header[17], header[18], header[19]];
-        let flags = config_flags();
-        if flags & CONFIG_BLOCK_V4 != 0 && OUTPOST_BLK_V4.get(Key::new(IPV4_BITS, src)).is_some() {
-            return Verdict::Drop;
-        }
-        if flags & CONFIG_PASS_V4 != 0
-            && (OUTPOST_PASS_V4.get(Key::new(IPV4_BITS, src)).is_some()
-                || OUTPOST_PASS_V4.get(Key::new(IPV4_BITS, dst)).is_some())
-        {
-            return Verdict::PassFilter;
-        }
-        if flags & CONFIG_PASS_PORTS != 0
-            && ports.is_some_and(|(src, dst)| port_marked(src) || port_marked(dst))
-        {
-            return Verdict::PassFilter;
-        }
-        Verdict::Capture
+        let family = Family {
+            block: &OUTPOST_BLK_V4,
+            pass: &OUTPOST_PASS_V4,
+            block_flag: CONFIG_BLOCK_V4,
+            pass_flag: CONFIG_PASS_V4,
+            bits: IPV4_BITS,
+        };
+        decide(&family, src, dst, ports)
     }
 
     #[inline(always)]
@@ -229,13 +221,41 @@ mod program {
         src.copy_from_slice(&header[8..24]);
         let mut dst = [0u8; 16];
         dst.copy_from_slice(&header[24..40]);
+        let family = Family {
+            block: &OUTPOST_BLK_V6,
+            pass: &OUTPOST_PASS_V6,
+            block_flag: CONFIG_BLOCK_V6,
+            pass_flag: CONFIG_PASS_V6,
+            bits: IPV6_BITS,
+        };
+        decide(&family, src, dst, ports)
+    }
+
+    /// One address family's tables and switches.
+    struct Family<const N: usize> {
+        block: &'static LpmTrie<[u8; N], u8>,
+        pass: &'static LpmTrie<[u8; N], u8>,
+        block_flag: u32,
+        pass_flag: u32,
+        bits: u32,
+    }
+
+    /// The verdict of an IP frame whose headers were read, the same for both families:
+    /// blocklisted source → drop; pass subnet (source or destination) or pass port → kernel;
+    /// else capture. Each table is looked up only when its switch says it has entries.
+    #[inline(always)]
+    fn decide<const N: usize>(
+        f: &Family<N>,
+        src: [u8; N],
+        dst: [u8; N],
+        ports: Option<(u16, u16)>,
+    ) -> Verdict {
         let flags = config_flags();
-        if flags & CONFIG_BLOCK_V6 != 0 && OUTPOST_BLK_V6.get(Key::new(IPV6_BITS, src)).is_some() {
+        if flags & f.block_flag != 0 && f.block.get(Key::new(f.bits, src)).is_some() {
             return Verdict::Drop;
         }
-        if flags & CONFIG_PASS_V6 != 0
-            && (OUTPOST_PASS_V6.get(Key::new(IPV6_BITS, src)).is_some()
-                || OUTPOST_PASS_V6.get(Key::new(IPV6_BITS, dst)).is_some())
+        if flags & f.pass_flag != 0
+            && (f.pass.get(Key::new(f.bits, src)).is_some() || f.pass.get(Key::new(f.bits, dst)).is_some())
         {
             return Verdict::PassFilter;
         }
