@@ -126,6 +126,27 @@ pub struct PipelineConfig {
     /// Counters the receive thread publishes as it goes (for periodic statistics of a live
     /// capture); `None`: not published.
     pub progress: Option<Arc<Progress>>,
+    /// When partly filled blocks go to the workers.
+    pub flush: FlushPolicy,
+}
+
+/// When the receive thread sends partly filled blocks (full blocks always go at once).
+///
+/// Every flush sends each worker a block, even an empty one, carrying a clock tick the worker
+/// acts on (timeouts, windows): flushes cost the workers work and ring slots regardless of how
+/// many frames they carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// After every source batch (default). Right for files, whose batches are large; ticks then
+    /// fall at the same input positions in every run, which keeps replay output deterministic.
+    #[default]
+    EveryBatch,
+    /// At most once per interval while frames arrive, and whenever the source is idle. Right
+    /// for live sockets, whose batches are whatever arrived since the last poll — often a few
+    /// frames: flushing after each would send the workers thousands of nearly empty blocks a
+    /// second and fill their rings with ticks. A frame waits at most the interval while
+    /// traffic flows, and at most the source's poll timeout when it stops.
+    Interval(Duration),
 }
 
 /// The receive thread's counters, published after every source batch (relaxed atomics: each
@@ -183,6 +204,7 @@ impl Default for PipelineConfig {
             backpressure: Backpressure::Wait,
             sharding: Sharding::Source,
             progress: None,
+            flush: FlushPolicy::EveryBatch,
         }
     }
 }
@@ -663,16 +685,28 @@ fn receive_loop<Src: PacketSource>(
     mut d: Dispatcher,
     stop: &AtomicBool,
     progress: Option<&Progress>,
+    flush: FlushPolicy,
 ) -> ReceiveResult {
     d.own_bell.bind_current();
     let mut errors = Vec::new();
     let mut batches = 0u64;
+    let mut last_flush = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let idle = match source.next_batch() {
             Ok(Some(batch)) if batch.is_empty() => true,
             Ok(Some(batch)) => {
                 d.dispatch(&batch);
-                d.flush();
+                match flush {
+                    FlushPolicy::EveryBatch => d.flush(),
+                    FlushPolicy::Interval(every) => {
+                        // One clock read per batch, not per frame.
+                        let now = Instant::now();
+                        if now.duration_since(last_flush) >= every {
+                            d.flush();
+                            last_flush = now;
+                        }
+                    }
+                }
                 false
             }
             Ok(None) => break,
@@ -687,6 +721,7 @@ fn receive_loop<Src: PacketSource>(
                 d.advance_clock(t);
             }
             d.flush();
+            last_flush = Instant::now();
         }
         if let Some(p) = progress {
             batches += 1;
@@ -795,6 +830,7 @@ where
     let failures = pin_failures.clone();
     let stop_rx = stop.clone();
     let progress = config.progress.clone();
+    let flush = config.flush;
     let receiver = thread::Builder::new()
         .name("outpost-receive".into())
         .spawn(move || {
@@ -805,7 +841,7 @@ where
                     }
                 }
             }
-            receive_loop(source, dispatcher, &stop_rx, progress.as_deref())
+            receive_loop(source, dispatcher, &stop_rx, progress.as_deref(), flush)
         })
         .map_err(|source| PipelineError::Spawn { name: "outpost-receive".into(), source })?;
 

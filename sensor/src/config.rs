@@ -280,6 +280,17 @@ pub enum ZeroCopyChoice {
     Off,
 }
 
+/// How several receive queues are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RxThreadsChoice {
+    /// A thread per queue drains its socket and hands copied frames to the receive thread.
+    #[default]
+    PerQueue,
+    /// The receive thread reads the queues in turn (one thread fewer per queue: small hosts).
+    Shared,
+}
+
 /// `[capture]`: live capture by `outpost run`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,6 +310,14 @@ pub struct CaptureSection {
     /// Receive queues to capture (AF_XDP: one socket each). Default: every queue.
     #[serde(default)]
     pub queues: Vec<u32>,
+    /// With several queues: `per_queue` (default, a receive thread per queue) or `shared`
+    /// (one thread reads them in turn).
+    #[serde(default)]
+    pub rx_threads: RxThreadsChoice,
+    /// Cores for the per-queue receive threads: queue `i`'s thread runs on
+    /// `rx_cores[i % len]`. Default none (not pinned).
+    #[serde(default)]
+    pub rx_cores: Vec<usize>,
     /// Source prefixes (`ADDR[/LEN]`) dropped by the XDP program before capture: the hook for
     /// automatic response. Default none.
     #[serde(default)]
@@ -323,6 +342,12 @@ pub struct CaptureSection {
     /// ring). Ring capacity in blocks of up to 256 frames per worker. Default 64.
     #[serde(default = "default_worker_ring")]
     pub worker_ring_blocks: usize,
+    /// How long the receive thread may hold partly filled blocks while frames arrive before it
+    /// sends them to the workers (full blocks go at once, and everything goes when the capture
+    /// is idle). Bounds the added latency; each send costs every worker a clock tick and a ring
+    /// slot. Default `1ms`; at most `1s`.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: Spanned<ConfigDuration>,
     /// `[capture.af_xdp]`: socket and UMEM sizes.
     #[serde(default)]
     pub af_xdp: AfXdpSection,
@@ -339,6 +364,8 @@ impl Default for CaptureSection {
             xdp_attach: XdpAttachChoice::Auto,
             zero_copy: ZeroCopyChoice::Auto,
             queues: Vec::new(),
+            rx_threads: RxThreadsChoice::PerQueue,
+            rx_cores: Vec::new(),
             blocklist: Vec::new(),
             blocklist_file: None,
             blocklist_max_entries: default_blocklist_max(),
@@ -346,6 +373,7 @@ impl Default for CaptureSection {
             pass_ports: Vec::new(),
             stats_interval: default_stats_interval(),
             worker_ring_blocks: default_worker_ring(),
+            flush_interval: default_flush_interval(),
             af_xdp: AfXdpSection::default(),
             af_packet: AfPacketSection::default(),
         }
@@ -354,6 +382,9 @@ impl Default for CaptureSection {
 
 fn default_blocklist_max() -> u32 {
     65_536
+}
+fn default_flush_interval() -> Spanned<ConfigDuration> {
+    unspanned(Duration::from_millis(1))
 }
 fn default_stats_interval() -> Spanned<ConfigDuration> {
     unspanned(Duration::from_secs(10))
@@ -466,6 +497,8 @@ pub struct CaptureSettings {
     pub stats_interval: Duration,
     /// AF_PACKET block timeout.
     pub block_timeout: Duration,
+    /// Longest a partly filled block waits while frames arrive.
+    pub flush_interval: Duration,
 }
 
 impl CaptureSection {
@@ -527,11 +560,20 @@ impl CaptureSection {
                 "must be longer than zero",
             ));
         }
+        let flush_interval = self.flush_interval.get_ref().0;
+        if flush_interval > Duration::from_secs(1) {
+            return Err(src.error(
+                self.flush_interval.span(),
+                "capture.flush_interval",
+                "must be at most 1s",
+            ));
+        }
         Ok(CaptureSettings {
             blocklist,
             pass_nets,
             stats_interval: self.stats_interval.get_ref().0,
             block_timeout,
+            flush_interval,
         })
     }
 }

@@ -310,6 +310,8 @@ pub struct Execution<'a> {
     pub backpressure: outpost_capture::Backpressure,
     /// Blocks in flight per worker (`None`: the pipeline's default).
     pub ring_blocks: Option<usize>,
+    /// When partly filled blocks go to the workers.
+    pub flush: outpost_capture::FlushPolicy,
     /// Called on the caller's thread after every watermark, with its event time.
     pub on_watermark: Box<dyn FnMut(outpost_decode::Nanos) + 'a>,
     /// Receives the receive thread's counters as they move.
@@ -334,6 +336,7 @@ impl Default for Execution<'_> {
             stop: Arc::new(AtomicBool::new(false)),
             backpressure: outpost_capture::Backpressure::Wait,
             ring_blocks: None,
+            flush: outpost_capture::FlushPolicy::EveryBatch,
             on_watermark: Box::new(|_| {}),
             progress: None,
         }
@@ -358,6 +361,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         backpressure: exec.backpressure,
         ring_blocks: exec.ring_blocks.unwrap_or(PipelineConfig::default().ring_blocks),
         progress: exec.progress.clone(),
+        flush: exec.flush,
         ..PipelineConfig::default()
     };
     let mut alerts_out = JsonLines::open(&args.alerts)?;

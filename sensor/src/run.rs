@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use outpost_capture::af_packet::{AfPacketOptions, AfPacketSource};
 use outpost_capture::af_xdp::{AfXdpOptions, AfXdpSource, XskStats, ZeroCopy};
+use outpost_capture::multi::{QueueCounters, QueueThreadOptions, QueueThreads, RoundRobin};
 use outpost_capture::xdp::{XdpAttach, XdpCounters, XdpMode, XdpProgram, XdpSetup};
-use outpost_capture::{Backpressure, PacketSource, Progress};
+use outpost_capture::{Backpressure, FlushPolicy, PacketSource, Progress};
 use serde::Serialize;
 
-use crate::config::{CaptureMode, Loaded, XdpAttachChoice, ZeroCopyChoice};
+use crate::config::{CaptureMode, Loaded, RxThreadsChoice, XdpAttachChoice, ZeroCopyChoice};
 use crate::replay::{Execution, OutputArgs, execute, finish_summary, stop_on_signals};
 
 /// Options of `outpost run`.
@@ -107,6 +108,12 @@ pub struct SocketStatsJson {
     pub rx_dropped: u64,
     /// Invalid descriptors.
     pub rx_invalid_descs: u64,
+    /// Frames read by the queue's own receive thread (`rx_threads = per_queue`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// Frames its thread dropped because the receive thread was behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_drops: Option<u64>,
 }
 
 /// Effective capabilities of this process (bit n = capability n), from `/proc/self/status`.
@@ -143,13 +150,17 @@ struct XdpCapture {
     mode: XdpMode,
     zero_copy: bool,
     socket_fds: Vec<(u32, std::os::fd::OwnedFd)>,
+    /// Per-queue thread counters, in queue order (`rx_threads = per_queue`, several queues).
+    queue_counters: Option<Arc<Vec<QueueCounters>>>,
 }
 
 impl XdpCapture {
     fn socket_stats(&self) -> Vec<SocketStatsJson> {
         self.socket_fds
             .iter()
-            .filter_map(|(q, fd)| {
+            .enumerate()
+            .filter_map(|(i, (q, fd))| {
+                let thread = self.queue_counters.as_ref().and_then(|c| c.get(i));
                 outpost_capture::af_xdp::socket_stats(std::os::fd::AsRawFd::as_raw_fd(fd)).ok().map(
                     |s: XskStats| SocketStatsJson {
                         queue: *q,
@@ -157,6 +168,8 @@ impl XdpCapture {
                         fill_ring_empty: s.rx_fill_ring_empty,
                         rx_dropped: s.rx_dropped,
                         rx_invalid_descs: s.rx_invalid_descs,
+                        frames: thread.map(|t| t.frames.load(Ordering::Relaxed)),
+                        chunk_drops: thread.map(|t| t.chunk_drops.load(Ordering::Relaxed)),
                     },
                 )
             })
@@ -217,12 +230,18 @@ fn open_xdp(
         sources.push(s);
     }
     let zero_copy = sources.iter().all(AfXdpSource::zero_copy);
+    let mut queue_counters = None;
     let source: Box<dyn PacketSource> = if sources.len() == 1 {
         Box::new(sources.pop().context("no queue")?)
+    } else if c.rx_threads == RxThreadsChoice::Shared {
+        Box::new(RoundRobin::new(sources))
     } else {
-        Box::new(outpost_capture::multi::RoundRobin::new(sources))
+        let options = QueueThreadOptions { cores: c.rx_cores.clone(), ..QueueThreadOptions::default() };
+        let threads = QueueThreads::start(sources, &options)?;
+        queue_counters = Some(threads.counters());
+        Box::new(threads)
     };
-    Ok((XdpCapture { program, mode, zero_copy, socket_fds }, source))
+    Ok((XdpCapture { program, mode, zero_copy, socket_fds, queue_counters }, source))
 }
 
 fn open_af_packet(interface: &str, loaded: &Loaded) -> anyhow::Result<Box<dyn PacketSource>> {
@@ -366,6 +385,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     "; queue {} ring-full {} fill-empty {}",
                     s.queue, s.rx_ring_full, s.fill_ring_empty
                 ));
+                if let (Some(f), Some(d)) = (s.frames, s.chunk_drops) {
+                    line.push_str(&format!(" frames {f} thread-drops {d}"));
+                }
             }
         }
         eprintln!("{line}");
@@ -400,6 +422,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             stop,
             backpressure: Backpressure::Drop,
             ring_blocks: Some(c.worker_ring_blocks),
+            flush: FlushPolicy::Interval(Duration::from_nanos(loaded.capture.flush_interval.0)),
             on_watermark,
             progress: Some(progress.clone()),
         },

@@ -38,6 +38,17 @@ impl Netns {
     /// When `ip`, `sysctl` or `ethtool` fail (needs root).
     #[must_use]
     pub fn with_veth(prefix: &str, a: &str, b: &str) -> Netns {
+        Netns::with_veth_queues(prefix, a, b, 1)
+    }
+
+    /// Like [`Netns::with_veth`], with `queues` receive and transmit queues on each end (a
+    /// frame sent on `b`'s transmit queue `q` arrives on `a`'s receive queue `q`; the kernel
+    /// spreads a sender's flows over the transmit queues by flow hash).
+    ///
+    /// # Panics
+    /// When `ip`, `sysctl` or `ethtool` fail (needs root).
+    #[must_use]
+    pub fn with_veth_queues(prefix: &str, a: &str, b: &str, queues: u32) -> Netns {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         run(Command::new("ip").args(["netns", "add", &name]));
@@ -45,7 +56,9 @@ impl Netns {
         let ns = Netns { name };
         ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
         ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-        ns.ip(&["link", "add", "name", a, "type", "veth", "peer", "name", b]);
+        let q = queues.max(1).to_string();
+        let qs = ["numrxqueues", &q, "numtxqueues", &q];
+        ns.ip(&[&["link", "add", "name", a][..], &qs, &["type", "veth", "peer", "name", b], &qs].concat());
         for dev in [a, b] {
             ns.exec(&["ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
             ns.ip(&["link", "set", "dev", dev, "up"]);
