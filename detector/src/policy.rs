@@ -98,6 +98,7 @@ impl serde::Serialize for DedupJson<'_> {
         let rule = self.rules.rule(d.rule);
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", "alert_suppressed")?;
+        m.serialize_entry("schema_version", &crate::SCHEMA_VERSION)?;
         m.serialize_entry("sensor", self.sensor)?;
         m.serialize_entry("rule", rule.map_or("unknown", |r| r.name.as_str()))?;
         if let Some(spec) = rule.and_then(|r| r.kind.key()) {

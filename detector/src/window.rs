@@ -162,6 +162,7 @@ impl Serialize for WindowJson<'_> {
         let net = self.networks.by_id(w.network_id);
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", "alert_window")?;
+        m.serialize_entry("schema_version", &crate::SCHEMA_VERSION)?;
         m.serialize_entry("window_start", &w.start)?;
         m.serialize_entry("window_end", &w.end)?;
         m.serialize_entry("network_id", &w.network_id)?;

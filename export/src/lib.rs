@@ -1,5 +1,5 @@
 //! Flow export: Outpost's [`FlowRecord`]s as IPFIX (RFC 7011, with RFC 5103 biflows) and
-//! NetFlow v9 (RFC 3954) over UDP.
+//! NetFlow v9 (RFC 3954) over UDP; alerts, flow records and alert windows to Kafka.
 //!
 //! # Shape
 //! Encoding and sending are separate. An encoder ([`IpfixEncoder`], [`NetflowV9Encoder`])
@@ -20,6 +20,17 @@
 //! exporter.flush()?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Kafka
+//! [`KafkaSink`] ([`kafka`]) sends alerts, flow records and alert windows (opaque JSON bytes
+//! with a key, one topic per [`RecordKind`]) through an idempotent librdkafka producer
+//! (`acks=all`) and never blocks its caller on the broker. What cannot be handed to the
+//! broker now (queue full, broker unreachable, failed delivery) goes to a local, size-bounded
+//! [`Spool`] ([`spool`]: xxh3-checksummed frames, torn-tail recovery, a persisted read
+//! cursor) and is replayed in order when the broker answers again; at shutdown
+//! [`KafkaSink::flush`] leaves what is undelivered in the spool for the next start. Delivery is
+//! at least once, and every record given up (full spool, refused by the broker) is counted by
+//! kind in [`KafkaStats`].
 //!
 //! # Event time
 //! Export time (IPFIX `exportTime`, NetFlow `unix_secs` and `sysUptime`) and the template
@@ -46,17 +57,29 @@
 pub mod exporter;
 pub mod field;
 pub mod ipfix;
+pub mod kafka;
 pub mod message;
 pub mod netflow_v9;
 pub mod sink;
+pub mod spool;
+#[cfg(feature = "test-broker")]
+pub mod test_broker;
 
 pub use exporter::{ExportStats, FlowEncoder, FlowExporter, IpfixExporter, NetflowV9Exporter};
 pub use field::{Field, REVERSE_PEN, Template};
 pub use ipfix::{BiflowMode, IpfixEncoder, IpfixOptions};
+pub use kafka::{
+    Compression, FlushOutcome, KafkaConfig, KafkaSink, KafkaSinkError, KafkaStats, KafkaTopics, Routed,
+    TopicCreated, create_topics,
+};
 pub use message::{ExportClock, Message, TemplateRefresh};
 pub use netflow_v9::{NetflowV9Encoder, NetflowV9Options};
 pub use outpost_flowmeter::FlowRecord;
 pub use sink::{MessageSink, UdpSink};
+pub use spool::{
+    Appended, FsyncPolicy, FullPolicy, KindCounts, RecordKind, Spool, SpoolConfig, SpoolError, SpoolPosition,
+    SpoolRecord, SpoolStats,
+};
 
 /// Why an exporter could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

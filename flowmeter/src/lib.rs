@@ -9,6 +9,11 @@
 //! Everything runs in event time (capture timestamps); a replay and a live run of the same
 //! packets give the same records.
 
+/// Version of the JSON schema of flow records and of Outpost's other JSON records (the
+/// `schema_version` field; README "Outputs"). Raised when a field changes meaning or goes
+/// away; new fields do not raise it.
+pub const SCHEMA_VERSION: u32 = 1;
+
 pub mod index;
 pub mod key;
 pub mod meter;

@@ -198,7 +198,9 @@ impl FlowJson<'_> {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let r = self.record;
         let v4 = r.src.is_v4();
-        out.extend_from_slice(b"{\"type\":\"flow\",\"flowId\":");
+        out.extend_from_slice(b"{\"type\":\"flow\",\"schema_version\":");
+        push_u64(out, u64::from(crate::SCHEMA_VERSION));
+        out.extend_from_slice(b",\"flowId\":");
         push_u64(out, r.flow_id);
         out.extend_from_slice(b",\"sequence\":");
         push_u64(out, u64::from(r.sequence));
@@ -337,6 +339,7 @@ impl Serialize for FlowJson<'_> {
         let v4 = r.src.is_v4();
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", "flow")?;
+        m.serialize_entry("schema_version", &crate::SCHEMA_VERSION)?;
         m.serialize_entry("flowId", &r.flow_id)?;
         m.serialize_entry("sequence", &r.sequence)?;
         m.serialize_entry("sensor", self.sensor)?;

@@ -86,6 +86,16 @@ pub struct SensorConfig {
     /// `[capture]`: live capture (`outpost run`).
     #[serde(default)]
     pub capture: CaptureSection,
+    /// `[output]`: JSON-lines files.
+    #[serde(default)]
+    pub output: OutputSection,
+    /// `[kafka]`: alerts, flow records and alert windows to Kafka (the section turns it on).
+    #[serde(default)]
+    pub kafka: Option<KafkaSection>,
+    /// `[snippets]`: pcap files of the packets around each alert (the section turns them on;
+    /// absent: off unless `--snippets DIR`).
+    #[serde(default)]
+    pub snippets: Option<outpost_snippet::SnippetConfig>,
     /// `[[networks]]`: network ids for alerts and windows.
     #[serde(default)]
     pub networks: Vec<NetworkConfig>,
@@ -96,6 +106,62 @@ pub struct SensorConfig {
     /// file.
     #[serde(default)]
     pub rule_files: Vec<String>,
+}
+
+/// `[kafka]`: the Kafka sink's settings ([`outpost_export::KafkaConfig`]: `brokers`,
+/// `[kafka.topics]`, `compression`, `[kafka.spool]`, `[kafka.properties]` …; README "Kafka")
+/// plus what the sensor does with them at start. Unknown keys are rejected by the sink's
+/// configuration.
+#[derive(Debug, Deserialize)]
+pub struct KafkaSection {
+    /// Create the three topics at start if they are missing, with this many partitions
+    /// (replication factor 1). Default: do not create (the brokers or an operator do).
+    #[serde(default)]
+    pub create_topics: Option<i32>,
+    /// The sink's keys, as written.
+    #[serde(flatten)]
+    pub sink: toml::Table,
+}
+
+impl KafkaSection {
+    /// The sink's configuration.
+    ///
+    /// # Errors
+    /// An unknown or invalid key, or a failed check ([`outpost_export::KafkaConfig::validate`]).
+    pub fn to_config(&self) -> Result<outpost_export::KafkaConfig, String> {
+        let c: outpost_export::KafkaConfig =
+            self.sink.clone().try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+/// `[output]`: the JSON-lines files `--alerts`, `--flows` and `--windows` name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// `outpost run` starts a new file once the current one holds this many bytes (the old
+    /// one is renamed `FILE.<UTC time>`). Default 0: never by size.
+    #[serde(default)]
+    pub rotate_bytes: u64,
+    /// `outpost run` starts a new file once the current one is this old (wall-clock time).
+    /// Default `0s`: never by age.
+    #[serde(default)]
+    pub rotate_interval: Option<Spanned<ConfigDuration>>,
+}
+
+impl OutputSection {
+    /// The rotation `outpost run` applies.
+    #[must_use]
+    pub fn rotation(&self) -> crate::output::Rotation {
+        crate::output::Rotation {
+            max_bytes: self.rotate_bytes,
+            max_age: self
+                .rotate_interval
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |d| std::time::Duration::from_nanos(d.get_ref().0.0)),
+        }
+    }
 }
 
 /// `[sensor]`.
@@ -673,6 +739,18 @@ impl Loaded {
         let networks = NetworkMap::new(&config.networks);
         let flows = if config.flows.enabled { Some(config.flows.to_config(&main)?) } else { None };
         let capture = config.capture.to_settings(&main, &base)?;
+        if let Some(k) = &config.kafka {
+            k.to_config().map_err(|e| {
+                let at = main.text.find("[kafka").unwrap_or(0);
+                main.error(at..at, "kafka", e)
+            })?;
+        }
+        if let Some(s) = &config.snippets {
+            s.validate().map_err(|e| {
+                let at = main.text.find("[snippets]").unwrap_or(0);
+                main.error(at..at, format!("snippets.{}", e.key), e.reason)
+            })?;
+        }
         if config.pipeline.workers > MAX_WORKERS {
             return Err(ConfigError::file(&main.path, format!("pipeline.workers: at most {MAX_WORKERS}")));
         }

@@ -12,6 +12,7 @@ mod config;
 mod output;
 mod replay;
 mod run;
+mod snippets;
 mod worker;
 
 /// Outpost: a network-security sensor — flows, detection rules and alerts from live traffic

@@ -1,5 +1,6 @@
 //! `outpost replay`: run capture files through the same pipeline a live sensor uses.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -8,14 +9,19 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use outpost_capture::{Merged, PcapFiles, PipelineConfig, Sharding, run_pipeline};
+use outpost_capture::{Backpressure, Merged, PcapFiles, PipelineConfig, Sharding, run_pipeline};
+use outpost_decode::IpAddress;
 use outpost_detector::{AlertJson, AlertWindows, CentralDetector, CentralOutput, DedupJson, WindowJson};
-use outpost_export::{BiflowMode, IpfixExporter, IpfixOptions, NetflowV9Exporter, NetflowV9Options};
+use outpost_export::{
+    BiflowMode, IpfixExporter, IpfixOptions, KafkaSink, KafkaStats, NetflowV9Exporter, NetflowV9Options,
+    RecordKind, create_topics,
+};
 use outpost_flowmeter::{EndReason, FlowJson};
 use serde::Serialize;
 
 use crate::config::Loaded;
 use crate::output::JsonLines;
+use crate::snippets::{SnippetCollector, SnippetSummary};
 use crate::worker::{SensorRecord, SensorStage, StageSetup, WorkerStats};
 
 /// Options of `outpost replay`.
@@ -59,6 +65,11 @@ pub struct OutputArgs {
     /// file, or `-` for standard output. Not written unless given.
     #[arg(long, value_name = "FILE|-")]
     pub windows: Option<PathBuf>,
+    /// Write a pcap snippet of the packets around each alert into DIR/YYYY-MM-DD/ (overrides
+    /// `snippets.dir`; turns snippets on with the `[snippets]` defaults if the configuration
+    /// has no such section). Alerts carry the file's path as `snippet`.
+    #[arg(long, value_name = "DIR")]
+    pub snippets: Option<PathBuf>,
     /// Worker threads (overrides `pipeline.workers`; 0 = one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -68,6 +79,17 @@ pub struct OutputArgs {
     /// Do not print the summary on standard error.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// An alert as written: the detector's record plus, with snippets on, the path of its pcap
+/// snippet (known when the alert is reported; the file follows once capture time passed the
+/// snippet's window).
+#[derive(Serialize)]
+struct AlertRecord<'a> {
+    #[serde(flatten)]
+    alert: AlertJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snippet: Option<PathBuf>,
 }
 
 /// IPFIX record forms on the command line.
@@ -166,6 +188,58 @@ pub struct Summary {
     pub capture: Option<crate::run::CaptureSummary>,
     /// Frames dropped because a worker's ring was full (live capture), per worker.
     pub ring_full_drops: Vec<u64>,
+    /// Alert snippets (with `[snippets]` or `--snippets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippets: Option<SnippetSummary>,
+    /// The Kafka sink (with `[kafka]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSummary>,
+}
+
+/// Kafka sink counters at exit.
+#[derive(Debug, Serialize)]
+pub struct KafkaSummary {
+    /// Everything was confirmed by the broker at exit (else the rest is in the spool, sent
+    /// by the next run).
+    pub complete: bool,
+    /// The sink's counters.
+    #[serde(flatten)]
+    pub stats: KafkaStats,
+}
+
+/// How long the end of a run waits for the broker to confirm what is in flight: the
+/// configuration's `delivery_timeout`, at most 10 s.
+fn kafka_flush_timeout(loaded: &Loaded) -> std::time::Duration {
+    let limit = std::time::Duration::from_secs(10);
+    loaded
+        .config
+        .kafka
+        .as_ref()
+        .and_then(|k| k.to_config().ok())
+        .map_or(limit, |c| c.delivery_timeout.min(limit))
+}
+
+/// Starts the Kafka sink of `[kafka]` (creating the topics first if asked to).
+fn start_kafka(k: &crate::config::KafkaSection) -> anyhow::Result<KafkaSink> {
+    let config = k.to_config().map_err(|e| anyhow::anyhow!("[kafka]: {e}"))?;
+    if let Some(partitions) = k.create_topics {
+        // A broker that is away must not keep the sensor from starting: its records spool.
+        if let Err(e) = create_topics(&config, partitions, 1, std::time::Duration::from_secs(5)) {
+            eprintln!(
+                "outpost: warning: could not create the Kafka topics on {} ({e}); records spool until the broker is back",
+                config.brokers.join(",")
+            );
+        }
+    }
+    KafkaSink::new(&config).context("starting the Kafka sink")
+}
+
+/// Sends one record to Kafka if the sink is on. Never waits: a broker that is away or slow
+/// makes the sink spool (counted in its statistics).
+fn kafka_send(kafka: &RefCell<Option<KafkaSink>>, kind: RecordKind, key: &[u8], value: &[u8]) {
+    if let Some(k) = kafka.borrow_mut().as_mut() {
+        let _ = k.send(kind, key, value);
+    }
 }
 
 /// Decode counters.
@@ -312,6 +386,8 @@ pub struct Execution<'a> {
     pub ring_blocks: Option<usize>,
     /// When partly filled blocks go to the workers.
     pub flush: outpost_capture::FlushPolicy,
+    /// Rotation of the JSON-lines files (`run`; replay never rotates).
+    pub rotation: crate::output::Rotation,
     /// Called on the caller's thread after every watermark, with its event time.
     pub on_watermark: Box<dyn FnMut(outpost_decode::Nanos) + 'a>,
     /// Receives the receive thread's counters as they move.
@@ -337,6 +413,7 @@ impl Default for Execution<'_> {
             backpressure: outpost_capture::Backpressure::Wait,
             ring_blocks: None,
             flush: outpost_capture::FlushPolicy::EveryBatch,
+            rotation: crate::output::Rotation::default(),
             on_watermark: Box::new(|_| {}),
             progress: None,
         }
@@ -364,8 +441,8 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         flush: exec.flush,
         ..PipelineConfig::default()
     };
-    let mut alerts_out = JsonLines::open(&args.alerts)?;
-    let mut flows_out = JsonLines::open_opt(args.flows.as_ref())?;
+    let mut alerts_out = JsonLines::open_rotating(&args.alerts, exec.rotation)?;
+    let mut flows_out = JsonLines::open_opt(args.flows.as_ref(), exec.rotation)?;
     let mut ipfix = match &args.ipfix {
         Some(spec) => {
             let options = IpfixOptions {
@@ -390,9 +467,14 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         }
         None => None,
     };
+    let kafka = RefCell::new(match &loaded.config.kafka {
+        Some(k) => Some(start_kafka(k)?),
+        None => None,
+    });
     // Flows are metered only when something consumes them.
-    let wants_flows = flows_out.is_some() || ipfix.is_some() || netflow9.is_some();
-    let mut windows_out = JsonLines::open_opt(args.windows.as_ref())?;
+    let wants_flows =
+        flows_out.is_some() || ipfix.is_some() || netflow9.is_some() || kafka.borrow().is_some();
+    let mut windows_out = JsonLines::open_opt(args.windows.as_ref(), exec.rotation)?;
     let stop = exec.stop.clone();
     let sensor = loaded.config.sensor.name.clone();
     let key = exec.key;
@@ -400,20 +482,46 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     let mut windows = AlertWindows::new(loaded.config.alerts.window.0, loaded.config.alerts.lateness.0);
     let mut window_count = 0u64;
     let mut write_error: Option<anyhow::Error> = None;
+    let mut window_line = Vec::with_capacity(512);
     let mut write_windows = |closed: Vec<outpost_detector::WindowSummary>,
                              out: &mut Option<JsonLines>,
                              err: &mut Option<anyhow::Error>| {
         for w in &closed {
             window_count += 1;
-            if let (Some(o), None) = (out.as_mut(), err.as_ref()) {
-                if let Err(e) = o.write(&WindowJson { summary: w, rules: &rules, networks: &networks }) {
+            if err.is_some() || (out.is_none() && kafka.borrow().is_none()) {
+                continue;
+            }
+            window_line.clear();
+            if let Err(e) = serde_json::to_writer(
+                &mut window_line,
+                &WindowJson { summary: w, rules: &rules, networks: &networks },
+            ) {
+                *err = Some(e.into());
+                continue;
+            }
+            if let Some(o) = out.as_mut() {
+                if let Err(e) = o.write_bytes(&window_line) {
                     *err = Some(e);
                 }
             }
+            // Windows have no source address: keyed by network id.
+            kafka_send(&kafka, RecordKind::AlertWindow, w.network_id.to_string().as_bytes(), &window_line);
         }
     };
 
     let lateness = loaded.config.alerts.lateness.0;
+    // Snippets: the `[snippets]` section, or `--snippets DIR` (with the section's defaults).
+    let snippet_config = match (&loaded.config.snippets, &args.snippets) {
+        (Some(c), Some(dir)) => Some(outpost_snippet::SnippetConfig { dir: dir.clone(), ..c.clone() }),
+        (None, Some(dir)) => Some(outpost_snippet::SnippetConfig { dir: dir.clone(), ..Default::default() }),
+        (Some(c), None) => Some(c.clone()),
+        (None, None) => None,
+    }
+    .filter(|c| c.enabled);
+    let mut snippets = match &snippet_config {
+        Some(c) => Some(SnippetCollector::start(c, lateness, exec.backpressure == Backpressure::Wait)?),
+        None => None,
+    };
     let flow_config = loaded.flows.filter(|_| wants_flows || loaded.rules.needs_flows());
     // Flows need both directions of a conversation on one worker, detection each source on
     // one worker: with flows, frames go to both owners.
@@ -428,6 +536,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         run_key: key,
         workers,
         lateness,
+        snippets: snippet_config,
     };
     let mut central = CentralDetector::new(
         loaded.rules.clone(),
@@ -438,11 +547,13 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     )
     .with_flow_delay(flow_config.as_ref().map_or(outpost_decode::Duration::ZERO, |f| f.table.record_delay()));
     let mut suppressed_summaries = 0u64;
+    let mut alert_line = Vec::with_capacity(1024);
     // What the collector's detector passes on: alerts (JSON and alert windows) and dedup
     // summaries.
     let mut take = |o: CentralOutput,
                     alerts_out: &mut JsonLines,
                     windows: &mut AlertWindows,
+                    snippets: &mut Option<SnippetCollector>,
                     err: &mut Option<anyhow::Error>| {
         if err.is_some() {
             return;
@@ -451,17 +562,39 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
             CentralOutput::Alert(alert) => {
                 let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
                 windows.add(alert, net);
-                alerts_out.write(&AlertJson { alert, rules: &rules, networks: &networks, sensor: &sensor })
+                let snippet = snippets.as_mut().and_then(|s| s.on_reported(alert));
+                let record = AlertRecord {
+                    alert: AlertJson { alert, rules: &rules, networks: &networks, sensor: &sensor },
+                    snippet,
+                };
+                alert_line.clear();
+                serde_json::to_writer(&mut alert_line, &record)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| alerts_out.write_bytes(&alert_line))
+                    .map(|()| {
+                        // One source's alerts stay in order in one partition; alerts about a
+                        // destination only (floods) are keyed by it.
+                        let key = if alert.src == IpAddress::UNSPECIFIED { alert.dst } else { alert.src };
+                        kafka_send(&kafka, RecordKind::Alert, key.to_string().as_bytes(), &alert_line);
+                    })
             }
             CentralOutput::Suppressed(d) => {
                 suppressed_summaries += 1;
-                alerts_out.write(&DedupJson { summary: d, rules: &rules, sensor: &sensor })
+                alert_line.clear();
+                serde_json::to_writer(
+                    &mut alert_line,
+                    &DedupJson { summary: d, rules: &rules, sensor: &sensor },
+                )
+                .map_err(anyhow::Error::from)
+                .and_then(|()| alerts_out.write_bytes(&alert_line))
+                .map(|()| kafka_send(&kafka, RecordKind::Alert, &[], &alert_line))
             }
         };
         if let Err(e) = written {
             *err = Some(e);
         }
     };
+    let mut flow_line = Vec::with_capacity(512);
     let report = run_pipeline(
         source,
         &config,
@@ -469,11 +602,15 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         stop.clone(),
         |m| match m {
             Merged::Record { seq, record: SensorRecord::Flow(flow), .. } => {
-                if let (Some(out), None) = (flows_out.as_mut(), write_error.as_ref()) {
-                    let json = FlowJson { record: &flow, sensor: &sensor };
-                    if let Err(e) = out.write_with(|buf| json.write_json(buf)) {
-                        write_error = Some(e);
+                if write_error.is_none() && (flows_out.is_some() || kafka.borrow().is_some()) {
+                    flow_line.clear();
+                    FlowJson { record: &flow, sensor: &sensor }.write_json(&mut flow_line);
+                    if let Some(out) = flows_out.as_mut() {
+                        if let Err(e) = out.write_bytes(&flow_line) {
+                            write_error = Some(e);
+                        }
                     }
+                    kafka_send(&kafka, RecordKind::Flow, flow.src.to_string().as_bytes(), &flow_line);
                 }
                 // Send failures are counted by the exporters (a collector that is away must
                 // not stop the replay); they show in the summary.
@@ -483,24 +620,51 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 if let Some(x) = netflow9.as_mut() {
                     let _ = x.export(&flow);
                 }
-                central
-                    .on_flow(seq, &flow, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
+                central.on_flow(seq, &flow, &mut |o| {
+                    take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
+                });
             }
             Merged::Record { seq, record: SensorRecord::Alert(alert), .. } => {
-                central
-                    .on_alert(seq, alert, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
+                if let Some(s) = snippets.as_mut() {
+                    s.on_worker_alert(&alert);
+                }
+                central.on_alert(seq, alert, &mut |o| {
+                    take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
+                });
             }
             Merged::Record { record: SensorRecord::Partial(p), .. } => central.on_partial(p),
             Merged::Record { record: SensorRecord::Baseline(b), .. } => central.on_baseline(b),
+            Merged::Record { record: SensorRecord::Snippet(sn), .. } => {
+                if let Some(s) = snippets.as_mut() {
+                    s.on_snippet(sn);
+                }
+            }
             Merged::Watermark(t) => {
-                central.on_watermark(t, &mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
+                central.on_watermark(t, &mut |o| {
+                    take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
+                });
+                if let Some(s) = snippets.as_mut() {
+                    s.on_watermark(t);
+                }
+                if let Some(k) = kafka.borrow_mut().as_mut() {
+                    k.service();
+                }
                 let closed = windows.advance(t);
                 write_windows(closed, &mut windows_out, &mut write_error);
                 (exec.on_watermark)(t);
             }
         },
     )?;
-    central.finish(&mut |o| take(o, &mut alerts_out, &mut windows, &mut write_error));
+    central.finish(&mut |o| take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error));
+    // The workers' last snippets came with their final records; the policy's last verdicts
+    // are in: what is left is unreported.
+    let snippet_summary = snippets.map(|s| {
+        let mut history = outpost_snippet::HistoryStats::default();
+        for w in &report.workers {
+            history.merge(&w.snippets);
+        }
+        s.finish(history)
+    });
     let closed = windows.finish();
     write_windows(closed, &mut windows_out, &mut write_error);
     if let Some(e) = write_error {
@@ -519,6 +683,11 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     if let Some(x) = netflow9.as_mut() {
         let _ = x.flush();
     }
+    // What the broker has not confirmed by then stays in the spool for the next start.
+    let kafka_summary = kafka.into_inner().map(|mut k| {
+        let flushed = k.flush(kafka_flush_timeout(loaded));
+        KafkaSummary { complete: flushed.complete, stats: k.stats() }
+    });
 
     let mut total = WorkerStats::default();
     for w in &report.workers {
@@ -593,6 +762,8 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
         capture: None,
         ring_full_drops: report.dispatch.ring_full_drops.clone(),
+        snippets: snippet_summary,
+        kafka: kafka_summary,
     };
     Ok(summary)
 }

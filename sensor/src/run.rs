@@ -423,6 +423,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             backpressure: Backpressure::Drop,
             ring_blocks: Some(c.worker_ring_blocks),
             flush: FlushPolicy::Interval(Duration::from_nanos(loaded.capture.flush_interval.0)),
+            rotation: loaded.config.output.rotation(),
             on_watermark,
             progress: Some(progress.clone()),
         },

@@ -8,6 +8,7 @@ use outpost_detector::baseline::BaselinePartial;
 use outpost_detector::threshold::Partial;
 use outpost_detector::{Alert, Detector, DetectorOutput, DetectorStats, NetworkMap, RuleSet, WorkerPlace};
 use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord};
+use outpost_snippet::{HistoryStats, PacketHistory, Snippet, SnippetConfig};
 
 /// What a worker emits.
 #[derive(Debug, Clone)]
@@ -20,6 +21,10 @@ pub enum SensorRecord {
     Partial(Partial),
     /// A partial measurement of a baseline rule.
     Baseline(BaselinePartial),
+    /// The packets around a worker alert ([`SensorStage`] with snippets on), emitted once
+    /// capture time passed the end of its window — always after the alert itself, so the
+    /// collector knows the alert policy's verdict on it by then.
+    Snippet(Box<Snippet>),
 }
 
 impl From<DetectorOutput> for SensorRecord {
@@ -41,6 +46,8 @@ pub struct WorkerStats {
     pub detect: DetectorStats,
     /// Flow meter counters (zero when flows are disabled).
     pub flows: FlowMeterStats,
+    /// Packet history counters (zero when snippets are off).
+    pub snippets: HistoryStats,
 }
 
 impl WorkerStats {
@@ -49,6 +56,7 @@ impl WorkerStats {
         self.decode.merge(&o.decode);
         self.detect.merge(&o.detect);
         self.flows.merge(&o.flows);
+        self.snippets.merge(&o.snippets);
     }
 }
 
@@ -71,6 +79,8 @@ pub struct StageSetup {
     pub workers: usize,
     /// How long after a bucket or interval ends its partial aggregates are handed over.
     pub lateness: Duration,
+    /// Pcap snippets of alerts (none: off).
+    pub snippets: Option<SnippetConfig>,
 }
 
 /// One worker: a flow meter and a detector, both owned by the worker thread.
@@ -86,6 +96,9 @@ pub struct SensorStage {
     /// frames are decoded straight into the next one (no copy of each `PacketMeta`).
     positions: Vec<InputPos>,
     metas: Vec<PacketMeta>,
+    /// Recent packets per source address, for alert snippets (none: snippets off).
+    history: Option<PacketHistory>,
+    rules: Arc<RuleSet>,
 }
 
 impl SensorStage {
@@ -106,6 +119,8 @@ impl SensorStage {
             ),
             positions: Vec::with_capacity(BATCH),
             metas: vec![PacketMeta::default(); BATCH],
+            history: setup.snippets.as_ref().map(PacketHistory::new),
+            rules: setup.rules.clone(),
         }
     }
 
@@ -118,6 +133,11 @@ impl SensorStage {
         let result = decode_into(meta, frame.link, frame.data, frame.ts, frame.wire_len);
         if pos.roles.has(Roles::SOURCE) {
             self.decode_stats.record_ref(frame.wire_len, result.map(|()| &*meta));
+            // The source's packets are kept for snippets — before detection, so the packet
+            // that raises an alert is in the alert's snippet.
+            if let (Some(h), Ok(())) = (self.history.as_mut(), result) {
+                h.record(meta.src, frame.link, frame.ts, frame.wire_len, frame.data);
+            }
         }
         if result.is_ok() {
             self.positions.push(pos);
@@ -150,7 +170,10 @@ impl SensorStage {
                 metered += 1;
             }
             if pos.roles.has(Roles::SOURCE) {
-                self.detector.on_prepared(checked, meta, pos.frame, &mut |o| out.emit(seq, o.into()));
+                let (history, rules) = (&mut self.history, &self.rules);
+                self.detector.on_prepared(checked, meta, pos.frame, &mut |o| {
+                    emit_detection(history, rules, seq, o, out)
+                });
                 checked += 1;
             }
         }
@@ -159,6 +182,29 @@ impl SensorStage {
 }
 
 type Out = Emitter<SensorRecord, WorkerStats>;
+
+/// Passes a detector output on; an alert about a source address also starts its snippet
+/// (the packets of that source from `before` the alert to `after` it). Snippets that complete
+/// at once (their window already over) are emitted right after the alert.
+fn emit_detection(
+    history: &mut Option<PacketHistory>,
+    rules: &RuleSet,
+    seq: u64,
+    o: DetectorOutput,
+    out: &mut Out,
+) {
+    let start = match (&o, history.as_mut()) {
+        (DetectorOutput::Alert(a), Some(_)) if a.src != outpost_decode::IpAddress::UNSPECIFIED => {
+            Some((a.id.0, a.src, a.ts, a.rule))
+        }
+        _ => None,
+    };
+    out.emit(seq, o.into());
+    if let (Some((id, src, ts, rule)), Some(h)) = (start, history.as_mut()) {
+        let note = rules.rule(rule).map_or("", |r| r.name.as_str());
+        h.on_alert(id, src, ts, note, &mut |s| out.emit(seq, SensorRecord::Snippet(Box::new(s))));
+    }
+}
 
 impl WorkerStage for SensorStage {
     type Record = SensorRecord;
@@ -184,18 +230,27 @@ impl WorkerStage for SensorStage {
         if let Some(f) = self.flows.as_mut() {
             f.on_clock(now, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
-        self.detector.on_clock(now, seq, &mut |o| out.emit(seq, o.into()));
+        let (history, rules) = (&mut self.history, &self.rules);
+        self.detector.on_clock(now, seq, &mut |o| emit_detection(history, rules, seq, o, out));
+        if let Some(h) = self.history.as_mut() {
+            h.on_clock(now, &mut |s| out.emit(seq, SensorRecord::Snippet(Box::new(s))));
+        }
     }
 
     fn finish(mut self, seq: u64, out: &mut Out) -> WorkerStats {
         if let Some(f) = self.flows.as_mut() {
             f.finish(&mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
-        self.detector.finish(&mut |o| out.emit(seq, o.into()));
+        let (history, rules) = (&mut self.history, &self.rules);
+        self.detector.finish(&mut |o| emit_detection(history, rules, seq, o, out));
+        if let Some(h) = self.history.as_mut() {
+            h.finish(&mut |s| out.emit(seq, SensorRecord::Snippet(Box::new(s))));
+        }
         WorkerStats {
             decode: self.decode_stats,
             detect: self.detector.stats(),
             flows: self.flows.as_ref().map(FlowMeter::stats).unwrap_or_default(),
+            snippets: self.history.as_ref().map(PacketHistory::stats).unwrap_or_default(),
         }
     }
 }
