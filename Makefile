@@ -4,7 +4,7 @@
 #                replays it, shows alerts and alert windows, and checks them against the truth;
 #                then meters a generated traffic mix into flow records, checked the same way
 #   make test    installs what is missing, runs fmt/clippy checks, every test, a fuzz smoke run
-#   make bench   replay, decode, flow and detection throughput (see BENCHMARKS.md)
+#   make bench   replay, decode, flow, detection, live-capture and Kafka-export throughput (see BENCHMARKS.md)
 #   make fuzz    the decoder fuzz target for FUZZ_SECONDS (default 300)
 #   make realtools  recapture nmap/hping3/hydra between network namespaces (root, ~5 min;
 #                installs its own tools) into tests/fixtures/realtools, which make test replays
@@ -88,9 +88,16 @@ demo: deps-apt build
 	$(OUTPOST) gen seed --clients $(DEMO_CLIENTS) --events $(DEMO_EVENTS) --error-prob $(DEMO_ERROR_PROB) \
 	  --seed 42 --out $(OUT)/demo/seed.pcap --truth $(OUT)/demo/truth.jsonl
 	@echo "== replaying it through the sensor (built-in config/outpost.toml)"
-	$(OUTPOST) replay $(OUT)/demo/seed.pcap --alerts $(OUT)/demo/alerts.jsonl --windows $(OUT)/demo/windows.jsonl
+	@rm -rf $(OUT)/demo/snippets
+	$(OUTPOST) replay $(OUT)/demo/seed.pcap --alerts $(OUT)/demo/alerts.jsonl --windows $(OUT)/demo/windows.jsonl \
+	  --snippets $(OUT)/demo/snippets
 	@echo "== first alerts ($(OUT)/demo/alerts.jsonl)"
 	@head -n 3 $(OUT)/demo/alerts.jsonl
+	@echo "== the pcap snippet of the first alert (the source's packets 5 s before and after it)"
+	@first=$$(head -n 1 $(OUT)/demo/alerts.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin)["snippet"])'); \
+	 echo "$$first"; tcpdump -nn -r "$$first" 2>/dev/null | head -n 5; \
+	 files=$$(find $(OUT)/demo/snippets -name '*.pcapng' | wc -l); alerts=$$(wc -l < $(OUT)/demo/alerts.jsonl); \
+	 echo "snippet files: $$files for $$alerts alerts"; test "$$files" -eq "$$alerts" || { echo "MISMATCH"; exit 1; }
 	@echo "== first alert windows ($(OUT)/demo/windows.jsonl)"
 	@head -n 4 $(OUT)/demo/windows.jsonl
 	@echo "== alerts against ground truth"
@@ -122,10 +129,11 @@ fuzz-smoke:
 
 ## ---- benchmarks ---------------------------------------------------------------------------
 
-bench: deps-apt
+bench: deps-apt deps-kafka
 	bench/run.sh
 	bench/detect.sh
 	bench/live.sh
+	bench/kafka.sh
 
 realtools:
 	tests/realtools/capture.sh

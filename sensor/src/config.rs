@@ -405,7 +405,9 @@ pub struct CaptureSection {
     #[serde(default = "default_stats_interval")]
     pub stats_interval: Spanned<ConfigDuration>,
     /// When a worker's ring is full: frames are dropped and counted (never blocking the NIC
-    /// ring). Ring capacity in blocks of up to 256 frames per worker. Default 64.
+    /// ring). Ring capacity in blocks of up to 256 frames (256 KiB) per worker. Default 256
+    /// (65,536 frames: rides out a worker's scheduling hiccups at a few hundred thousand
+    /// frames a second); blocks are allocated only when a backlog needs them.
     #[serde(default = "default_worker_ring")]
     pub worker_ring_blocks: usize,
     /// How long the receive thread may hold partly filled blocks while frames arrive before it
@@ -456,7 +458,7 @@ fn default_stats_interval() -> Spanned<ConfigDuration> {
     unspanned(Duration::from_secs(10))
 }
 fn default_worker_ring() -> usize {
-    64
+    256
 }
 
 /// `[capture.af_xdp]` (defaults: `outpost_capture::af_xdp::AfXdpOptions`).
@@ -847,6 +849,34 @@ mod tests {
         assert_eq!(f.table.active_timeout, Duration::from_secs(60));
         std::fs::write(&p, "[flows]\nenabled = false\n").unwrap();
         assert!(Loaded::load(Some(&p)).expect("valid").flows.is_none());
+    }
+
+    #[test]
+    fn kafka_snippet_and_output_sections_are_checked_at_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.toml");
+        std::fs::write(&p, "[sensor]\nname = \"x\"\n\n[kafka]\nbrokers = [\"k:9092\"]\nbatch_sise = 3\n[kafka.spool]\ndir = \"/tmp/s\"\n").unwrap();
+        let e = Loaded::load(Some(&p)).expect_err("unknown kafka key");
+        assert_eq!((e.line, e.key.as_str()), (4, "kafka"), "{e}");
+        assert!(e.message.contains("batch_sise"), "{e}");
+
+        std::fs::write(&p, "[kafka]\nbrokers = [\"k:9092\"]\n").unwrap();
+        let e = Loaded::load(Some(&p)).expect_err("no spool");
+        assert!(e.message.contains("spool"), "{e}");
+
+        std::fs::write(&p, "\n[snippets]\nsnaplen = 4\n").unwrap();
+        let e = Loaded::load(Some(&p)).expect_err("snaplen too small");
+        assert_eq!((e.line, e.key.as_str()), (2, "snippets.snaplen"), "{e}");
+
+        std::fs::write(
+            &p,
+            "[snippets]\nbefore = \"2s\"\n[output]\nrotate_bytes = 1000\nrotate_interval = \"1h\"\n",
+        )
+        .unwrap();
+        let l = Loaded::load(Some(&p)).expect("valid");
+        assert_eq!(l.config.snippets.expect("on").before.0, Duration::from_secs(2));
+        let r = l.config.output.rotation();
+        assert_eq!((r.max_bytes, r.max_age), (1000, std::time::Duration::from_secs(3600)));
     }
 
     #[test]
