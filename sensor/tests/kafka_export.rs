@@ -15,15 +15,8 @@ use serde_json::Value;
 const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
 
 fn scenario(dir: &Path, name: &str, events: u64, error_prob: f64) -> PathBuf {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SeedArgs,
-    }
     let pcap = dir.join(format!("{name}.pcap"));
     let argv = [
-        "gen",
         "--out",
         pcap.to_str().expect("utf-8 path"),
         "--events",
@@ -36,7 +29,7 @@ fn scenario(dir: &Path, name: &str, events: u64, error_prob: f64) -> PathBuf {
         "31",
     ]
     .map(String::from);
-    generate_seed(&Cli::try_parse_from(argv).expect("generator options").args).expect("generation");
+    generate_seed(&SeedArgs::from_options(argv).expect("generator options")).expect("generation");
     pcap
 }
 

@@ -59,16 +59,9 @@ enum Queues {
 /// A generated seed scenario: state-machine datagrams with injected invalid transitions plus
 /// background noise, `events` events at `rate` per second (so tcpreplay sends it at that pace).
 fn scenario(dir: &Path, events: u64, rate: u64) -> PathBuf {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SeedArgs,
-    }
     let pcap = dir.join("seed.pcap");
     let argv = [
-        "gen".to_string(),
-        "--out".into(),
+        "--out".to_string(),
         pcap.display().to_string(),
         "--events".into(),
         events.to_string(),
@@ -81,8 +74,7 @@ fn scenario(dir: &Path, events: u64, rate: u64) -> PathBuf {
         "--seed".into(),
         "11".into(),
     ];
-    let cli = Cli::try_parse_from(argv).expect("generator options");
-    generate_seed(&cli.args).expect("generation");
+    generate_seed(&SeedArgs::from_options(argv).expect("generator options")).expect("generation");
     pcap
 }
 

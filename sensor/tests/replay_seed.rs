@@ -26,16 +26,9 @@ impl Scenario {
 
     /// Writes the pcap and truth into `dir`; returns (pcap, truth records).
     fn generate(&self, dir: &Path, name: &str) -> (PathBuf, Vec<TruthRecord>) {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: SeedArgs,
-        }
         let pcap = dir.join(format!("{name}.pcap"));
         let truth = dir.join(format!("{name}.truth.jsonl"));
         let mut argv: Vec<String> = vec![
-            "gen".into(),
             "--out".into(),
             pcap.display().to_string(),
             "--truth".into(),
@@ -50,8 +43,8 @@ impl Scenario {
             self.seed.to_string(),
         ];
         argv.extend(self.extra.iter().map(|s| (*s).to_string()));
-        let cli = Cli::try_parse_from(argv).expect("valid generator options");
-        generate_seed(&cli.args).expect("generation succeeds");
+        let args = SeedArgs::from_options(argv).expect("valid generator options");
+        generate_seed(&args).expect("generation succeeds");
         (pcap.clone(), read_truth_file(&truth).expect("truth file reads back"))
     }
 }

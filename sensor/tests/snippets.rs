@@ -16,15 +16,8 @@ const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
 /// A seed scenario: 50 concurrent clients, `events` datagrams at 300 a second (a client
 /// sends about one a second, so a source appears in several one-second windows).
 fn scenario(dir: &Path, events: u64) -> PathBuf {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SeedArgs,
-    }
     let pcap = dir.join("seed.pcap");
     let argv = [
-        "gen",
         "--out",
         pcap.to_str().expect("utf-8 path"),
         "--events",
@@ -39,8 +32,7 @@ fn scenario(dir: &Path, events: u64) -> PathBuf {
         "21",
     ]
     .map(String::from);
-    let cli = Cli::try_parse_from(argv).expect("generator options");
-    generate_seed(&cli.args).expect("generation");
+    generate_seed(&SeedArgs::from_options(argv).expect("generator options")).expect("generation");
     pcap
 }
 

@@ -155,6 +155,26 @@ impl SeedArgs {
     }
 }
 
+impl SeedArgs {
+    /// Parses `outpost gen seed` options (`["--out", "x.pcap", "--events", "1000", ...]`):
+    /// for tests and tools that describe a scenario the way the command line does.
+    ///
+    /// # Errors
+    /// An unknown option or a bad value, as clap reports it.
+    pub fn from_options<I: IntoIterator<Item = S>, S: Into<String>>(
+        options: I,
+    ) -> Result<SeedArgs, clap::Error> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SeedArgs,
+        }
+        let argv = std::iter::once("gen".to_string()).chain(options.into_iter().map(Into::into));
+        Ok(Cli::try_parse_from(argv)?.args)
+    }
+}
+
 /// Runs `outpost gen seed`: validates the options, then writes `--out` and, if asked,
 /// `--truth`.
 ///
