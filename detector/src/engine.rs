@@ -279,25 +279,36 @@ pub struct Detector {
     prepared: Prepared,
 }
 
-/// Local threshold tables smaller than this are not prefetched: they stay in the caches.
-const PREFETCH_MIN_KEYS: usize = 4096;
+/// Threshold tables smaller than this are not prefetched: they stay in the caches.
+const PREFETCH_MIN_KEYS: usize = 512;
 
-/// The prefetch work of one batch ([`Detector::prepare`]).
+/// How many packets ahead of the one it runs [`Detector::on_prepared`] starts loading what
+/// the updates read beyond the key slots (the third prefetch stage).
+const VALUES_AHEAD: usize = 4;
+
+/// The work of one batch done ahead ([`Detector::prepare`]).
 #[derive(Debug, Default)]
 struct Prepared {
-    /// Per packet of the batch, where its hints start in `hints`; one more at the end.
-    starts: Vec<u32>,
+    /// Per packet of the batch, its class and where its hints start in `hints`; one more at
+    /// the end.
+    starts: Vec<(PacketClass, u32)>,
     /// In packet order, then in the order of the packet class's rule list.
     hints: Vec<Hint>,
 }
 
-/// A Local threshold rule's key lookup for one packet, started ahead of time.
+/// A threshold rule's key lookup for one packet the rule selects, started ahead of time.
+/// Every threshold rule (Local or Merged) that selects a prepared packet has one, so a
+/// prepared packet's filters run once.
 #[derive(Debug, Clone, Copy)]
 struct Hint {
     rule: u16,
+    /// Whether the table was large enough to prefetch (then `prefetch_slots` looks up the slot).
+    prefetch: bool,
     /// The key's slot as the index pointed to when prefetched (`u32::MAX`: none); checked
     /// before use.
     slot: u32,
+    /// The key's hash in the rule's table (for a Merged rule 0 when the bucket's table did not
+    /// exist yet: then it is computed again).
     hash: u64,
 }
 
@@ -312,6 +323,15 @@ fn take_hint(hints: &mut &[Hint], rule: u16) -> Option<Hint> {
         }
         _ => None,
     }
+}
+
+/// How `run` learns which threshold rules select a packet.
+#[derive(Debug, Clone, Copy)]
+enum Selection<'a> {
+    /// Prepared: exactly the rules with a hint select it.
+    Prepared(&'a [Hint]),
+    /// Not prepared: run the filters.
+    Filters,
 }
 
 impl Detector {
@@ -399,8 +419,10 @@ impl Detector {
     }
 
     /// Starts loading, for a batch of packets, the state their threshold rules and baseline
-    /// meters will update — the key tables' index lines and the meters' cache entries — so
-    /// the cache misses of the batch overlap instead of queueing one packet at a time. Then,
+    /// meters will update — the key tables' index lines and the meters' host entries — so
+    /// the cache misses of the batch overlap instead of queueing one packet at a time. Each
+    /// threshold rule's filter runs here, once per packet: [`Detector::on_prepared`] updates
+    /// exactly the rules found selecting the packet, with the key hashes computed here. Then,
     /// after other work if there is any (the flow meter's own prepare), call
     /// [`Detector::prefetch_slots`], and [`Detector::on_prepared`] for each packet of the
     /// batch, in order. Only key tables of at least [`PREFETCH_MIN_KEYS`] keys are
@@ -411,8 +433,8 @@ impl Detector {
         hints.clear();
         let (rules, networks, states) = (&self.rules.rules, &self.networks, &self.states);
         for m in batch {
-            starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
             let class = PacketClass::of(m);
+            starts.push((class, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
             for &i in self.dispatch.rules_for(class) {
                 let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(state)) =
                     (rules.get(usize::from(i)), states.get(usize::from(i)))
@@ -420,19 +442,21 @@ impl Detector {
                     continue;
                 };
                 match state {
-                    State::Immediate(st)
-                        if st.len() >= PREFETCH_MIN_KEYS && t.selects_packet_class(class, m) =>
-                    {
+                    State::Immediate(st) if t.selects_packet_class(class, m) => {
                         let hash = st.hash(&t.key.of_packet(m, networks));
-                        st.prefetch_index(hash);
-                        hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                        let prefetch = st.len() >= PREFETCH_MIN_KEYS;
+                        if prefetch {
+                            st.prefetch_index(hash);
+                        }
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash });
                     }
-                    State::Partial(st)
-                        if st.len() >= PREFETCH_MIN_KEYS && t.selects_packet_class(class, m) =>
-                    {
+                    State::Partial(st) if t.selects_packet_class(class, m) => {
                         let hash = st.hash(t, &t.key.of_packet(m, networks), m.ts);
-                        st.prefetch_index(t, m.ts, hash);
-                        hints.push(Hint { rule: i, slot: u32::MAX, hash });
+                        let prefetch = st.len() >= PREFETCH_MIN_KEYS;
+                        if prefetch {
+                            st.prefetch_index(t, m.ts, hash);
+                        }
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash });
                     }
                     _ => {}
                 }
@@ -445,7 +469,7 @@ impl Detector {
                 }
             }
         }
-        starts.push(u32::try_from(hints.len()).unwrap_or(u32::MAX));
+        starts.push((PacketClass::GENERAL, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
     }
 
     /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now
@@ -456,8 +480,11 @@ impl Detector {
         let Prepared { starts, hints } = &mut self.prepared;
         let (rules, states) = (&self.rules.rules, &self.states);
         for (p, m) in batch.into_iter().enumerate() {
-            let (Some(&a), Some(&b)) = (starts.get(p), starts.get(p + 1)) else { break };
+            let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { break };
             for h in hints.get_mut(a as usize..b as usize).unwrap_or_default() {
+                if !h.prefetch {
+                    continue;
+                }
                 h.slot = match (
                     rules.get(usize::from(h.rule)).map(|r| &r.kind),
                     states.get(usize::from(h.rule)),
@@ -472,6 +499,23 @@ impl Detector {
         }
     }
 
+    /// The third stage of [`Detector::prepare`], run from [`Detector::on_prepared`]
+    /// [`VALUES_AHEAD`] packets ahead: starts loading what the updates of packet `p` of the
+    /// batch read outside the key slots prefetched by [`Detector::prefetch_slots`] (which have
+    /// arrived by then), such as a distinct counter's list of values.
+    #[inline]
+    fn prefetch_values(&self, p: usize) {
+        let Prepared { starts, hints } = &self.prepared;
+        let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { return };
+        for h in hints.get(a as usize..b as usize).unwrap_or_default() {
+            if h.slot != u32::MAX
+                && let Some(State::Immediate(st)) = self.states.get(usize::from(h.rule))
+            {
+                st.prefetch_value(h.slot);
+            }
+        }
+    }
+
     /// Runs every packet rule over packet `i` of the batch last given to
     /// [`Detector::prepare`] (`m` must be that packet); `frame` is its input frame number.
     #[inline]
@@ -482,30 +526,50 @@ impl Detector {
         frame: u64,
         out: &mut impl FnMut(DetectorOutput),
     ) {
+        if i == 0 {
+            for p in 0..VALUES_AHEAD {
+                self.prefetch_values(p);
+            }
+        }
+        self.prefetch_values(i + VALUES_AHEAD);
         let prepared = std::mem::take(&mut self.prepared);
-        let hints = match (prepared.starts.get(i), prepared.starts.get(i + 1)) {
-            (Some(&a), Some(&b)) => prepared.hints.get(a as usize..b as usize).unwrap_or_default(),
-            _ => &[],
-        };
-        self.run(m, frame, hints, out);
+        match (prepared.starts.get(i), prepared.starts.get(i + 1)) {
+            (Some(&(class, a)), Some(&(_, b))) => {
+                let hints = prepared.hints.get(a as usize..b as usize).unwrap_or_default();
+                self.run(m, class, frame, Selection::Prepared(hints), out);
+            }
+            // Not a packet of the prepared batch: the filters decide.
+            _ => self.run(m, PacketClass::of(m), frame, Selection::Filters, out),
+        }
         self.prepared = prepared;
     }
 
     /// Runs every packet rule over one packet; `frame` is its input frame number.
     #[inline]
     pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
-        self.run(m, frame, &[], out);
+        self.run(m, PacketClass::of(m), frame, Selection::Filters, out);
     }
 
+    /// Runs every packet rule over `m`, of class `class`.
     #[inline]
-    fn run(&mut self, m: &PacketMeta, frame: u64, mut hints: &[Hint], out: &mut impl FnMut(DetectorOutput)) {
+    fn run(
+        &mut self,
+        m: &PacketMeta,
+        class: PacketClass,
+        frame: u64,
+        selection: Selection<'_>,
+        out: &mut impl FnMut(DetectorOutput),
+    ) {
         if !self.started {
             self.start(m.ts);
         }
         if m.ts > self.now {
             self.now = m.ts;
         }
-        let class = PacketClass::of(m);
+        let (prepared, mut hints) = match selection {
+            Selection::Prepared(h) => (true, h),
+            Selection::Filters => (false, &[][..]),
+        };
         let (rules, networks) = (&self.rules, &self.networks);
         for &i in self.dispatch.rules_for(class) {
             let id = RuleId(i);
@@ -535,14 +599,15 @@ impl Detector {
                     }
                 }
                 (RuleKind::Threshold(t), State::Immediate(st)) => {
-                    // A hint for this rule means prepare found the packet selected.
+                    // In a prepared batch a hint for this rule means prepare found the packet
+                    // selected, and none that it did not.
                     let crossing = match take_hint(&mut hints, i) {
                         Some(h) => {
                             let key = t.key.of_packet(m, networks);
                             st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
                                 .map(|c| (key, c))
                         }
-                        _ if t.selects_packet_class(class, m) => {
+                        None if !prepared && t.selects_packet_class(class, m) => {
                             let key = t.key.of_packet(m, networks);
                             st.add(t, key, m.ts, t.packet_contribution(m)).map(|c| (key, c))
                         }
@@ -560,7 +625,7 @@ impl Detector {
                         let key = t.key.of_packet(m, networks);
                         st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
                     }
-                    _ if t.selects_packet_class(class, m) => {
+                    None if !prepared && t.selects_packet_class(class, m) => {
                         st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
                     }
                     _ => {}
@@ -604,7 +669,7 @@ impl Detector {
         }
         for &i in self.dispatch.meters_for(class) {
             if let Some(sm) = self.meters.get_mut(usize::from(i))
-                && sm.filter.matches_class(class, m)
+                && (sm.filter.is_match_all() || sm.filter.matches_class(class, m))
             {
                 sm.meter.on_packet(m);
             }

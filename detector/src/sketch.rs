@@ -1088,6 +1088,20 @@ impl WindowedDistinct {
         usize::from(self.exact_limit)
     }
 
+    /// Starts loading the exact list when it lives outside the counter (on the heap): the
+    /// lines a binary search over it reads first.
+    #[inline]
+    pub(crate) fn prefetch_heap(&self) {
+        if let Repr::Heap(items) = &self.repr {
+            let n = usize::from(self.len).min(items.len());
+            for at in [n / 2, n / 4, n - n / 4] {
+                if let Some(e) = items.get(at) {
+                    outpost_flowmeter::index::prefetch(e);
+                }
+            }
+        }
+    }
+
     /// The bucket of `now`, after moving the head to it if it is later; [`Late`] before the
     /// window.
     fn enter(&mut self, now: Nanos) -> Result<u64, Late> {

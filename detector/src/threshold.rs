@@ -44,7 +44,7 @@ use outpost_filter::{Filter, PacketClass};
 use outpost_flowmeter::FlowRecord;
 use std::hash::BuildHasher as _;
 
-use outpost_flowmeter::index::{SlotIndex, prefetch};
+use outpost_flowmeter::index::SlotIndex;
 
 use crate::first::{FirstSeen, Seen};
 
@@ -446,6 +446,15 @@ impl Counter {
         }
     }
 
+    /// Starts loading what an update reads outside the key's slot: a distinct counter's list
+    /// of values once it outgrew the slot.
+    #[inline]
+    fn prefetch_heap(&self) {
+        if let Counter::Distinct { values, .. } = self {
+            values.prefetch_heap();
+        }
+    }
+
     fn is_idle(&self, now: Nanos) -> bool {
         match self {
             Counter::Amount { events, .. }
@@ -469,6 +478,28 @@ struct KeyState {
 /// No slot.
 const NIL: u32 = u32::MAX;
 
+/// Issues prefetches of every cache line `p` spans (a threshold slot spans four or five: the
+/// key and links, the window's times, the counters), so an update that reads past the first
+/// line does not wait for the others one at a time.
+#[inline(always)]
+fn prefetch_lines<T>(p: &T) {
+    let base = std::ptr::from_ref(p).cast::<i8>();
+    let size = size_of::<T>();
+    let mut offset = 0;
+    while offset < size + 63 {
+        let at = base.wrapping_add(offset.min(size.saturating_sub(1)));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint: it never faults and has no architectural effect;
+        // `at` lies within the object `p` refers to anyway.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(at);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+        offset += 64;
+    }
+}
+
 /// In declaration order (`repr(C)`): the key and the links, read on every lookup, share the
 /// slot's first cache line with the start of the value (the compiler's order put the key at
 /// the end of a 272-byte threshold slot, a line apart from the counter it guards).
@@ -476,9 +507,11 @@ const NIL: u32 = u32::MAX;
 #[repr(C)]
 struct Slot<V> {
     key: KeyValue,
-    /// Next more recently updated slot, or [`NIL`].
+    /// Next more recently updated slot, or [`NIL`]. In a table in [`Order::Stamped`], the
+    /// high half of the slot's update stamp.
     newer: u32,
-    /// Next less recently updated slot, or [`NIL`]; in a free slot, the next free slot.
+    /// Next less recently updated slot, or [`NIL`]; in a free slot, the next free slot. In a
+    /// table in [`Order::Stamped`], the low half of a live slot's update stamp.
     older: u32,
     /// `None` in a free slot.
     value: Option<V>,
@@ -495,8 +528,19 @@ struct Slot<V> {
 /// slot goes on a free list and is the next one a new key takes (nothing moves, and the slot
 /// just freed is likely still in cache), so nothing allocates once the table has held its
 /// most keys. The index doubles when it passes its capacity.
+///
+/// A table whose order is needed only to evict when it is full (a Merged rule's bucket) can
+/// keep it lazily ([`LruTable::new_stamped`], [`Order::Stamped`]): an update then only writes
+/// an increasing stamp into the key's own slot instead of relinking two neighbours — cache
+/// misses on most updates of a table larger than the caches — and the list is built from the
+/// stamps, in the same order, the first time the oldest key is asked for.
 pub(crate) struct LruTable<V> {
     index: SlotIndex,
+    /// How the update order is kept now, and how it is kept again after [`LruTable::drain`].
+    order: Order,
+    lazy: bool,
+    /// The last stamp given (in [`Order::Stamped`]).
+    clock: u64,
     hasher: foldhash::fast::RandomState,
     slots: Vec<Slot<V>>,
     /// Keys held.
@@ -515,6 +559,15 @@ impl<V> std::fmt::Debug for LruTable<V> {
     }
 }
 
+/// How an [`LruTable`] keeps the order of its keys' updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// A doubly linked list, most recently updated first.
+    Linked,
+    /// An increasing stamp per live slot (in its link fields); no list.
+    Stamped,
+}
+
 /// Index entries a new table is sized for (it grows by doubling).
 const FIRST_CAPACITY: usize = 16;
 
@@ -522,6 +575,9 @@ impl<V> LruTable<V> {
     fn new() -> LruTable<V> {
         LruTable {
             index: SlotIndex::with_capacity(FIRST_CAPACITY),
+            order: Order::Linked,
+            lazy: false,
+            clock: 0,
             hasher: foldhash::fast::RandomState::default(),
             slots: Vec::new(),
             live: 0,
@@ -531,8 +587,44 @@ impl<V> LruTable<V> {
         }
     }
 
+    /// An empty table that keeps its order lazily (see [`Order::Stamped`]).
+    fn new_stamped() -> LruTable<V> {
+        LruTable { order: Order::Stamped, lazy: true, ..LruTable::new() }
+    }
+
     fn len(&self) -> usize {
         self.live
+    }
+
+    /// Writes the next stamp into live slot `i` (in [`Order::Stamped`]).
+    #[inline]
+    fn stamp(&mut self, i: u32) {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            s.newer = (clock >> 32) as u32;
+            s.older = clock as u32;
+        }
+    }
+
+    /// Switches from [`Order::Stamped`] to [`Order::Linked`]: links the live slots in stamp
+    /// order, which is the order the list would have had.
+    #[cold]
+    fn link_by_stamps(&mut self) {
+        let mut live: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.value.is_some())
+            .map(|(i, s)| ((u64::from(s.newer) << 32) | u64::from(s.older), i as u32))
+            .collect();
+        live.sort_unstable();
+        self.order = Order::Linked;
+        self.newest = NIL;
+        self.oldest = NIL;
+        for (_, i) in live {
+            self.link_newest(i);
+        }
     }
 
     /// The table's hash of `key` (seeded per table, so crafted keys cannot aim at one line).
@@ -567,7 +659,7 @@ impl<V> LruTable<V> {
         let mut first = NIL;
         let _ = self.index.find(hash, |i| {
             if let Some(s) = self.slots.get(i as usize) {
-                prefetch(s);
+                prefetch_lines(s);
                 if first == NIL {
                     first = i;
                 }
@@ -575,6 +667,24 @@ impl<V> LruTable<V> {
             false
         });
         first
+    }
+
+    /// Starts loading the links of the neighbours of slot `i` in the update order, which
+    /// moving it to the front rewrites (third stage, once slot `i` has arrived).
+    #[inline]
+    fn prefetch_neighbours(&self, i: u32) {
+        if self.order == Order::Stamped {
+            return;
+        }
+        if let Some(s) = self.slots.get(i as usize) {
+            for n in [s.newer, s.older] {
+                if let Some(ns) = self.slots.get(n as usize) {
+                    // The two links may straddle a line boundary.
+                    outpost_flowmeter::index::prefetch(&ns.newer);
+                    outpost_flowmeter::index::prefetch(&ns.older);
+                }
+            }
+        }
     }
 
     /// The slot of `key` (hash `hash`): `hint` if it holds the key, else a search.
@@ -612,8 +722,11 @@ impl<V> LruTable<V> {
         }
     }
 
-    /// Takes slot `i` out of the list.
+    /// Takes slot `i` out of the list (nothing to do in [`Order::Stamped`]).
     fn unlink(&mut self, i: u32) {
+        if self.order == Order::Stamped {
+            return;
+        }
         let Some(s) = self.slots.get(i as usize) else { return };
         let (newer, older) = (s.newer, s.older);
         // A neighbour that is NIL is the list's end: `set_*` then moves that end.
@@ -635,7 +748,9 @@ impl<V> LruTable<V> {
     /// Marks slot `i` as the most recently updated.
     #[inline]
     fn touch(&mut self, i: u32) {
-        if self.newest != i {
+        if self.order == Order::Stamped {
+            self.stamp(i);
+        } else if self.newest != i {
             self.unlink(i);
             self.link_newest(i);
         }
@@ -665,7 +780,11 @@ impl<V> LruTable<V> {
         };
         self.index.insert(hash, i);
         self.live += 1;
-        self.link_newest(i);
+        if self.order == Order::Stamped {
+            self.stamp(i);
+        } else {
+            self.link_newest(i);
+        }
         i
     }
 
@@ -701,13 +820,20 @@ impl<V> LruTable<V> {
         s.value.take().map(|v| (key, v))
     }
 
-    /// The value of the least recently updated key.
+    /// The value of the least recently updated key (only for tables in [`Order::Linked`]:
+    /// `None` in a stamped one).
     fn oldest(&self) -> Option<&V> {
+        if self.order == Order::Stamped {
+            return None;
+        }
         self.value(self.oldest)
     }
 
     /// Removes the least recently updated key.
     fn pop_oldest(&mut self) -> Option<(KeyValue, V)> {
+        if self.order == Order::Stamped {
+            self.link_by_stamps();
+        }
         self.remove(self.oldest)
     }
 
@@ -718,6 +844,8 @@ impl<V> LruTable<V> {
         self.oldest = NIL;
         self.free = NIL;
         self.live = 0;
+        self.order = if self.lazy { Order::Stamped } else { Order::Linked };
+        self.clock = 0;
         self.slots.drain(..).filter_map(|s| Some((s.key, s.value?)))
     }
 }
@@ -837,6 +965,19 @@ impl ImmediateThreshold {
     #[must_use]
     pub fn prefetch_slot(&self, hash: u64) -> u32 {
         self.keys.prefetch_slot(hash)
+    }
+
+    /// Starts loading what an update of the key in slot `slot` (a hint from
+    /// [`ImmediateThreshold::prefetch_slot`], whose slot has arrived by now) reads or writes
+    /// outside the slot (third stage): a distinct counter's list of values on the heap, the
+    /// links of the key's neighbours in the update order. A stale hint only loads lines for
+    /// nothing.
+    #[inline]
+    pub fn prefetch_value(&self, slot: u32) {
+        if let Some(state) = self.keys.value(slot) {
+            state.counter.prefetch_heap();
+            self.keys.prefetch_neighbours(slot);
+        }
     }
 
     /// [`ImmediateThreshold::add`] with the key's hash (from [`ImmediateThreshold::hash`])
@@ -1022,6 +1163,9 @@ pub struct PartialThreshold {
     held: usize,
     /// Buckets up to (excluding) this number were flushed.
     flushed_before: u64,
+    /// The bucket of the latest input and its event-time span `[start, end)` in ns: most
+    /// inputs fall in it and need no division to find their bucket.
+    current: (u64, u64, u64),
     /// Counters.
     pub stats: ThresholdStats,
 }
@@ -1035,14 +1179,22 @@ impl PartialThreshold {
             spare: None,
             held: 0,
             flushed_before: 0,
+            current: (0, 0, 0),
             stats: ThresholdStats::default(),
         }
+    }
+
+    /// The bucket number of an input at `ts`.
+    #[inline]
+    fn bucket_of(&self, rule: &ThresholdRule, ts: Nanos) -> u64 {
+        let (bucket, start, end) = self.current;
+        if ts.0 >= start && ts.0 < end { bucket } else { ts.0 / rule.bucket_len().as_nanos() }
     }
 
     /// The table of the bucket holding `ts`, if it is open.
     #[inline]
     fn table_at(&self, rule: &ThresholdRule, ts: Nanos) -> Option<&LruTable<PartialValue>> {
-        self.open.get(&(ts.0 / rule.bucket_len().as_nanos()))
+        self.open.get(&self.bucket_of(rule, ts))
     }
 
     /// This rule's hash of `key` for an input at `ts` (0 when its bucket is not open yet).
@@ -1099,13 +1251,19 @@ impl PartialThreshold {
         c: Contribution,
     ) {
         self.stats.matched += 1;
-        let bucket = ts.0 / rule.bucket_len().as_nanos();
+        let bucket = self.bucket_of(rule, ts);
+        if bucket != self.current.0 || self.current.2 == 0 {
+            let len = rule.bucket_len().as_nanos();
+            let start = bucket.saturating_mul(len);
+            self.current = (bucket, start, start.saturating_add(len));
+        }
         if bucket < self.flushed_before {
             self.stats.late += 1;
             return;
         }
         let spare = &mut self.spare;
-        let keys = self.open.entry(bucket).or_insert_with(|| spare.take().unwrap_or_else(LruTable::new));
+        let keys =
+            self.open.entry(bucket).or_insert_with(|| spare.take().unwrap_or_else(LruTable::new_stamped));
         let (hash, hint) = match prepared {
             // A hash taken from this very table (a new bucket's table has another seed).
             Some((h, hint)) if h != 0 => (h, hint),
@@ -1320,4 +1478,65 @@ fn window_value<'a>(rule: &ThresholdRule, parts: impl Iterator<Item = &'a Partia
 #[must_use]
 pub fn flow_key(rule: &ThresholdRule, r: &FlowRecord, networks: &NetworkMap) -> KeyValue {
     rule.key.of_flow(r, networks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_decode::IpAddress;
+
+    fn key(n: u32) -> KeyValue {
+        KeyValue { src: IpAddress::from_v4(n.to_be_bytes()), ..KeyValue::default() }
+    }
+
+    /// Applies the same updates to a linked and a stamped table.
+    fn update(tables: &mut [&mut LruTable<u32>; 2], n: u32) {
+        for t in tables.iter_mut() {
+            match t.find(&key(n)) {
+                Some(slot) => t.touch(slot),
+                None => {
+                    t.insert(key(n), n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stamped_table_evicts_in_the_order_of_a_linked_one() {
+        let (mut linked, mut stamped) = (LruTable::<u32>::new(), LruTable::<u32>::new_stamped());
+        let mut x = 12_345u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % 300
+        };
+        for round in 0..3 {
+            for _ in 0..5_000 {
+                let n = next();
+                update(&mut [&mut linked, &mut stamped], n);
+                // Now and then a removal, which frees a slot the next new key reuses.
+                if n % 17 == 0
+                    && let (Some(a), Some(b)) = (linked.find(&key(n + 1)), stamped.find(&key(n + 1)))
+                {
+                    assert_eq!(linked.remove(a).map(|(k, _)| k), stamped.remove(b).map(|(k, _)| k));
+                }
+            }
+            // Evict a third of the keys (the stamped table builds its list at the first), then
+            // keep updating in the linked order.
+            for _ in 0..linked.len() / 3 {
+                assert_eq!(linked.pop_oldest().map(|(k, _)| k), stamped.pop_oldest().map(|(k, _)| k));
+            }
+            for _ in 0..1_000 {
+                let n = next();
+                update(&mut [&mut linked, &mut stamped], n);
+            }
+            while let Some((k, _)) = linked.pop_oldest() {
+                assert_eq!(stamped.pop_oldest().map(|(k, _)| k), Some(k), "round {round}");
+            }
+            assert_eq!(stamped.len(), 0);
+            assert_eq!(linked.drain().count() + stamped.drain().count(), 0);
+            assert_eq!(stamped.order, Order::Stamped, "a drained table is lazy again");
+        }
+    }
 }

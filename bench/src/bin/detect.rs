@@ -15,6 +15,10 @@
 //! The collector's share (flow rules, Merged thresholds, baselines' judging, the alert
 //! policy) runs on another thread in `outpost replay` and is not timed here.
 //!
+//! Besides wall time per packet it reports the thread's on-CPU time per packet (the first
+//! field of `/proc/thread-self/schedstat`, in ns), which other processes competing for the
+//! cores disturb far less than the wall time.
+//!
 //! With `--memory N` it instead measures the detector's memory per tracked source address:
 //! N sources (IPv4, in 10.0.0.0/8 so the seed machine's scope holds them) each send, within
 //! a second, a TCP SYN to a server, a DNS query, an ICMP echo and the seed machine's event
@@ -217,10 +221,40 @@ fn compile(dir: &Path) -> Result<RuleSet, String> {
     RuleSet::compile(files.iter().map(|(c, s)| (c, s, ""))).map_err(|e| e.to_string())
 }
 
-fn time_flows(metas: &[PacketMeta]) -> (f64, u64) {
+/// The calling thread's time on a CPU so far, ns (`None` where the kernel does not say).
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// What one timed case measured.
+struct Timed {
+    secs: f64,
+    /// On-CPU seconds of the timing thread (0 when unknown).
+    cpu_secs: f64,
+    outputs: u64,
+}
+
+/// Runs `f`, timing it in wall and on-CPU time.
+fn timed(f: impl FnOnce() -> u64) -> Timed {
+    let cpu = thread_cpu_ns();
+    let start = Instant::now();
+    let outputs = f();
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = match (cpu, thread_cpu_ns()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    Timed { secs, cpu_secs, outputs }
+}
+
+fn time_flows(metas: &[PacketMeta]) -> Timed {
+    timed(|| run_flows(metas))
+}
+
+fn run_flows(metas: &[PacketMeta]) -> u64 {
     let mut meter = FlowMeter::new(FlowConfig::default(), 0);
     let mut records = 0u64;
-    let start = Instant::now();
     for batch in metas.chunks(BATCH) {
         meter.prepare(batch);
         for (i, m) in batch.iter().enumerate() {
@@ -240,13 +274,16 @@ fn time_flows(metas: &[PacketMeta]) -> (f64, u64) {
         black_box(&r);
         records += 1;
     });
-    (start.elapsed().as_secs_f64(), records)
+    records
 }
 
-fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<NetworkMap>) -> (f64, u64) {
-    let mut d = Detector::new(rules.clone(), networks.clone(), 1, WorkerPlace::ALONE, Duration::ZERO);
+fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<NetworkMap>) -> Timed {
+    let d = Detector::new(rules.clone(), networks.clone(), 1, WorkerPlace::ALONE, Duration::ZERO);
+    timed(|| run_detect(metas, d))
+}
+
+fn run_detect(metas: &[PacketMeta], mut d: Detector) -> u64 {
     let mut outputs = 0u64;
-    let start = Instant::now();
     for (b, batch) in metas.chunks(BATCH).enumerate() {
         d.prepare(batch);
         d.prefetch_slots(batch);
@@ -267,7 +304,7 @@ fn time_detect(metas: &[PacketMeta], rules: &Arc<RuleSet>, networks: &Arc<Networ
         black_box(&o);
         outputs += 1;
     });
-    (start.elapsed().as_secs_f64(), outputs)
+    outputs
 }
 
 /// `--memory N`: bytes per tracked source, for each rule directory.
@@ -348,28 +385,33 @@ fn main() -> ExitCode {
     );
     let cases = 1 + sets.len();
     let mut samples: Vec<Samples> = (0..cases).map(|_| Samples::default()).collect();
+    let mut cpu_samples: Vec<Samples> = (0..cases).map(|_| Samples::default()).collect();
     let mut counts = vec![0u64; cases];
     // Repetition 0 warms up and is not recorded.
     for rep in 0..=o.reps {
         for k in 0..cases {
             let i = (k + rep) % cases;
-            let (secs, n) = match i.checked_sub(1).and_then(|s| sets.get(s)) {
+            let t = match i.checked_sub(1).and_then(|s| sets.get(s)) {
                 None => time_flows(&metas),
                 Some((_, set)) => time_detect(&metas, set, &networks),
             };
             if let Some(c) = counts.get_mut(i) {
-                *c = n;
+                *c = t.outputs;
             }
             if rep > 0
-                && let Some(s) = samples.get_mut(i)
+                && let (Some(s), Some(c)) = (samples.get_mut(i), cpu_samples.get_mut(i))
             {
-                s.push(secs * 1e9 / metas.len() as f64);
+                s.push(t.secs * 1e9 / metas.len() as f64);
+                c.push(t.cpu_secs * 1e9 / metas.len() as f64);
             }
         }
     }
     let flows = samples.first().map_or(0.0, Samples::median);
-    println!("| case | median ns/packet | min–max | Mpps | ÷ flows | outputs |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let flows_cpu = cpu_samples.first().map_or(0.0, Samples::median);
+    println!(
+        "| case | median ns/packet | min–max | Mpps | ÷ flows | outputs | median on-CPU ns/packet (min) | ÷ flows |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, s) in samples.iter().enumerate() {
         let name = if i == 0 {
             "flows".to_string()
@@ -377,13 +419,15 @@ fn main() -> ExitCode {
             sets.get(i - 1).map_or(String::new(), |(n, _)| n.clone())
         };
         let med = s.median();
+        let (cpu, cpu_min) = cpu_samples.get(i).map_or((0.0, 0.0), |c| (c.median(), c.min()));
         println!(
-            "| {name} | {med:.1} | {:.1}–{:.1} | {:.2} | {:.2}x | {} |",
+            "| {name} | {med:.1} | {:.1}–{:.1} | {:.2} | {:.2}x | {} | {cpu:.1} ({cpu_min:.1}) | {:.2}x |",
             s.min(),
             s.max(),
             1e3 / med,
             med / flows,
-            counts.get(i).copied().unwrap_or(0)
+            counts.get(i).copied().unwrap_or(0),
+            cpu / flows_cpu
         );
     }
     if o.intel.is_some() {
