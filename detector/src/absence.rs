@@ -118,7 +118,7 @@ impl AbsenceStats {
 /// One worker's senders for one absence rule.
 #[derive(Debug)]
 pub struct AbsenceState {
-    senders: HashMap<KeyValue, Sender, foldhash::fast::RandomState>,
+    senders: HashMap<KeyValue, Sender, crate::hashing::TableHasher>,
     wheel: TimerWheel<KeyValue>,
     /// Senders whose deadline falls within one wheel slot of the clock: the wheel would see
     /// them only once the clock passes the end of that slot, so each tick checks them itself.
@@ -134,7 +134,7 @@ impl AbsenceState {
     #[must_use]
     pub fn new(rule: &AbsenceRule) -> AbsenceState {
         AbsenceState {
-            senders: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            senders: HashMap::with_hasher(crate::hashing::TableHasher::default()),
             wheel: TimerWheel::for_timeout(rule.timeout),
             soon: Vec::new(),
             next_generation: 0,

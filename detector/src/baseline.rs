@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 /// A hash map with a fast hasher (keys are addresses and rule keys, not attacker-chosen strings).
-type StdHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type StdHashMap<K, V> = std::collections::HashMap<K, V, crate::hashing::TableHasher>;
 
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 use outpost_filter::Filter;
@@ -205,7 +205,7 @@ const FIRST_HOSTS: usize = 4096;
 struct HostTable {
     entries: Vec<HostCount>,
     len: usize,
-    hasher: foldhash::fast::RandomState,
+    hasher: crate::hashing::TableHasher,
 }
 
 impl HostTable {
@@ -213,7 +213,7 @@ impl HostTable {
         HostTable {
             entries: vec![HostCount::default(); FIRST_HOSTS],
             len: 0,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: crate::hashing::TableHasher::default(),
         }
     }
 

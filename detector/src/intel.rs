@@ -600,7 +600,7 @@ impl V4Table {
 /// IPv6 entries: hosts hashed, prefixes flattened into ranges.
 #[derive(Debug, Default)]
 struct V6Table {
-    hosts: HashMap<IpAddress, u32, foldhash::fast::RandomState>,
+    hosts: HashMap<IpAddress, u32, crate::hashing::TableHasher>,
     ranges: V6Ranges,
     prefixes: Vec<PrefixRecord>,
 }
@@ -919,7 +919,7 @@ impl Builder {
 
         // IPv6 hosts: in load order, so the first of each address wins.
         let mut hosts =
-            HashMap::with_capacity_and_hasher(self.v6_hosts.len(), foldhash::fast::RandomState::default());
+            HashMap::with_capacity_and_hasher(self.v6_hosts.len(), crate::hashing::TableHasher::default());
         for &(addr, global) in &self.v6_hosts {
             match hosts.entry(IpAddress::from_bits(addr)) {
                 Entry::Occupied(_) => duplicates += 1,

@@ -103,7 +103,7 @@ pub struct Sighting {
 /// worker count (the collector's dedup folds the two sides into one alert).
 #[derive(Debug, Default)]
 pub struct IntelState {
-    quiet_until: HashMap<(IpAddress, Matched), Nanos, foldhash::fast::RandomState>,
+    quiet_until: HashMap<(IpAddress, Matched), Nanos, crate::hashing::TableHasher>,
     /// Recent lookups, direct-mapped by address hash: the set's answer for the address in
     /// the slot. Busy addresses are looked up over and over; a hit skips the set's search,
     /// whose lines of a million-entry set are rarely in cache.

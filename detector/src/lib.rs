@@ -28,6 +28,7 @@ pub mod central;
 pub mod config;
 pub mod engine;
 mod first;
+pub mod hashing;
 pub mod intel;
 pub mod intel_rule;
 pub mod key;

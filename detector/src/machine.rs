@@ -442,7 +442,7 @@ enum Outcome {
 /// One worker's keys for one state-machine rule.
 #[derive(Debug)]
 pub struct MachineRunner {
-    keys: HashMap<IpAddress, KeyState, foldhash::fast::RandomState>,
+    keys: HashMap<IpAddress, KeyState, crate::hashing::TableHasher>,
     wheel: TimerWheel<IpAddress>,
     next_generation: u32,
     max_keys: usize,
@@ -455,7 +455,7 @@ impl MachineRunner {
     #[must_use]
     pub fn new(rule: &StateMachine) -> MachineRunner {
         MachineRunner {
-            keys: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            keys: HashMap::with_hasher(crate::hashing::TableHasher::default()),
             wheel: TimerWheel::for_timeout(rule.shortest_timeout()),
             next_generation: 0,
             max_keys: rule.max_keys,

@@ -541,7 +541,7 @@ pub(crate) struct LruTable<V> {
     lazy: bool,
     /// The last stamp given (in [`Order::Stamped`]).
     clock: u64,
-    hasher: foldhash::fast::RandomState,
+    hasher: crate::hashing::TableHasher,
     slots: Vec<Slot<V>>,
     /// Keys held.
     live: usize,
@@ -578,7 +578,7 @@ impl<V> LruTable<V> {
             order: Order::Linked,
             lazy: false,
             clock: 0,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: crate::hashing::TableHasher::default(),
             slots: Vec::new(),
             live: 0,
             free: NIL,

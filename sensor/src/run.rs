@@ -264,6 +264,12 @@ fn open_af_packet(interface: &str, loaded: &Loaded) -> anyhow::Result<Box<dyn Pa
 /// No interface, missing privileges, an XDP or socket setup failure (with `mode = xdp`), a
 /// configuration or output problem.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // A live sensor's detector tables hash with a seed of this process (replay keeps the
+    // fixed one, for identical output in every run): crafted addresses cannot target them.
+    outpost_detector::hashing::set_table_seed(std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::process::id(),
+    ));
     let loaded = Loaded::load(args.config.as_deref())?;
     let c = &loaded.config.capture;
     let Some(interface) = args.interface.clone().or_else(|| c.interface.clone()) else {
