@@ -141,7 +141,9 @@ pub enum FlushPolicy {
     /// fall at the same input positions in every run, which keeps replay output deterministic.
     #[default]
     EveryBatch,
-    /// At most once per interval while frames arrive, and whenever the source is idle. Right
+    /// At most once per interval while frames arrive, and whenever the source is idle; a
+    /// worker whose ring is three-quarters full is skipped ([`Dispatcher::flush_unless_behind`]).
+    /// Right
     /// for live sockets, whose batches are whatever arrived since the last poll — often a few
     /// frames: flushing after each would send the workers thousands of nearly empty blocks a
     /// second and fill their rings with ticks. A frame waits at most the interval while
@@ -339,6 +341,21 @@ impl Dispatcher {
         let tick = self.next_tick();
         for w in 0..self.links.len() {
             self.send(w, tick);
+        }
+    }
+
+    /// Like [`Dispatcher::flush`], except that a worker whose ring is at least three-quarters
+    /// full keeps its partly filled block and skips this tick (live capture,
+    /// [`FlushPolicy::Interval`]): more nearly empty blocks would only take the ring slots its
+    /// frames need while it catches up. Its frames go with its next full block or flush; a tick
+    /// that skipped a worker makes no watermark.
+    pub fn flush_unless_behind(&mut self) {
+        let tick = self.next_tick();
+        for w in 0..self.links.len() {
+            let behind = self.links.get(w).is_some_and(|l| l.tx.slots() < l.tx.buffer().capacity() / 4);
+            if !behind {
+                self.send(w, tick);
+            }
         }
     }
 
@@ -702,7 +719,7 @@ fn receive_loop<Src: PacketSource>(
                         // One clock read per batch, not per frame.
                         let now = Instant::now();
                         if now.duration_since(last_flush) >= every {
-                            d.flush();
+                            d.flush_unless_behind();
                             last_flush = now;
                         }
                     }
@@ -720,7 +737,10 @@ fn receive_loop<Src: PacketSource>(
             if let Some(t) = source.idle_time() {
                 d.advance_clock(t);
             }
-            d.flush();
+            match flush {
+                FlushPolicy::EveryBatch => d.flush(),
+                FlushPolicy::Interval(_) => d.flush_unless_behind(),
+            }
             last_flush = Instant::now();
         }
         if let Some(p) = progress {

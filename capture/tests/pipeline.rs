@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use outpost_capture::{
-    Backpressure, Emitter, Frame, InputPos, MemorySource, Merged, PipelineConfig, PipelineError, Roles,
-    Sharding, WorkerStage, run_pipeline,
+    Backpressure, Emitter, FlushPolicy, Frame, InputPos, MemorySource, Merged, PipelineConfig, PipelineError,
+    Roles, Sharding, WorkerStage, run_pipeline,
 };
 use outpost_decode::{IpAddress, LinkType, Nanos, decode};
 use outpost_tools::frame::{FrameBuilder, udp};
@@ -185,6 +185,36 @@ fn drop_backpressure_counts_what_a_slow_worker_could_not_take() {
     let dropped: u64 = report.dispatch.ring_full_drops.iter().sum();
     assert!(dropped > 0, "a 200 µs/frame worker must fall behind");
     assert_eq!(seen + dropped, 3_000, "every frame is either processed or counted as dropped");
+}
+
+#[test]
+fn interval_flushing_sends_full_blocks_instead_of_one_per_small_batch() {
+    // A live-like source: 5,000 batches of one frame. After every batch, each of them would
+    // be a block and a tick of its own; with an interval far longer than the run, the worker
+    // gets full blocks (256 frames) and the final flush, and still every frame in order.
+    let run_with = |flush| {
+        let config = PipelineConfig { workers: 1, flush, ..PipelineConfig::default() };
+        let (mut frames, mut ticks) = (Vec::new(), 0usize);
+        run_pipeline(
+            source(5_000, 10, 1),
+            &config,
+            |w| Recorder { worker: w, clocks: Vec::new(), panic_at: None, slow: false },
+            Arc::new(AtomicBool::new(false)),
+            |m| match m {
+                Merged::Record { record: Rec::Frame { seq, .. }, .. } => frames.push(seq),
+                Merged::Record { record: Rec::Tick { .. }, .. } => ticks += 1,
+                Merged::Watermark(_) => {}
+            },
+        )
+        .expect("runs");
+        (frames, ticks)
+    };
+    let (every, every_ticks) = run_with(FlushPolicy::EveryBatch);
+    let (interval, interval_ticks) = run_with(FlushPolicy::Interval(std::time::Duration::from_secs(3600)));
+    assert_eq!(every, (0..5_000).collect::<Vec<u64>>());
+    assert_eq!(interval, every, "the same frames in the same order");
+    assert!(every_ticks > 5_000, "a block per batch: {every_ticks}");
+    assert!(interval_ticks <= 5_000 / 256 + 3, "full blocks only, then the final flush: {interval_ticks}");
 }
 
 /// Records (frame number, source, destination, worker, roles) for every delivery.
