@@ -119,7 +119,11 @@ impl SensorStage {
             ),
             positions: Vec::with_capacity(BATCH),
             metas: vec![PacketMeta::default(); BATCH],
-            history: setup.snippets.as_ref().map(PacketHistory::new),
+            // `snippets.memory_bytes` is the cap of all workers together.
+            history: setup.snippets.as_ref().map(|c| {
+                let share = c.memory_bytes / setup.workers.max(1) as u64;
+                PacketHistory::new(&SnippetConfig { memory_bytes: share, ..c.clone() })
+            }),
             rules: setup.rules.clone(),
         }
     }

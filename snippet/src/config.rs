@@ -53,8 +53,9 @@ pub struct SnippetConfig {
     /// Bytes kept of each packet (its original length is kept too), 16 to 65535. Default
     /// `256`.
     pub snaplen: u32,
-    /// Memory one worker's history may use, in bytes: packet slots, per-key state and its
-    /// index, allocated once at start. When it is full the least recently active keys are
+    /// Memory one history may use, in bytes: packet slots, per-key state and its index,
+    /// allocated once at start (the sensor gives each of its workers an equal share of this
+    /// cap). When it is full the least recently active keys are
     /// forgotten. Default `67108864` (64 MiB). Open snippets are bounded separately, by
     /// `max_open × max_snippet_packets × snaplen`.
     pub memory_bytes: u64,
