@@ -12,6 +12,7 @@
 
 pub mod addr;
 mod decode;
+pub mod hint;
 mod invariants;
 pub mod meta;
 mod stats;
@@ -20,6 +21,7 @@ mod view;
 
 pub use addr::{Cidr, CidrError, IpAddress};
 pub use decode::{ShardHashes, decode, decode_into, shard_hash, shard_hashes};
+pub use hint::prefetch;
 pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};

@@ -39,7 +39,7 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
-use outpost_decode::{Duration, IpAddress, LinkType, Nanos};
+use outpost_decode::{Duration, IpAddress, LinkType, Nanos, prefetch};
 use serde::Serialize;
 
 use crate::config::SnippetConfig;
@@ -103,21 +103,6 @@ pub struct HistoryPacket<'a> {
     pub wire_len: u32,
     /// The frame as captured (only the first `snaplen` bytes are kept).
     pub data: &'a [u8],
-}
-
-/// Issues a prefetch of the cache line at `p` (a hint: no effect on results).
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults, has no architectural effect, and
-    // `p` is a valid reference anyway.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            std::ptr::from_ref(p).cast::<i8>(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// The capture-time window of a snippet around its alert's time.
