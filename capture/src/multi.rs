@@ -315,7 +315,7 @@ impl PacketSource for QueueThreads {
                 let _ = l.empty.push(chunk);
             }
         }
-        if let Some(e) = self.errors.lock().ok().and_then(|mut v| v.pop()) {
+        if let Some(e) = self.errors.lock().ok().and_then(|mut v| (!v.is_empty()).then(|| v.remove(0))) {
             return Err(e);
         }
         let deadline = Instant::now() + self.idle_after;
@@ -436,11 +436,13 @@ impl<S: PacketSource> QueueReader<S> {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // A failing socket ends its queue's reading (reported once, in order): a
+                    // reader looping on a persistent error would flood the receive thread with
+                    // errors and starve the healthy queues.
                     if let Ok(mut v) = self.errors.lock() {
                         v.push(e);
                     }
-                    self.bell.ring();
-                    (0, 0, false)
+                    break;
                 }
             };
             batches += 1;

@@ -240,7 +240,14 @@ struct WorkerLink {
     current: FrameBlock,
     bell: Doorbell,
     allocated: usize,
+    /// Flushes skipped in a row because the worker was behind.
+    skipped: u32,
 }
+
+/// A worker that is behind skips at most this many flushes in a row: then it gets the tick
+/// anyway, so watermarks (which need a tick every worker received) keep coming — merged rules,
+/// windows and timeouts are judged — even while one worker stays overloaded.
+const MAX_SKIPPED_FLUSHES: u32 = 16;
 
 /// Splits batches of frames into per-worker blocks and sends them (runs on the receive thread).
 #[derive(Debug)]
@@ -348,12 +355,16 @@ impl Dispatcher {
     /// full keeps its partly filled block and skips this tick (live capture,
     /// [`FlushPolicy::Interval`]): more nearly empty blocks would only take the ring slots its
     /// frames need while it catches up. Its frames go with its next full block or flush; a tick
-    /// that skipped a worker makes no watermark.
+    /// that skipped a worker makes no watermark. At most [`MAX_SKIPPED_FLUSHES`] in a row.
     pub fn flush_unless_behind(&mut self) {
         let tick = self.next_tick();
         for w in 0..self.links.len() {
-            let behind = self.links.get(w).is_some_and(|l| l.tx.slots() < l.tx.buffer().capacity() / 4);
-            if !behind {
+            let Some(l) = self.links.get_mut(w) else { continue };
+            let behind = l.tx.slots() < l.tx.buffer().capacity() / 4;
+            if behind && l.skipped < MAX_SKIPPED_FLUSHES {
+                l.skipped += 1;
+            } else {
+                l.skipped = 0;
                 self.send(w, tick);
             }
         }
@@ -824,6 +835,7 @@ where
             current: FrameBlock::new(config.block),
             bell: worker_bell,
             allocated: 1,
+            skipped: 0,
         });
         inputs.push(MergeInput {
             rx: out_rx,

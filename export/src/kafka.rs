@@ -18,7 +18,7 @@
 //! probe; the first probe the broker confirms ends the outage and starts the replay.
 //!
 //! [`KafkaSink::service`] must be called regularly (every few milliseconds to ~100 ms; the
-//! collector does it once per batch): it serves librdkafka's delivery reports, puts records
+//! sensor's collector does it at every watermark): it serves librdkafka's delivery reports, puts records
 //! whose delivery failed into the spool, replays the spool in order once the broker answers
 //! again (acknowledging spool positions only for records the broker confirmed), and applies
 //! the spool's fsync interval. [`KafkaSink::flush`] at shutdown tries to deliver everything
@@ -973,7 +973,16 @@ impl KafkaSink {
                 let r = &self.replay[kind.index()];
                 if r.in_flight.is_empty() && !r.failed && self.spool.pending(kind) > 0 {
                     if let Some(seq) = self.resend_one(kind) {
-                        self.probe = Some((kind, seq));
+                        // Only a record librdkafka took gets a delivery report: a probe the
+                        // broker rejected at once (too large, say) was settled already, and
+                        // waiting for its report would keep the sink unreachable for good.
+                        let pending = self.replay[kind.index()]
+                            .in_flight
+                            .back()
+                            .is_some_and(|(_, a)| matches!(a, Attempt::Pending));
+                        if pending {
+                            self.probe = Some((kind, seq));
+                        }
                     }
                     return;
                 }

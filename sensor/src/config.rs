@@ -155,6 +155,7 @@ impl OutputSection {
     #[must_use]
     pub fn rotation(&self) -> crate::output::Rotation {
         crate::output::Rotation {
+            keep_existing: true,
             max_bytes: self.rotate_bytes,
             max_age: self
                 .rotate_interval

@@ -20,12 +20,28 @@ pub struct Rotation {
     pub max_bytes: u64,
     /// Rotate once the file is this old (zero: never by age).
     pub max_age: Duration,
+    /// At open, a non-empty file of that name is renamed as a rotated one instead of being
+    /// truncated (`outpost run`: a restarted service must not wipe what it wrote before).
+    pub keep_existing: bool,
 }
 
 impl Rotation {
     fn is_off(&self) -> bool {
         self.max_bytes == 0 && self.max_age.is_zero()
     }
+}
+
+/// Renames `path` to `path.<UTC time>` (with `-1`, `-2` … if taken).
+fn move_aside(path: &Path) -> anyhow::Result<()> {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
+    let mut target = PathBuf::from(format!("{}.{stamp}", path.display()));
+    let mut n = 0;
+    while target.exists() {
+        n += 1;
+        target = PathBuf::from(format!("{}.{stamp}-{n}", path.display()));
+    }
+    std::fs::rename(path, &target)
+        .with_context(|| format!("cannot rotate {} to {}", path.display(), target.display()))
 }
 
 /// Where a stream of JSON records goes.
@@ -77,6 +93,9 @@ impl JsonLines {
         let (w, name, path): (Box<dyn Write + Send>, String, Option<PathBuf>) = if target == Path::new("-") {
             (Box::new(io::stdout()), "standard output".into(), None)
         } else {
+            if rotation.keep_existing && std::fs::metadata(target).is_ok_and(|m| m.is_file() && m.len() > 0) {
+                move_aside(target)?;
+            }
             (create(target)?, target.display().to_string(), Some(target.to_path_buf()))
         };
         Ok(JsonLines {
@@ -142,15 +161,7 @@ impl JsonLines {
             return Ok(());
         }
         self.out.flush().with_context(|| format!("cannot write to {}", self.name))?;
-        let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
-        let mut target = PathBuf::from(format!("{}.{stamp}", path.display()));
-        let mut n = 0;
-        while target.exists() {
-            n += 1;
-            target = PathBuf::from(format!("{}.{stamp}-{n}", path.display()));
-        }
-        std::fs::rename(&path, &target)
-            .with_context(|| format!("cannot rotate {} to {}", path.display(), target.display()))?;
+        move_aside(&path)?;
         self.out = BufWriter::with_capacity(1 << 16, create(&path)?);
         self.file_bytes = 0;
         self.file_started = Instant::now();
@@ -192,8 +203,11 @@ mod tests {
     fn rotates_by_size_without_splitting_or_losing_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("alerts.jsonl");
-        let mut out = JsonLines::open_rotating(&path, Rotation { max_bytes: 1000, max_age: Duration::ZERO })
-            .expect("open");
+        let mut out = JsonLines::open_rotating(
+            &path,
+            Rotation { max_bytes: 1000, max_age: Duration::ZERO, keep_existing: false },
+        )
+        .expect("open");
         for n in 0..500u64 {
             out.write(&serde_json::json!({ "n": n, "pad": "xxxxxxxxxxxxxxxxxxxx" })).expect("write");
         }
@@ -211,12 +225,28 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_run_keeps_the_file_it_wrote_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alerts.jsonl");
+        std::fs::write(&path, "{\"n\":1}\n").expect("earlier run");
+        let keep = Rotation { keep_existing: true, ..Rotation::default() };
+        let mut out = JsonLines::open_rotating(&path, keep).expect("open");
+        out.write(&serde_json::json!({ "n": 2 })).expect("write");
+        out.flush().expect("flush");
+        let (total, names) = lines_in(dir.path());
+        assert_eq!((total, names.len()), (2, 2), "{names:?}");
+        assert_eq!(std::fs::read_to_string(&path).expect("current"), "{\"n\":2}\n");
+    }
+
+    #[test]
     fn rotates_by_age() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("flows.jsonl");
-        let mut out =
-            JsonLines::open_rotating(&path, Rotation { max_bytes: 0, max_age: Duration::from_millis(50) })
-                .expect("open");
+        let mut out = JsonLines::open_rotating(
+            &path,
+            Rotation { max_bytes: 0, max_age: Duration::from_millis(50), keep_existing: false },
+        )
+        .expect("open");
         out.write(&serde_json::json!({ "n": 1 })).expect("write");
         std::thread::sleep(Duration::from_millis(80));
         out.write(&serde_json::json!({ "n": 2 })).expect("write");

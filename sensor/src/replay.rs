@@ -488,7 +488,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                              err: &mut Option<anyhow::Error>| {
         for w in &closed {
             window_count += 1;
-            if err.is_some() || (out.is_none() && kafka.borrow().is_none()) {
+            if out.is_none() && kafka.borrow().is_none() {
                 continue;
             }
             window_line.clear();
@@ -496,10 +496,10 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 &mut window_line,
                 &WindowJson { summary: w, rules: &rules, networks: &networks },
             ) {
-                *err = Some(e.into());
+                err.get_or_insert(e.into());
                 continue;
             }
-            if let Some(o) = out.as_mut() {
+            if let (Some(o), None) = (out.as_mut(), err.as_ref()) {
                 if let Err(e) = o.write_bytes(&window_line) {
                     *err = Some(e);
                 }
@@ -512,7 +512,9 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     let lateness = loaded.config.alerts.lateness.0;
     // Snippets: the `[snippets]` section, or `--snippets DIR` (with the section's defaults).
     let snippet_config = match (&loaded.config.snippets, &args.snippets) {
-        (Some(c), Some(dir)) => Some(outpost_snippet::SnippetConfig { dir: dir.clone(), ..c.clone() }),
+        (Some(c), Some(dir)) => {
+            Some(outpost_snippet::SnippetConfig { dir: dir.clone(), enabled: true, ..c.clone() })
+        }
         (None, Some(dir)) => Some(outpost_snippet::SnippetConfig { dir: dir.clone(), ..Default::default() }),
         (Some(c), None) => Some(c.clone()),
         (None, None) => None,
@@ -555,10 +557,8 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                     windows: &mut AlertWindows,
                     snippets: &mut Option<SnippetCollector>,
                     err: &mut Option<anyhow::Error>| {
-        if err.is_some() {
-            return;
-        }
-        let written = match &o {
+        alert_line.clear();
+        let encoded = match &o {
             CentralOutput::Alert(alert) => {
                 let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
                 windows.add(alert, net);
@@ -567,31 +567,36 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                     alert: AlertJson { alert, rules: &rules, networks: &networks, sensor: &sensor },
                     snippet,
                 };
-                alert_line.clear();
-                serde_json::to_writer(&mut alert_line, &record)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| alerts_out.write_bytes(&alert_line))
-                    .map(|()| {
-                        // One source's alerts stay in order in one partition; alerts about a
-                        // destination only (floods) are keyed by it.
-                        let key = if alert.src == IpAddress::UNSPECIFIED { alert.dst } else { alert.src };
-                        kafka_send(&kafka, RecordKind::Alert, key.to_string().as_bytes(), &alert_line);
-                    })
+                // One source's alerts stay in order in one partition; alerts about a
+                // destination only (floods) are keyed by it.
+                let key = if alert.src == IpAddress::UNSPECIFIED { alert.dst } else { alert.src };
+                serde_json::to_writer(&mut alert_line, &record).map(|()| key.to_string())
             }
             CentralOutput::Suppressed(d) => {
                 suppressed_summaries += 1;
-                alert_line.clear();
                 serde_json::to_writer(
                     &mut alert_line,
                     &DedupJson { summary: d, rules: &rules, sensor: &sensor },
                 )
-                .map_err(anyhow::Error::from)
-                .and_then(|()| alerts_out.write_bytes(&alert_line))
-                .map(|()| kafka_send(&kafka, RecordKind::Alert, &[], &alert_line))
+                .map(|()| String::new())
             }
         };
-        if let Err(e) = written {
-            *err = Some(e);
+        match encoded {
+            Ok(key) => {
+                // Kafka gets every record whatever becomes of the file: a full disk must not
+                // stop the export (the file's error ends the run at its end).
+                kafka_send(&kafka, RecordKind::Alert, key.as_bytes(), &alert_line);
+                if err.is_none() {
+                    if let Err(e) = alerts_out.write_bytes(&alert_line) {
+                        *err = Some(e);
+                    }
+                }
+            }
+            Err(e) => {
+                if err.is_none() {
+                    *err = Some(e.into());
+                }
+            }
         }
     };
     let mut flow_line = Vec::with_capacity(512);
@@ -602,10 +607,10 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         stop.clone(),
         |m| match m {
             Merged::Record { seq, record: SensorRecord::Flow(flow), .. } => {
-                if write_error.is_none() && (flows_out.is_some() || kafka.borrow().is_some()) {
+                if flows_out.is_some() || kafka.borrow().is_some() {
                     flow_line.clear();
                     FlowJson { record: &flow, sensor: &sensor }.write_json(&mut flow_line);
-                    if let Some(out) = flows_out.as_mut() {
+                    if let (Some(out), None) = (flows_out.as_mut(), write_error.as_ref()) {
                         if let Err(e) = out.write_bytes(&flow_line) {
                             write_error = Some(e);
                         }
