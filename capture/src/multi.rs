@@ -225,7 +225,7 @@ impl QueueThreads {
         let chunks = options.chunks.max(2);
         let chunk_frames = options.chunk_frames.max(1);
         let mut links = Vec::with_capacity(members.len());
-        let mut threads = Vec::with_capacity(members.len());
+        let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::with_capacity(members.len());
         for (q, member) in members.into_iter().enumerate() {
             let (full_tx, full_rx) = RingBuffer::<Chunk>::new(chunks);
             let (mut empty_tx, empty_rx) = RingBuffer::<Chunk>::new(chunks);
@@ -249,21 +249,29 @@ impl QueueThreads {
                 errors: errors.clone(),
             };
             let core = options.cores.get(q % options.cores.len().max(1)).copied();
-            let handle = std::thread::Builder::new()
-                .name(format!("outpost-rx-{q}"))
-                .spawn(move || {
-                    if let Some(c) = core {
-                        // A failed pin leaves the thread unpinned; `outpost run` reports the
-                        // cores it asked for.
-                        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            let spawned = std::thread::Builder::new().name(format!("outpost-rx-{q}")).spawn(move || {
+                if let Some(c) = core {
+                    // A failed pin leaves the thread unpinned; `outpost run` reports the
+                    // cores it asked for.
+                    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                reader.run();
+            });
+            let handle = match spawned {
+                Ok(h) => h,
+                Err(source) => {
+                    // The readers already started stop with their sockets.
+                    stop.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.join();
                     }
-                    reader.run();
-                })
-                .map_err(|source| SourceError::Live {
-                    interface: format!("queue {q}"),
-                    what: "starting its receive thread".into(),
-                    source,
-                })?;
+                    return Err(SourceError::Live {
+                        interface: format!("queue {q}"),
+                        what: "starting its receive thread".into(),
+                        source,
+                    });
+                }
+            };
             threads.push(handle);
             links.push(QueueLink { full: full_rx, empty: empty_tx, done });
         }
