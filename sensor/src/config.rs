@@ -662,6 +662,8 @@ pub struct Loaded {
     pub flows: Option<FlowConfig>,
     /// The checked `[capture]` section.
     pub capture: CaptureSettings,
+    /// The Kafka sink's configuration, checked (`[kafka]`; none: no Kafka export).
+    pub kafka: Option<outpost_export::KafkaConfig>,
 }
 
 impl Loaded {
@@ -742,12 +744,16 @@ impl Loaded {
         let networks = NetworkMap::new(&config.networks);
         let flows = if config.flows.enabled { Some(config.flows.to_config(&main)?) } else { None };
         let capture = config.capture.to_settings(&main, &base)?;
-        if let Some(k) = &config.kafka {
-            k.to_config().map_err(|e| {
-                let at = main.text.find("[kafka").unwrap_or(0);
-                main.error(at..at, "kafka", e)
-            })?;
-        }
+        let kafka = config
+            .kafka
+            .as_ref()
+            .map(|k| {
+                k.to_config().map_err(|e| {
+                    let at = main.text.find("[kafka").unwrap_or(0);
+                    main.error(at..at, "kafka", e)
+                })
+            })
+            .transpose()?;
         if let Some(s) = &config.snippets {
             s.validate().map_err(|e| {
                 let at = main.text.find("[snippets]").unwrap_or(0);
@@ -764,6 +770,7 @@ impl Loaded {
             networks: Arc::new(networks),
             flows,
             capture,
+            kafka,
         })
     }
 

@@ -151,18 +151,18 @@ impl JsonLines {
     /// Starts a new file when the current one is due (checked before each line, so lines
     /// are never split).
     fn maybe_rotate(&mut self) -> anyhow::Result<()> {
-        let Some(path) = self.path.clone() else { return Ok(()) };
         if self.rotation.is_off() || self.file_bytes == 0 {
             return Ok(());
         }
+        let Some(path) = self.path.as_deref() else { return Ok(()) };
         let by_size = self.rotation.max_bytes > 0 && self.file_bytes >= self.rotation.max_bytes;
         let by_age = !self.rotation.max_age.is_zero() && self.file_started.elapsed() >= self.rotation.max_age;
         if !(by_size || by_age) {
             return Ok(());
         }
         self.out.flush().with_context(|| format!("cannot write to {}", self.name))?;
-        move_aside(&path)?;
-        self.out = BufWriter::with_capacity(1 << 16, create(&path)?);
+        move_aside(path)?;
+        self.out = BufWriter::with_capacity(1 << 16, create(path)?);
         self.file_bytes = 0;
         self.file_started = Instant::now();
         self.rotated += 1;

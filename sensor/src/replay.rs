@@ -14,7 +14,7 @@ use outpost_decode::IpAddress;
 use outpost_detector::{AlertJson, AlertWindows, CentralDetector, CentralOutput, DedupJson, WindowJson};
 use outpost_export::{
     BiflowMode, IpfixExporter, IpfixOptions, KafkaSink, KafkaStats, NetflowV9Exporter, NetflowV9Options,
-    RecordKind, create_topics,
+    RecordKind,
 };
 use outpost_flowmeter::{EndReason, FlowJson};
 use serde::Serialize;
@@ -207,38 +207,37 @@ pub struct KafkaSummary {
     pub stats: KafkaStats,
 }
 
-/// How long the end of a run waits for the broker to confirm what is in flight: the
-/// configuration's `delivery_timeout`, at most 10 s.
-fn kafka_flush_timeout(loaded: &Loaded) -> std::time::Duration {
-    let limit = std::time::Duration::from_secs(10);
-    loaded
-        .config
-        .kafka
-        .as_ref()
-        .and_then(|k| k.to_config().ok())
-        .map_or(limit, |c| c.delivery_timeout.min(limit))
-}
-
-/// Starts the Kafka sink of `[kafka]` (creating the topics first if asked to).
-fn start_kafka(k: &crate::config::KafkaSection) -> anyhow::Result<KafkaSink> {
-    let config = k.to_config().map_err(|e| anyhow::anyhow!("[kafka]: {e}"))?;
-    if let Some(partitions) = k.create_topics {
+/// Starts the Kafka sink of `[kafka]` (`config`, checked when the configuration was loaded),
+/// creating the topics first if `create_topics` gives their partition count.
+fn start_kafka(
+    config: &outpost_export::KafkaConfig,
+    create_topics: Option<i32>,
+) -> anyhow::Result<KafkaSink> {
+    if let Some(partitions) = create_topics {
         // A broker that is away must not keep the sensor from starting: its records spool.
-        if let Err(e) = create_topics(&config, partitions, 1, std::time::Duration::from_secs(5)) {
+        if let Err(e) =
+            outpost_export::create_topics(config, partitions, 1, std::time::Duration::from_secs(5))
+        {
             eprintln!(
                 "outpost: warning: could not create the Kafka topics on {} ({e}); records spool until the broker is back",
                 config.brokers.join(",")
             );
         }
     }
-    KafkaSink::new(&config).context("starting the Kafka sink")
+    KafkaSink::new(config).context("starting the Kafka sink")
 }
 
-/// Sends one record to Kafka if the sink is on. Never waits: a broker that is away or slow
+/// Sends one record to Kafka if the sink is on, keyed by `key` as text (formatted only then:
+/// without Kafka nothing is spent per record). Never waits: a broker that is away or slow
 /// makes the sink spool (counted in its statistics).
-fn kafka_send(kafka: &RefCell<Option<KafkaSink>>, kind: RecordKind, key: &[u8], value: &[u8]) {
+fn kafka_send(
+    kafka: &RefCell<Option<KafkaSink>>,
+    kind: RecordKind,
+    key: impl std::fmt::Display,
+    value: &[u8],
+) {
     if let Some(k) = kafka.borrow_mut().as_mut() {
-        let _ = k.send(kind, key, value);
+        let _ = k.send(kind, key.to_string().as_bytes(), value);
     }
 }
 
@@ -467,8 +466,8 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         }
         None => None,
     };
-    let kafka = RefCell::new(match &loaded.config.kafka {
-        Some(k) => Some(start_kafka(k)?),
+    let kafka = RefCell::new(match &loaded.kafka {
+        Some(k) => Some(start_kafka(k, loaded.config.kafka.as_ref().and_then(|s| s.create_topics))?),
         None => None,
     });
     // Flows are metered only when something consumes them.
@@ -505,7 +504,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 }
             }
             // Windows have no source address: keyed by network id.
-            kafka_send(&kafka, RecordKind::AlertWindow, w.network_id.to_string().as_bytes(), &window_line);
+            kafka_send(&kafka, RecordKind::AlertWindow, w.network_id, &window_line);
         }
     };
 
@@ -570,7 +569,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 // One source's alerts stay in order in one partition; alerts about a
                 // destination only (floods) are keyed by it.
                 let key = if alert.src == IpAddress::UNSPECIFIED { alert.dst } else { alert.src };
-                serde_json::to_writer(&mut alert_line, &record).map(|()| key.to_string())
+                serde_json::to_writer(&mut alert_line, &record).map(|()| Some(key))
             }
             CentralOutput::Suppressed(d) => {
                 suppressed_summaries += 1;
@@ -578,14 +577,18 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                     &mut alert_line,
                     &DedupJson { summary: d, rules: &rules, sensor: &sensor },
                 )
-                .map(|()| String::new())
+                .map(|()| None)
             }
         };
         match encoded {
             Ok(key) => {
                 // Kafka gets every record whatever becomes of the file: a full disk must not
                 // stop the export (the file's error ends the run at its end).
-                kafka_send(&kafka, RecordKind::Alert, key.as_bytes(), &alert_line);
+                match key {
+                    Some(k) => kafka_send(&kafka, RecordKind::Alert, k, &alert_line),
+                    // Dedup summaries: no key.
+                    None => kafka_send(&kafka, RecordKind::Alert, "", &alert_line),
+                }
                 if err.is_none() {
                     if let Err(e) = alerts_out.write_bytes(&alert_line) {
                         *err = Some(e);
@@ -615,7 +618,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                             write_error = Some(e);
                         }
                     }
-                    kafka_send(&kafka, RecordKind::Flow, flow.src.to_string().as_bytes(), &flow_line);
+                    kafka_send(&kafka, RecordKind::Flow, flow.src, &flow_line);
                 }
                 // Send failures are counted by the exporters (a collector that is away must
                 // not stop the replay); they show in the summary.
@@ -690,7 +693,9 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     }
     // What the broker has not confirmed by then stays in the spool for the next start.
     let kafka_summary = kafka.into_inner().map(|mut k| {
-        let flushed = k.flush(kafka_flush_timeout(loaded));
+        // The configuration's `delivery_timeout`, at most 10 s.
+        let timeout = loaded.kafka.as_ref().map_or(std::time::Duration::MAX, |c| c.delivery_timeout);
+        let flushed = k.flush(timeout.min(std::time::Duration::from_secs(10)));
         KafkaSummary { complete: flushed.complete, stats: k.stats() }
     });
 
