@@ -25,4 +25,4 @@ pub use hint::prefetch;
 pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};
-pub use time::{Duration, Nanos};
+pub use time::{ConfigDuration, Duration, Nanos, parse_config_duration};

@@ -208,6 +208,27 @@ impl From<Duration> for std::time::Duration {
     }
 }
 
+/// Parses a span of time written as text in a configuration file: `30s`, `5m`, `1h 30m`,
+/// `250ms`, `7days` (humantime syntax). The error names the text and gives examples.
+///
+/// # Errors
+/// Text that is not a duration.
+pub fn parse_config_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration `{text}` ({e}); write e.g. `30s`, `5m`, `250ms`"))
+}
+
+/// A span of time in a configuration file, written as text ([`parse_config_duration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ConfigDuration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_config_duration(&s).map(|d| ConfigDuration(Duration::from(d))).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,17 +126,7 @@ impl ConfigError {
 }
 
 /// A span of time written as text: `30s`, `5m`, `1h 30m`, `250ms` (humantime syntax).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ConfigDuration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(|d| ConfigDuration(Duration::from(d))).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `250ms`"))
-        })
-    }
-}
+pub use outpost_decode::ConfigDuration;
 
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]

@@ -256,9 +256,7 @@ impl SpoolConfig {
 /// A span of time written as text: `30s`, `5m`, `250ms` (humantime syntax).
 pub(crate) fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!("invalid duration `{s}` ({e}); write e.g. `30s`, `5m`, `250ms`"))
-    })
+    outpost_decode::parse_config_duration(&s).map_err(serde::de::Error::custom)
 }
 
 /// Why the spool failed.

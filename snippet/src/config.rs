@@ -8,22 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use outpost_decode::{Duration, Nanos};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-/// A span of time written as text: `5s`, `250ms`, `7days`, `1h 30m` (humantime syntax).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnippetDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for SnippetDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SnippetDuration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(|d| SnippetDuration(Duration::from(d))).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration `{s}` ({e}); write e.g. `5s`, `250ms`, `7days`"
-            ))
-        })
-    }
-}
+/// A span of time written as text: `5s`, `250ms`, `7days`, `1h 30m` (humantime syntax; the
+/// configuration files' one duration type).
+pub use outpost_decode::ConfigDuration as SnippetDuration;
 
 /// `[snippets]`: pcap snippets of the packets around each alert.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
