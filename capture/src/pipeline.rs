@@ -387,7 +387,12 @@ impl Dispatcher {
         link.current.tick_seq = tick;
         link.current.clock = self.clock;
         let mut backoff = Backoff::new();
-        while link.tx.is_full() || link.tx.is_abandoned() {
+        // Once the ring was full, wait until the worker has taken half of it (hysteresis):
+        // the worker wakes this thread only then, so a worker that is the bottleneck wakes it
+        // once per half ring instead of once per block.
+        let resume = resume_slots(link.tx.buffer().capacity());
+        let mut waited = false;
+        while link.tx.is_full() || link.tx.is_abandoned() || (waited && link.tx.slots() < resume) {
             // A worker that is gone (it panicked) takes nothing more: drop, as under `Drop`.
             if self.backpressure == Backpressure::Drop || link.tx.is_abandoned() {
                 if let Some(c) = self.stats.ring_full_drops.get_mut(w) {
@@ -396,9 +401,10 @@ impl Dispatcher {
                 link.current.clear();
                 return;
             }
+            waited = true;
             link.bell.ring();
             let tx = &link.tx;
-            backoff.snooze(&self.own_bell, || !tx.is_full());
+            backoff.snooze(&self.own_bell, || tx.slots() >= resume || tx.is_abandoned());
         }
         // A replacement block: recycled, or new while fewer than `max_blocks` exist. With all
         // blocks allocated and the ring not full, the worker holds at most one, so a recycled
@@ -440,6 +446,12 @@ pub struct Emitter<R, St> {
 /// is not latency-critical, and fewer wake-ups leave the cores to the workers. Its own
 /// 1 ms park timeout bounds the delay.
 const BLOCKS_PER_WAKE: u32 = 8;
+
+/// Free slots of a worker's block ring (of `capacity` blocks) at which a receive thread that
+/// found it full sends again: half the ring, at least one.
+fn resume_slots(capacity: usize) -> usize {
+    (capacity / 2).max(1)
+}
 
 /// Messages from a worker to the collector.
 #[derive(Debug)]
@@ -505,7 +517,12 @@ fn worker_loop<S: WorkerStage>(
                 }
                 // The free ring holds every block that exists, so this cannot fail.
                 let _ = free.push(block);
-                dispatcher_bell.ring();
+                // A receive thread waiting for room resumes at half a ring (`resume_slots`);
+                // ringing earlier would only wake it to sleep again.
+                let capacity = rx.buffer().capacity();
+                if capacity - rx.slots() >= resume_slots(capacity) {
+                    dispatcher_bell.ring();
+                }
             }
             Err(_) => {
                 if rx.is_abandoned() && rx.is_empty() {

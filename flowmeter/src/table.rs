@@ -22,7 +22,8 @@
 
 use outpost_decode::{Duration, Nanos};
 
-use crate::index::{SlotIndex, prefetch};
+use crate::index::SlotIndex;
+use outpost_decode::prefetch_all;
 
 use crate::key::{FlowKey, Side};
 use crate::record::{DirectionCounters, EndReason, FlowRecord};
@@ -327,7 +328,7 @@ impl FlowTable {
         let mut first = None;
         let _ = self.index.find(hash, |i| {
             if let Some(s) = self.slots.get(i as usize) {
-                prefetch(s);
+                prefetch_all(s);
                 first = first.or(Some(i));
             }
             false
@@ -639,7 +640,7 @@ impl FlowTable {
                 s.bucket = u32::MAX;
                 let hash = s.key.hash64();
                 if let Some(n) = self.slots.get(next as usize) {
-                    prefetch(n);
+                    prefetch_all(n);
                 }
                 self.index.prefetch(hash);
                 if pending != NIL {
