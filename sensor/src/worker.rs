@@ -64,6 +64,10 @@ impl WorkerStats {
 /// few enough that the batch stays in L1.
 const BATCH: usize = 32;
 
+/// Frames ahead of the one decoded whose headers are prefetched: the receive thread wrote
+/// them on another core, so each is a cache miss the decoder would otherwise wait for.
+const HEADERS_AHEAD: usize = 8;
+
 /// Everything a worker needs to know at start.
 #[derive(Debug, Clone)]
 pub struct StageSetup {
@@ -222,7 +226,11 @@ impl WorkerStage for SensorStage {
     }
 
     fn on_block(&mut self, block: &FrameBlock, out: &mut Out) {
-        for (pos, frame) in block.iter() {
+        for i in 0..HEADERS_AHEAD {
+            block.prefetch_headers(i);
+        }
+        for (i, (pos, frame)) in block.iter().enumerate() {
+            block.prefetch_headers(i + HEADERS_AHEAD);
             if self.decode(pos, &frame) == BATCH {
                 self.run_batch(out);
             }
