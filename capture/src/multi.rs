@@ -374,14 +374,29 @@ impl PacketSource for QueueThreads {
     fn has_pending(&mut self) -> bool {
         self.links.iter().any(|l| !l.full.is_empty())
     }
+
+    /// Stops and joins the queue threads; each hands over the chunk it was filling. The
+    /// chunks waiting are then delivered by `next_batch` (oldest first), which ends with
+    /// `Ok(None)`: every frame a queue thread counted is then either delivered or counted as a
+    /// chunk drop.
+    fn shutdown(&mut self) -> bool {
+        self.stop_readers();
+        true
+    }
 }
 
-impl Drop for QueueThreads {
-    fn drop(&mut self) {
+impl QueueThreads {
+    fn stop_readers(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for QueueThreads {
+    fn drop(&mut self) {
+        self.stop_readers();
     }
 }
 
@@ -551,6 +566,29 @@ mod tests {
         let mut sorted = firsts.clone();
         sorted.sort();
         assert_eq!(firsts, sorted);
+    }
+
+    #[test]
+    fn frames_read_before_a_stop_are_delivered_or_counted_as_dropped() {
+        // Endless-looking queues (far more frames than fit in their chunks), stopped while
+        // their threads are still reading and after a few batches were taken.
+        let options = QueueThreadOptions { chunk_frames: 16, chunks: 8, ..QueueThreadOptions::default() };
+        let mut q = QueueThreads::start(vec![queue(1, 60_000, 0, 8), queue(2, 60_000, 5, 8)], &options)
+            .expect("threads start");
+        let counters = q.counters();
+        let mut taken = 0u64;
+        while taken < 100 {
+            if let Some(b) = q.next_batch().expect("memory queues do not fail") {
+                taken += b.len() as u64;
+            }
+        }
+        assert!(q.shutdown(), "queue threads hold frames to drain");
+        let (rest, stats) = drain(q);
+        let read: u64 = counters.iter().map(|c| c.frames.load(Ordering::Relaxed)).sum();
+        let chunk_drops: u64 = counters.iter().map(|c| c.chunk_drops.load(Ordering::Relaxed)).sum();
+        assert_eq!(stats.frames, taken + rest.len() as u64);
+        assert_eq!(stats.frames + chunk_drops, read, "every frame read is delivered or counted");
+        assert_eq!(stats.dropped, chunk_drops);
     }
 
     #[test]

@@ -777,6 +777,19 @@ fn receive_loop<Src: PacketSource>(
             p.publish(&d.stats, stats.as_ref());
         }
     }
+    // A source that reads on its own threads (one per queue) still holds frames it counted:
+    // they go to the workers too (under the same backpressure), so none is lost uncounted.
+    if stop.load(Ordering::Relaxed) && source.shutdown() {
+        loop {
+            match source.next_batch() {
+                // Its threads are joined: nothing ready now never will be.
+                Ok(None) => break,
+                Ok(Some(batch)) if batch.is_empty() => break,
+                Ok(Some(batch)) => d.dispatch(&batch),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
     // The final flush always waits, even under `Drop`: every worker must see the end of the
     // input and the same final sequence number.
     d.backpressure = Backpressure::Wait;

@@ -138,6 +138,15 @@ pub trait PacketSource: Send {
     fn has_pending(&mut self) -> bool {
         true
     }
+
+    /// Called once when the capture stops (not at the end of the input): stops any reading
+    /// the source does on its own threads. Returns true when frames it already took from the
+    /// kernel are still waiting in it; the caller then takes them with
+    /// [`PacketSource::next_batch`] until `Ok(None)`, so they are delivered rather than lost
+    /// uncounted. Sources that read only when asked (the default) return false.
+    fn shutdown(&mut self) -> bool {
+        false
+    }
 }
 
 impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
@@ -158,5 +167,8 @@ impl<S: PacketSource + ?Sized> PacketSource for Box<S> {
     }
     fn has_pending(&mut self) -> bool {
         (**self).has_pending()
+    }
+    fn shutdown(&mut self) -> bool {
+        (**self).shutdown()
     }
 }
