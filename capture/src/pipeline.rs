@@ -115,7 +115,7 @@ pub struct PipelineConfig {
     pub receive_core: Option<usize>,
     /// Block size.
     pub block: BlockLimits,
-    /// Blocks in flight per worker (ring capacity, default 16).
+    /// Blocks in flight per worker (ring capacity, default 64: 16 MiB of 256 KiB blocks, a few milliseconds of a worker's work, so a receive thread that waits for half a ring to empty is back before the worker runs dry).
     pub ring_blocks: usize,
     /// Records in flight per worker toward the collector (default 65536).
     pub record_ring: usize,
@@ -201,7 +201,7 @@ impl Default for PipelineConfig {
             worker_cores: Vec::new(),
             receive_core: None,
             block: BlockLimits::default(),
-            ring_blocks: 16,
+            ring_blocks: 64,
             record_ring: 1 << 16,
             backpressure: Backpressure::Wait,
             sharding: Sharding::Source,
