@@ -115,7 +115,9 @@ pub struct PipelineConfig {
     pub receive_core: Option<usize>,
     /// Block size.
     pub block: BlockLimits,
-    /// Blocks in flight per worker (ring capacity, default 64: 16 MiB of 256 KiB blocks, a few milliseconds of a worker's work, so a receive thread that waits for half a ring to empty is back before the worker runs dry).
+    /// Blocks in flight per worker (ring capacity, default 64: up to 16 MiB of 256 KiB
+    /// blocks, a few milliseconds of a worker's work, so a receive thread that waits for half
+    /// a ring to empty is back before the worker runs dry).
     pub ring_blocks: usize,
     /// Records in flight per worker toward the collector (default 65536).
     pub record_ring: usize,
