@@ -25,7 +25,7 @@
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
-use outpost_filter::{Filter, PacketClass};
+use outpost_filter::{DstPort, Filter, PacketClass};
 
 use crate::config::{ConfigError, Severity, SourceText, StateMachineConfig};
 use crate::wheel::TimerWheel;
@@ -55,6 +55,9 @@ pub struct StateMachine {
     /// The rule's scope (`filter`): packets outside it are no event.
     scope: Option<Filter>,
     filters: Vec<Filter>,
+    /// When every event filter is one `dst port N` primitive of the same transports (the
+    /// seed machine: `udp dst port 7001` …): one lookup finds a packet's event.
+    port_events: Option<PortEvents>,
     /// `next[state * events.len() + event]`: the target state, or `INVALID`.
     next: Vec<u16>,
     /// Idle timeout.
@@ -63,6 +66,50 @@ pub struct StateMachine {
     state_timeouts: Vec<Option<Duration>>,
     /// Most keys per worker.
     pub max_keys: usize,
+}
+
+/// A state machine's events when each is one `dst port N` filter of the same transports: the
+/// event of a packet is the first whose port is its destination port.
+#[derive(Clone, Debug)]
+struct PortEvents {
+    /// The test every event filter shares but for the port.
+    test: DstPort,
+    /// (port, event) sorted by port; the first event of a port when several name it.
+    ports: Vec<(u16, u16)>,
+}
+
+impl PortEvents {
+    fn of(filters: &[Filter]) -> Option<PortEvents> {
+        let tests: Vec<DstPort> = filters.iter().map(Filter::as_dst_port).collect::<Option<_>>()?;
+        let test = *tests.first()?;
+        if !tests.iter().all(|t| t.same_transports(&test)) {
+            return None;
+        }
+        let mut ports = Vec::with_capacity(tests.len());
+        for (i, t) in tests.iter().enumerate() {
+            if !ports.iter().any(|&(p, _)| p == t.port) {
+                ports.push((t.port, u16::try_from(i).ok()?));
+            }
+        }
+        ports.sort_unstable();
+        Some(PortEvents { test, ports })
+    }
+
+    /// `Some(event)` as the event filters would decide (`Some(None)`: no event), or `None`
+    /// when the transport header was cut short and only the filters can decide.
+    #[inline]
+    fn event_of(&self, m: &PacketMeta) -> Option<Option<u16>> {
+        if !self.test.candidate(m)? {
+            return Some(None);
+        }
+        Some(
+            self.ports
+                .binary_search_by_key(&m.dst_port, |&(p, _)| p)
+                .ok()
+                .and_then(|i| self.ports.get(i))
+                .map(|&(_, e)| e),
+        )
+    }
 }
 
 /// Splits `FROM --EVENT--> TO`.
@@ -250,6 +297,7 @@ impl StateMachine {
             terminal,
             events,
             scope,
+            port_events: PortEvents::of(&filters),
             filters,
             next,
             idle_timeout: cfg.idle_timeout.0,
@@ -293,7 +341,11 @@ impl StateMachine {
     #[inline]
     #[must_use]
     pub fn classify_class(&self, class: PacketClass, meta: &PacketMeta) -> Option<u16> {
-        let i = self.filters.iter().position(|f| f.matches_class(class, meta))?;
+        let i = match self.port_events.as_ref().and_then(|p| p.event_of(meta)) {
+            Some(decided) => usize::from(decided?),
+            // A cut transport header: the filters themselves decide.
+            None => self.filters.iter().position(|f| f.matches_class(class, meta))?,
+        };
         if self.scope.as_ref().is_some_and(|s| !s.matches_class(class, meta)) {
             return None;
         }
@@ -714,6 +766,40 @@ transitions = [
             }
         }
         out
+    }
+
+    #[test]
+    fn port_events_classify_as_the_event_filters_do() {
+        let fast = seed();
+        assert!(fast.port_events.is_some(), "the seed machine's events are one port each");
+        // The same events written so that no port table applies: the filters decide.
+        let slow = compile(&SEED.replace("udp dst port 700", "udp and dst port 700")).expect("compiles");
+        assert!(slow.port_events.is_none());
+        let cut = {
+            let f = outpost_tools::frame::FrameBuilder::new(
+                "10.0.0.1".parse().unwrap(),
+                "192.168.1.10".parse().unwrap(),
+                outpost_tools::frame::udp(40000, 7001),
+            )
+            .build();
+            let ip_end = 14 + 20;
+            outpost_decode::decode(outpost_decode::LinkType::Ethernet, &f[..ip_end], Nanos(0), 42).unwrap()
+        };
+        let tcp = {
+            let f = outpost_tools::frame::FrameBuilder::new(
+                "10.0.0.1".parse().unwrap(),
+                "192.168.1.10".parse().unwrap(),
+                outpost_tools::frame::tcp(40000, 7001, 0x02, 1, 0),
+            )
+            .build();
+            outpost_decode::decode(outpost_decode::LinkType::Ethernet, &f, Nanos(0), 54).unwrap()
+        };
+        let mut packets: Vec<PacketMeta> = (6990..7020).map(|port| packet("10.0.0.1", port, 1)).collect();
+        packets.extend([cut, tcp]);
+        for p in &packets {
+            assert_eq!(fast.classify(p), slow.classify(p), "port {} ({:?})", p.dst_port, p.transport);
+        }
+        assert_eq!(fast.classify(&packet("10.0.0.1", 7004, 1)), Some(3));
     }
 
     #[test]

@@ -247,6 +247,35 @@ use guard::ProtoGuard;
 use outpost_decode::PacketMeta;
 use program::{ArithOp, Insn};
 
+/// The test of a filter that is one `[tcp|udp|sctp] dst port N` primitive
+/// ([`Filter::as_dst_port`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DstPort {
+    /// Transports the primitive names (`program::ports` bits).
+    protos: u8,
+    /// The destination port.
+    pub port: u16,
+}
+
+impl DstPort {
+    /// What the filter says about `m` without its port: `Some(false)` when it cannot match
+    /// (another transport, not IP, a later fragment, no transport header), `Some(true)` when
+    /// it matches exactly if `m.dst_port == self.port`, `None` when the transport header was
+    /// cut short and only the filter itself can decide.
+    #[inline]
+    #[must_use]
+    pub fn candidate(&self, m: &PacketMeta) -> Option<bool> {
+        program::port_candidate(self.protos, m)
+    }
+
+    /// True when `other` tests the same transports (so one [`DstPort::candidate`] answers for
+    /// both).
+    #[must_use]
+    pub fn same_transports(&self, other: &DstPort) -> bool {
+        self.protos == other.protos
+    }
+}
+
 /// A compiled filter expression.
 ///
 /// Cheap to clone (two small arrays and the text), `Send + Sync`, and immutable: share one
@@ -322,6 +351,23 @@ impl Filter {
             Verdict::Yes => true,
             // Two bit tests turn away packets of protocols the expression cannot match.
             Verdict::Run => self.guard.admits(meta) && program::run_program(&self.program, &self.arith, meta),
+        }
+    }
+
+    /// When the expression is a single `[tcp|udp|sctp] dst port N` primitive: the port and
+    /// transports it tests, so a caller holding many such filters (a state machine's events)
+    /// can find the one a packet matches with one lookup instead of running each.
+    #[must_use]
+    pub fn as_dst_port(&self) -> Option<DstPort> {
+        match self.program.as_ref() {
+            [
+                Insn {
+                    test: program::Test::Port { protos, dir: program::Dir::Dst, lo, hi },
+                    on_true: program::ACCEPT,
+                    on_false: program::REJECT,
+                },
+            ] if lo == hi => Some(DstPort { protos: *protos, port: *lo }),
+            _ => None,
         }
     }
 

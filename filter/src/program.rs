@@ -357,17 +357,13 @@ impl Test {
                 }
                 dir.apply(|| m.src.to_bits() & mask == net, || m.dst.to_bits() & mask == net).into()
             }
-            Test::Port { protos, dir, lo, hi } => {
-                if protos & port_bit(m.ip_proto) == 0 || !m.is_ip() || m.fragment == Fragment::Later {
-                    return Outcome::False;
+            Test::Port { protos, dir, lo, hi } => match port_candidate(protos, m) {
+                Some(false) => Outcome::False,
+                None => Outcome::Unknown,
+                Some(true) => {
+                    dir.apply(|| (lo..=hi).contains(&m.src_port), || (lo..=hi).contains(&m.dst_port)).into()
                 }
-                match m.transport {
-                    Transport::Parsed => {}
-                    Transport::Truncated => return Outcome::Unknown,
-                    Transport::Absent => return Outcome::False,
-                }
-                dir.apply(|| (lo..=hi).contains(&m.src_port), || (lo..=hi).contains(&m.dst_port)).into()
-            }
+            },
             Test::Vlan { position, id } => {
                 let tagged = m.vlan_count >= position;
                 let id_ok = match id {
@@ -383,6 +379,21 @@ impl Test {
             },
             Test::Arith { lhs, op, rhs } => eval_relation(m, lhs.ops(arith), op, rhs.ops(arith)),
         }
+    }
+}
+
+/// The part of a port test before the ports: `Some(false)` when the packet has no ports of
+/// a transport in `protos` (other transport, not IP, a later fragment, no transport header),
+/// `None` when its transport header was cut short, `Some(true)` when its ports decide.
+#[inline]
+pub(crate) fn port_candidate(protos: u8, m: &PacketMeta) -> Option<bool> {
+    if protos & port_bit(m.ip_proto) == 0 || !m.is_ip() || m.fragment == Fragment::Later {
+        return Some(false);
+    }
+    match m.transport {
+        Transport::Parsed => Some(true),
+        Transport::Truncated => None,
+        Transport::Absent => Some(false),
     }
 }
 

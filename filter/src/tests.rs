@@ -396,6 +396,51 @@ fn ports_need_a_transport_header_and_not_a_later_fragment() {
 }
 
 #[test]
+fn single_dst_port_filters_are_recognised_and_agree_with_the_program() {
+    for (expr, port) in
+        [("udp dst port 7001", Some(7001)), ("dst port 53", Some(53)), ("tcp dst port 22", Some(22))]
+    {
+        assert_eq!(Filter::parse(expr).unwrap().as_dst_port().map(|d| d.port), port, "{expr}");
+    }
+    for expr in [
+        "udp port 7001",
+        "udp src port 7001",
+        "udp dst portrange 1-2",
+        "udp dst port 1 and host 10.0.0.1",
+        "not udp dst port 1",
+        "udp",
+    ] {
+        assert_eq!(Filter::parse(expr).unwrap().as_dst_port(), None, "{expr}");
+    }
+    let frags = b("10.0.0.1", "10.0.0.2", udp(5353, 7001)).payload(&[1; 64]).fragments(32);
+    let packets = [
+        meta(&b("10.0.0.1", "10.0.0.2", udp(40000, 7001))),
+        meta(&b("10.0.0.1", "10.0.0.2", udp(7001, 7002))),
+        meta(&b("2001:db8::1", "2001:db8::2", udp(1, 7001))),
+        meta(&b("10.0.0.1", "10.0.0.2", tcp(40000, 7001, SYN, 1, 0))),
+        meta(&b("10.0.0.1", "10.0.0.2", icmp(8, 0, 0))),
+        meta_of(&frags[0]),
+        meta_of(&frags[1]),
+        cut(&b("10.0.0.1", "10.0.0.2", udp(40000, 7001))),
+        arp("10.0.0.1", [10, 0, 0, 2], &[]),
+    ];
+    for expr in ["udp dst port 7001", "tcp dst port 7001", "dst port 7001", "udp dst port 7002"] {
+        let f = Filter::parse(expr).unwrap();
+        let d = f.as_dst_port().unwrap();
+        for p in &packets {
+            match d.candidate(p) {
+                Some(c) => assert_eq!(c && p.dst_port == d.port, f.matches(p), "{expr} on {p:?}"),
+                None => assert_eq!(
+                    p.transport,
+                    MetaTransport::Truncated,
+                    "{expr}: only a cut header is undecided"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
 fn ipv6_extension_headers_are_walked() {
     let mut hbh = tcp_v6(443, SYN);
     hbh.ipv6_ext.push((ipv6_ext::HOP_BY_HOP, vec![]));
