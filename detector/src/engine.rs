@@ -219,6 +219,8 @@ fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMete
 #[derive(Debug, Default)]
 struct Dispatch {
     rules: Vec<Box<[u16]>>,
+    /// `rules` without the threshold rules (a prepared packet visits those through its hints).
+    others: Vec<Box<[u16]>>,
     meters: Vec<Box<[u16]>>,
 }
 
@@ -235,7 +237,12 @@ impl Dispatch {
         let mut d = Dispatch::default();
         for c in PacketClass::every() {
             let ids = rules.rules.iter().enumerate().filter(|(_, r)| may(&r.kind, c));
-            d.rules.push(ids.filter_map(|(i, _)| u16::try_from(i).ok()).collect());
+            let ids: Box<[u16]> = ids.filter_map(|(i, _)| u16::try_from(i).ok()).collect();
+            let threshold = |i: &u16| {
+                matches!(rules.rules.get(usize::from(*i)).map(|r| &r.kind), Some(RuleKind::Threshold(_)))
+            };
+            d.others.push(ids.iter().copied().filter(|i| !threshold(i)).collect());
+            d.rules.push(ids);
             let ms = meters.iter().enumerate().filter(|(_, m)| m.filter.may_match_class(c));
             d.meters.push(ms.filter_map(|(i, _)| u16::try_from(i).ok()).collect());
         }
@@ -245,6 +252,11 @@ impl Dispatch {
     #[inline]
     fn rules_for(&self, c: PacketClass) -> &[u16] {
         self.rules.get(c.index()).map_or(&[], |l| l)
+    }
+
+    #[inline]
+    fn others_for(&self, c: PacketClass) -> &[u16] {
+        self.others.get(c.index()).map_or(&[], |l| l)
     }
 
     #[inline]
@@ -312,16 +324,111 @@ struct Hint {
     hash: u64,
 }
 
-/// The next hint of `hints` if it belongs to rule `rule` (then it is consumed): hints are in
-/// the order `run` visits a packet's rules.
-#[inline]
-fn take_hint(hints: &mut &[Hint], rule: u16) -> Option<Hint> {
-    match hints.split_first() {
-        Some((h, rest)) if h.rule == rule => {
-            *hints = rest;
-            Some(*h)
+/// What [`Detector::run`] needs to run one rule over a packet (the detector's fields it
+/// borrows while it walks the dispatch lists).
+struct Visit<'a> {
+    rules: &'a RuleSet,
+    networks: &'a NetworkMap,
+    states: &'a mut [State],
+    run_key: u64,
+    alerts: &'a mut u64,
+}
+
+impl Visit<'_> {
+    /// Runs rule `i` over `m`. A threshold rule updates with `hint` when given (prepare found
+    /// that it selects the packet), else runs its filter first.
+    #[inline]
+    fn rule(
+        &mut self,
+        i: u16,
+        hint: Option<Hint>,
+        class: PacketClass,
+        m: &PacketMeta,
+        frame: u64,
+        out: &mut impl FnMut(DetectorOutput),
+    ) {
+        let id = RuleId(i);
+        let (networks, run_key) = (self.networks, self.run_key);
+        let (Some(rule), Some(state)) =
+            (self.rules.rules.get(usize::from(i)), self.states.get_mut(usize::from(i)))
+        else {
+            return;
+        };
+        match (&rule.kind, state) {
+            (RuleKind::StateMachine(sm), State::Machine(runner)) => {
+                let Some(event) = sm.classify_class(class, m) else { return };
+                let alerts = &mut *self.alerts;
+                let mut timed_out = |t: StateTimeout| {
+                    *alerts += 1;
+                    out(DetectorOutput::Alert(timeout_alert(run_key, id, &t)));
+                };
+                if let Some(bad) = runner.on_event(sm, m.src, event, m.ts, &mut timed_out) {
+                    let key = KeyValue { src: m.src, ..KeyValue::default() };
+                    let detail = AlertDetail::InvalidTransition {
+                        state: bad.state,
+                        event: bad.event,
+                        events_before: bad.events_before,
+                        started: bad.started,
+                    };
+                    *self.alerts += 1;
+                    out(DetectorOutput::Alert(packet_alert(run_key, id, key, m, frame, detail)));
+                }
+            }
+            (RuleKind::Threshold(t), State::Immediate(st)) => {
+                let crossing = match hint {
+                    Some(h) => {
+                        let key = t.key.of_packet(m, networks);
+                        st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
+                            .map(|c| (key, c))
+                    }
+                    None if t.selects_packet_class(class, m) => {
+                        let key = t.key.of_packet(m, networks);
+                        st.add(t, key, m.ts, t.packet_contribution(m)).map(|c| (key, c))
+                    }
+                    None => None,
+                };
+                if let Some((key, c)) = crossing {
+                    let detail = AlertDetail::Threshold { value: c.value, events: c.events };
+                    *self.alerts += 1;
+                    out(DetectorOutput::Alert(packet_alert(run_key, id, key, m, frame, detail)));
+                }
+            }
+            (RuleKind::Threshold(t), State::Partial(st)) => match hint {
+                Some(h) => {
+                    let key = t.key.of_packet(m, networks);
+                    st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
+                }
+                None if t.selects_packet_class(class, m) => {
+                    st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
+                }
+                None => {}
+            },
+            (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches_class(class, m) => {
+                let alerts = &mut *self.alerts;
+                st.on_packet(a, m, &mut |s| {
+                    *alerts += 1;
+                    out(DetectorOutput::Alert(absence_alert(run_key, id, &s)));
+                });
+            }
+            (RuleKind::Intel(ir), State::Intel(st)) => {
+                if !m.is_ip() || !ir.filter.matches_class(class, m) {
+                    return;
+                }
+                let alerts = &mut *self.alerts;
+                st.on_packet(ir, m, &mut |s| {
+                    let key = KeyValue { src: s.listed, ..KeyValue::default() };
+                    let detail = AlertDetail::Intel {
+                        list: s.hit.list,
+                        listed: s.listed,
+                        prefix: s.hit.prefix,
+                        matched: s.matched,
+                    };
+                    *alerts += 1;
+                    out(DetectorOutput::Alert(packet_alert(run_key, id, key, m, frame, detail)));
+                });
+            }
+            _ => {}
         }
-        _ => None,
     }
 }
 
@@ -550,7 +657,7 @@ impl Detector {
         self.run(m, PacketClass::of(m), frame, Selection::Filters, out);
     }
 
-    /// Runs every packet rule over `m`, of class `class`.
+    /// Runs every packet rule over `m`, of class `class`, in rule order.
     #[inline]
     fn run(
         &mut self,
@@ -566,96 +673,37 @@ impl Detector {
         if m.ts > self.now {
             self.now = m.ts;
         }
-        let (prepared, mut hints) = match selection {
-            Selection::Prepared(h) => (true, h),
-            Selection::Filters => (false, &[][..]),
-        };
-        let (rules, networks) = (&self.rules, &self.networks);
-        for &i in self.dispatch.rules_for(class) {
-            let id = RuleId(i);
-            let (Some(rule), Some(state)) =
-                (rules.rules.get(usize::from(i)), self.states.get_mut(usize::from(i)))
-            else {
-                continue;
-            };
-            match (&rule.kind, state) {
-                (RuleKind::StateMachine(sm), State::Machine(runner)) => {
-                    let Some(event) = sm.classify_class(class, m) else { continue };
-                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
-                    let mut timed_out = |t: StateTimeout| {
-                        *alerts += 1;
-                        out(DetectorOutput::Alert(timeout_alert(run_key, id, &t)));
-                    };
-                    if let Some(bad) = runner.on_event(sm, m.src, event, m.ts, &mut timed_out) {
-                        let key = KeyValue { src: m.src, ..KeyValue::default() };
-                        let detail = AlertDetail::InvalidTransition {
-                            state: bad.state,
-                            event: bad.event,
-                            events_before: bad.events_before,
-                            started: bad.started,
-                        };
-                        self.alerts += 1;
-                        out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
-                    }
-                }
-                (RuleKind::Threshold(t), State::Immediate(st)) => {
-                    // In a prepared batch a hint for this rule means prepare found the packet
-                    // selected, and none that it did not.
-                    let crossing = match take_hint(&mut hints, i) {
-                        Some(h) => {
-                            let key = t.key.of_packet(m, networks);
-                            st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
-                                .map(|c| (key, c))
+        let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
+        let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
+        match selection {
+            // The threshold rules with a hint (prepare found that they select the packet) and
+            // the class's rules of other kinds, merged in rule order (both lists ascend): a
+            // threshold rule that does not select the packet is not visited at all.
+            Selection::Prepared(hints) => {
+                let (mut h, mut o) = (hints.iter().peekable(), dispatch.others_for(class).iter().peekable());
+                loop {
+                    let (rule, hint) = match (h.peek(), o.peek()) {
+                        (Some(hh), Some(&&oo)) if oo < hh.rule => {
+                            o.next();
+                            (oo, None)
                         }
-                        None if !prepared && t.selects_packet_class(class, m) => {
-                            let key = t.key.of_packet(m, networks);
-                            st.add(t, key, m.ts, t.packet_contribution(m)).map(|c| (key, c))
+                        (Some(&&hh), _) => {
+                            h.next();
+                            (hh.rule, Some(hh))
                         }
-                        _ => None,
+                        (None, Some(&&oo)) => {
+                            o.next();
+                            (oo, None)
+                        }
+                        (None, None) => break,
                     };
-                    if let Some((key, c)) = crossing {
-                        let detail = AlertDetail::Threshold { value: c.value, events: c.events };
-                        self.alerts += 1;
-                        out(DetectorOutput::Alert(packet_alert(self.run_key, id, key, m, frame, detail)));
-                    }
+                    visit.rule(rule, hint, class, m, frame, out);
                 }
-                (RuleKind::Threshold(t), State::Partial(st)) => match take_hint(&mut hints, i) {
-                    // A hint for this rule means prepare found the packet selected.
-                    Some(h) => {
-                        let key = t.key.of_packet(m, networks);
-                        st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
-                    }
-                    None if !prepared && t.selects_packet_class(class, m) => {
-                        st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
-                    }
-                    _ => {}
-                },
-                (RuleKind::Absence(a), State::Absence(st)) if a.filter.matches_class(class, m) => {
-                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
-                    st.on_packet(a, m, &mut |s| {
-                        *alerts += 1;
-                        out(DetectorOutput::Alert(absence_alert(run_key, id, &s)));
-                    });
+            }
+            Selection::Filters => {
+                for &i in dispatch.rules_for(class) {
+                    visit.rule(i, None, class, m, frame, out);
                 }
-
-                (RuleKind::Intel(ir), State::Intel(st)) => {
-                    if !m.is_ip() || !ir.filter.matches_class(class, m) {
-                        continue;
-                    }
-                    let (run_key, alerts) = (self.run_key, &mut self.alerts);
-                    st.on_packet(ir, m, &mut |s| {
-                        let key = KeyValue { src: s.listed, ..KeyValue::default() };
-                        let detail = AlertDetail::Intel {
-                            list: s.hit.list,
-                            listed: s.listed,
-                            prefix: s.hit.prefix,
-                            matched: s.matched,
-                        };
-                        *alerts += 1;
-                        out(DetectorOutput::Alert(packet_alert(run_key, id, key, m, frame, detail)));
-                    });
-                }
-                _ => {}
             }
         }
         self.meter_baselines(class, m);
