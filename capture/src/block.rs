@@ -156,11 +156,9 @@ impl FrameBlock {
     pub fn prefetch_headers(&self, i: usize) {
         if let Some(d) = self.frames.get(i) {
             let start = d.offset as usize;
-            if let Some(b) = self.bytes.get(start) {
-                outpost_decode::prefetch(b);
-            }
-            if let Some(b) = self.bytes.get(start + 64).filter(|_| d.len > 64) {
-                outpost_decode::prefetch(b);
+            let end = start + (d.len as usize).min(128);
+            if let Some(b) = self.bytes.get(start..end) {
+                outpost_decode::prefetch_bytes(b);
             }
         }
     }

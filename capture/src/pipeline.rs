@@ -472,7 +472,8 @@ enum Out<R, St> {
 
 impl<R, St> Emitter<R, St> {
     /// Emits a record caused by input position `seq`. Waits (rarely) when the collector is
-    /// behind; records are never dropped.
+    /// behind; records are never dropped while the collector runs (once it is gone, after a
+    /// failure, nothing is waited for).
     pub fn emit(&mut self, seq: u64, record: R) {
         self.send(Out::Record { seq, record });
     }
@@ -482,6 +483,9 @@ impl<R, St> Emitter<R, St> {
         loop {
             match self.tx.push(msg) {
                 Ok(()) => return,
+                // The collector is gone (it stopped after another worker failed): nobody
+                // will take the record, and waiting would stall this worker for good.
+                Err(rtrb::PushError::Full(_)) if self.tx.is_abandoned() => return,
                 Err(rtrb::PushError::Full(m)) => {
                     msg = m;
                     self.collector.ring();
@@ -788,7 +792,11 @@ fn receive_loop<Src: PacketSource>(
                 Ok(None) => break,
                 Ok(Some(batch)) if batch.is_empty() => break,
                 Ok(Some(batch)) => d.dispatch(&batch),
-                Err(e) => errors.push(e),
+                // Reported; a source that keeps failing must not hold the stop up.
+                Err(e) => {
+                    errors.push(e);
+                    break;
+                }
             }
         }
     }
@@ -796,6 +804,10 @@ fn receive_loop<Src: PacketSource>(
     // input and the same final sequence number.
     d.backpressure = Backpressure::Wait;
     d.flush();
+    // The final counters (the drain and the last flush included) for whoever reads progress.
+    if let Some(p) = progress {
+        p.publish(&d.stats, Some(&source.stats()));
+    }
     let stats = d.stats.clone();
     drop(d);
     (source.stats(), stats, errors)

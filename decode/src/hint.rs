@@ -19,6 +19,16 @@ pub fn prefetch_all<T>(p: &T) {
     }
 }
 
+/// Issues a prefetch of every cache line `bytes` spans (a frame's headers, say). A hint like
+/// [`prefetch`].
+#[inline(always)]
+pub fn prefetch_bytes(bytes: &[u8]) {
+    let start = bytes.as_ptr();
+    for offset in line_offsets(start as usize, bytes.len()) {
+        prefetch_addr(start.wrapping_add(offset));
+    }
+}
+
 /// Offsets from `start` of one byte in each cache line that `size` bytes from `start` span:
 /// 0, then the start of every following line.
 #[inline(always)]

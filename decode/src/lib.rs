@@ -21,7 +21,7 @@ mod view;
 
 pub use addr::{Cidr, CidrError, IpAddress};
 pub use decode::{ShardHashes, decode, decode_into, shard_hash, shard_hashes};
-pub use hint::{prefetch, prefetch_all};
+pub use hint::{prefetch, prefetch_all, prefetch_bytes};
 pub use invariants::check_invariants;
 pub use meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport};
 pub use stats::{DecodeStats, Decoder};
