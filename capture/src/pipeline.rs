@@ -804,13 +804,15 @@ fn receive_loop<Src: PacketSource>(
     // input and the same final sequence number.
     d.backpressure = Backpressure::Wait;
     d.flush();
-    // The final counters (the drain and the last flush included) for whoever reads progress.
+    // The final counters (the drain and the last flush included), returned and published for
+    // whoever reads progress.
+    let source_stats = source.stats();
     if let Some(p) = progress {
-        p.publish(&d.stats, Some(&source.stats()));
+        p.publish(&d.stats, Some(&source_stats));
     }
     let stats = d.stats.clone();
     drop(d);
-    (source.stats(), stats, errors)
+    (source_stats, stats, errors)
 }
 
 /// Runs `source` through `config.workers` instances of a stage made by `make_stage`, handing

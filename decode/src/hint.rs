@@ -13,18 +13,20 @@ pub fn prefetch<T>(p: &T) {
 /// rest to miss. A hint like [`prefetch`].
 #[inline(always)]
 pub fn prefetch_all<T>(p: &T) {
-    let start = std::ptr::from_ref(p).cast::<u8>();
-    for offset in line_offsets(start as usize, std::mem::size_of::<T>()) {
-        prefetch_addr(start.wrapping_add(offset));
-    }
+    prefetch_span(std::ptr::from_ref(p).cast::<u8>(), std::mem::size_of::<T>());
 }
 
 /// Issues a prefetch of every cache line `bytes` spans (a frame's headers, say). A hint like
 /// [`prefetch`].
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8]) {
-    let start = bytes.as_ptr();
-    for offset in line_offsets(start as usize, bytes.len()) {
+    prefetch_span(bytes.as_ptr(), bytes.len());
+}
+
+/// Prefetches every line of the `size` bytes from `start`.
+#[inline(always)]
+fn prefetch_span(start: *const u8, size: usize) {
+    for offset in line_offsets(start as usize, size) {
         prefetch_addr(start.wrapping_add(offset));
     }
 }

@@ -775,25 +775,23 @@ transitions = [
         // The same events written so that no port table applies: the filters decide.
         let slow = compile(&SEED.replace("udp dst port 700", "udp and dst port 700")).expect("compiles");
         assert!(slow.port_events.is_none());
-        let cut = {
-            let f = outpost_tools::frame::FrameBuilder::new(
+        let frame = |t| {
+            outpost_tools::frame::FrameBuilder::new(
                 "10.0.0.1".parse().unwrap(),
                 "192.168.1.10".parse().unwrap(),
-                outpost_tools::frame::udp(40000, 7001),
+                t,
             )
-            .build();
-            let ip_end = 14 + 20;
-            outpost_decode::decode(outpost_decode::LinkType::Ethernet, &f[..ip_end], Nanos(0), 42).unwrap()
+            .build()
         };
-        let tcp = {
-            let f = outpost_tools::frame::FrameBuilder::new(
-                "10.0.0.1".parse().unwrap(),
-                "192.168.1.10".parse().unwrap(),
-                outpost_tools::frame::tcp(40000, 7001, 0x02, 1, 0),
-            )
-            .build();
-            outpost_decode::decode(outpost_decode::LinkType::Ethernet, &f, Nanos(0), 54).unwrap()
+        let decode = |f: &[u8], wire: usize| {
+            let wire = u32::try_from(wire).unwrap();
+            outpost_decode::decode(outpost_decode::LinkType::Ethernet, f, Nanos(0), wire).unwrap()
         };
+        // Cut after the IPv4 header: the UDP header is missing.
+        let udp = frame(outpost_tools::frame::udp(40000, 7001));
+        let cut = decode(&udp[..14 + 20], udp.len());
+        let syn = frame(outpost_tools::frame::tcp(40000, 7001, 0x02, 1, 0));
+        let tcp = decode(&syn, syn.len());
         let mut packets: Vec<PacketMeta> = (6990..7020).map(|port| packet("10.0.0.1", port, 1)).collect();
         packets.extend([cut, tcp]);
         for p in &packets {

@@ -20,10 +20,9 @@
 //! not depend on the wheel's granularity — only the moment a silent flow's record is emitted
 //! does.
 
-use outpost_decode::{Duration, Nanos};
+use outpost_decode::{Duration, Nanos, prefetch_all};
 
 use crate::index::SlotIndex;
-use outpost_decode::prefetch_all;
 
 use crate::key::{FlowKey, Side};
 use crate::record::{DirectionCounters, EndReason, FlowRecord};
