@@ -45,17 +45,18 @@ impl IntelRule {
             ));
         }
         let base = src.path.parent().unwrap_or(Path::new(""));
-        let mut texts: Vec<(IntelSource, String)> = Vec::with_capacity(c.lists.len());
+        let mut texts: Vec<(IntelSource, Vec<u8>)> = Vec::with_capacity(c.lists.len());
         for (i, l) in c.lists.iter().enumerate() {
             let k = format!("{key}.lists[{i}]");
             let (path, text) = match (&l.path, &l.entries) {
                 (Some(p), None) => {
                     let path = base.join(p.get_ref());
-                    // Feeds are not always clean UTF-8: a stray byte in a comment must not
-                    // refuse the list, and a bad byte in an entry makes that line bad.
+                    // Feeds are not always clean UTF-8: the lists are parsed as bytes, so a
+                    // stray byte in a comment does not refuse the list, and a bad byte in an
+                    // entry makes that line bad.
                     let text = match std::fs::read(&path) {
-                        Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-                        r => r.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                        Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                        r => r,
                     }
                     .map_err(|e| {
                         src.error(
@@ -66,15 +67,16 @@ impl IntelRule {
                     })?;
                     (path, text)
                 }
-                (None, Some(entries)) => {
-                    (PathBuf::from(format!("{}:{k}.entries", src.path.display())), entries.join("\n"))
-                }
+                (None, Some(entries)) => (
+                    PathBuf::from(format!("{}:{k}.entries", src.path.display())),
+                    entries.join("\n").into_bytes(),
+                ),
                 _ => return Err(src.error(l.name.span(), k, "a list has either `path` or `entries`")),
             };
             texts.push((IntelSource { name: l.name.get_ref().clone(), path, lenient: l.lenient }, text));
         }
-        let refs: Vec<(IntelSource, &str)> = texts.iter().map(|(s, t)| (s.clone(), t.as_str())).collect();
-        let set = IntelSet::from_texts(&refs)
+        let refs: Vec<(IntelSource, &[u8])> = texts.iter().map(|(s, t)| (s.clone(), t.as_slice())).collect();
+        let set = IntelSet::from_bytes(&refs)
             .map_err(|e| src.error(c.name.span(), format!("{key}.lists"), e.to_string()))?;
         Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), cooldown: c.cooldown.0 })
     }
@@ -122,6 +124,9 @@ impl IntelState {
     /// The set's answer for `addr`, through the cache.
     #[inline]
     fn lookup(&mut self, set: &Arc<IntelSet>, addr: IpAddress) -> Option<IntelMatch> {
+        if set.surely_misses(&addr) {
+            return None;
+        }
         if !std::ptr::eq(self.cache_of.as_ptr(), Arc::as_ptr(set)) || self.cache.is_empty() {
             // Every slot starts as a true answer, so no slot needs a "valid" mark.
             let unspecified = IpAddress::UNSPECIFIED;

@@ -122,15 +122,37 @@ struct Facts {
 
 /// A three-valued truth.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Tri {
+pub(crate) enum Tri {
     No,
     Yes,
     Maybe,
 }
 
 impl Tri {
-    fn of(b: bool) -> Tri {
+    pub(crate) fn of(b: bool) -> Tri {
         if b { Tri::Yes } else { Tri::No }
+    }
+
+    /// Kleene's `not`, `and` and `or`, over a test's evaluation `eval`.
+    pub(crate) fn eval(ast: &Ast, test: &impl Fn(&Test) -> Tri) -> Tri {
+        match ast {
+            Ast::Test(t) => test(t),
+            Ast::Not(a) => match Tri::eval(a, test) {
+                Tri::No => Tri::Yes,
+                Tri::Yes => Tri::No,
+                Tri::Maybe => Tri::Maybe,
+            },
+            Ast::And(a, b) => match (Tri::eval(a, test), Tri::eval(b, test)) {
+                (Tri::No, _) | (_, Tri::No) => Tri::No,
+                (Tri::Yes, Tri::Yes) => Tri::Yes,
+                _ => Tri::Maybe,
+            },
+            Ast::Or(a, b) => match (Tri::eval(a, test), Tri::eval(b, test)) {
+                (Tri::Yes, _) | (_, Tri::Yes) => Tri::Yes,
+                (Tri::No, Tri::No) => Tri::No,
+                _ => Tri::Maybe,
+            },
+        }
     }
 }
 
@@ -205,24 +227,7 @@ impl Facts {
     }
 
     fn eval(self, ast: &Ast, arith: &[ArithOp]) -> Tri {
-        match ast {
-            Ast::Test(t) => self.test(t, arith),
-            Ast::Not(a) => match self.eval(a, arith) {
-                Tri::No => Tri::Yes,
-                Tri::Yes => Tri::No,
-                Tri::Maybe => Tri::Maybe,
-            },
-            Ast::And(a, b) => match (self.eval(a, arith), self.eval(b, arith)) {
-                (Tri::No, _) | (_, Tri::No) => Tri::No,
-                (Tri::Yes, Tri::Yes) => Tri::Yes,
-                _ => Tri::Maybe,
-            },
-            Ast::Or(a, b) => match (self.eval(a, arith), self.eval(b, arith)) {
-                (Tri::Yes, _) | (_, Tri::Yes) => Tri::Yes,
-                (Tri::No, Tri::No) => Tri::No,
-                _ => Tri::Maybe,
-            },
-        }
+        Tri::eval(ast, &|t| self.test(t, arith))
     }
 }
 

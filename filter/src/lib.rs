@@ -228,6 +228,7 @@
 //!   link type Outpost decodes (Ethernet, Linux cooked v1/v2, raw IP), while libpcap compiles
 //!   per link type.
 
+mod addrs;
 mod class;
 mod error;
 mod guard;
@@ -240,6 +241,7 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
+use addrs::AddrTable;
 pub use class::PacketClass;
 use class::{ClassTable, Verdict};
 pub use error::{ErrorKind, FilterError};
@@ -287,6 +289,8 @@ pub struct Filter {
     classes: ClassTable,
     /// The protocols the expression can match, checked before the program.
     guard: ProtoGuard,
+    /// The first address octets the expression can match, checked before the program.
+    addrs: AddrTable,
     /// Instructions; index 0 is the entry; empty matches everything.
     program: Box<[Insn]>,
     /// Postfix arithmetic of general relations.
@@ -312,6 +316,7 @@ impl Filter {
             source: expr.into(),
             classes: parsed.ast.as_ref().map_or(ClassTable::ALL, |a| ClassTable::of(a, &parsed.arith)),
             guard: parsed.ast.as_ref().map_or(ProtoGuard::ALL, ProtoGuard::of),
+            addrs: parsed.ast.as_ref().map_or(AddrTable::ALL, AddrTable::of),
             program: program.into_boxed_slice(),
             arith: parsed.arith.into_boxed_slice(),
         })
@@ -324,6 +329,7 @@ impl Filter {
             source: "".into(),
             classes: ClassTable::ALL,
             guard: ProtoGuard::ALL,
+            addrs: AddrTable::ALL,
             program: Box::new([]),
             arith: Box::new([]),
         }
@@ -349,8 +355,13 @@ impl Filter {
         match self.classes.verdict(class) {
             Verdict::No => false,
             Verdict::Yes => true,
-            // Two bit tests turn away packets of protocols the expression cannot match.
-            Verdict::Run => self.guard.admits(meta) && program::run_program(&self.program, &self.arith, meta),
+            // Two bit tests turn away packets of protocols the expression cannot match, two
+            // more those whose addresses' first octets it cannot match.
+            Verdict::Run => {
+                self.guard.admits(meta)
+                    && self.addrs.admits(meta)
+                    && program::run_program(&self.program, &self.arith, meta)
+            }
         }
     }
 

@@ -795,6 +795,71 @@ fn classes_decide_protocol_and_tcp_flag_tests_without_the_program() {
     assert_eq!(syn.classes.verdict(PacketClass::of(&ack)), crate::class::Verdict::No);
 }
 
+// ---- address pre-tests ----------------------------------------------------------------------
+
+/// Expressions with address tests of every direction, family and prefix length, beside the
+/// class corpus (which holds the default ruleset's).
+const ADDR_CORPUS: &[&str] = &[
+    "src net 0.0.0.0/8",
+    "dst net 192.168.0.0/16 and tcp",
+    "net 10.0.0.0/8",
+    "src and dst net 10.0.0.0/8",
+    "src or dst net 240.0.0.0/4",
+    "not src net 10.0.0.0/8",
+    "host 0.1.2.3",
+    "src net 10.0.0.0/7 or udp",
+    "dst net 0.0.0.0/0",
+    "src net ::/0",
+    "src net 2001:db8::/32 and not dst host 2001:db8::2",
+    "src net 8000::/1",
+    "ip6 and src net 2000::/3",
+    "src net 10.0.0.0/8 and (udp or dst net 192.168.1.0/24)",
+    "not (src net 10.0.0.0/8 or dst net 192.168.0.0/16)",
+    "arp and src host 10.0.0.1",
+];
+
+/// The program alone, without the class table and the pre-tests.
+fn program_only(f: &Filter, p: &PacketMeta) -> bool {
+    crate::program::run_program(&f.program, &f.arith, p)
+}
+
+#[test]
+fn address_pretests_agree_with_the_programs_on_every_packet() {
+    let mut packets = class_packets();
+    for (src, dst) in [("0.0.0.0", "10.1.2.3"), ("240.0.0.1", "192.168.1.9"), ("11.0.0.1", "10.0.0.1")] {
+        packets.push(meta(&b(src, dst, udp(68, 67))));
+        packets.push(meta(&b(src, dst, tcp(1, 2, SYN, 0, 0))));
+    }
+    for e in CLASS_CORPUS.iter().chain(ADDR_CORPUS) {
+        let f = Filter::parse(e).unwrap_or_else(|err| panic!("{err}"));
+        for p in &packets {
+            assert_eq!(f.matches(p), program_only(&f, p), "`{e}` on {p:?}");
+        }
+    }
+}
+
+#[test]
+fn first_octets_turn_away_packets_address_filters_cannot_match() {
+    let spoofed =
+        Filter::parse("(src net 0.0.0.0/8 and not udp dst port 67) or src net 240.0.0.0/4").unwrap();
+    let admits = |f: &Filter, src: &str, dst: &str| f.addrs.admits(&meta(&b(src, dst, udp(1, 53))));
+    assert!(!admits(&spoofed, "10.0.0.1", "192.168.1.1"), "an ordinary source never runs the program");
+    assert!(!admits(&spoofed, "2001:db8::1", "2001:db8::2"), "nor does IPv6");
+    assert!(admits(&spoofed, "0.1.2.3", "10.0.0.1") && admits(&spoofed, "250.0.0.1", "10.0.0.1"));
+    // 17 first octets of IPv4 sources may match (0 and 240..=255), any of the destination;
+    // no IPv6 packet can match.
+    assert_eq!(spoofed.addrs.ruled_out(), 239 + 2 * 256);
+    let dst = Filter::parse("dst net 192.168.0.0/16 and tcp").unwrap();
+    assert!(!admits(&dst, "192.168.1.1", "10.0.0.1") && admits(&dst, "10.0.0.1", "192.168.1.1"));
+    // Prefixes longer than the octet leave it open; /0 and the address families' other
+    // tests constrain nothing.
+    let long = Filter::parse("src net 10.1.0.0/16").unwrap();
+    assert!(admits(&long, "10.2.0.1", "10.0.0.1"), "the second octet is the program's to check");
+    for e in ["", "tcp", "dst net 0.0.0.0/0 or ip6", "port 53", "src net 10.0.0.0/8 or udp"] {
+        assert_eq!(Filter::parse(e).unwrap().addrs, crate::addrs::AddrTable::ALL, "`{e}`");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -823,6 +888,10 @@ proptest! {
         for e in CLASS_CORPUS {
             let f = Filter::parse(e).unwrap();
             prop_assert_eq!(f.matches_class(class, &p), f.matches_class(PacketClass::GENERAL, &p), "{}", e);
+        }
+        for e in CLASS_CORPUS.iter().chain(ADDR_CORPUS) {
+            let f = Filter::parse(e).unwrap();
+            prop_assert_eq!(f.matches_class(class, &p), program_only(&f, &p), "{}", e);
         }
     }
 
