@@ -55,8 +55,9 @@
 //! - **Occupancy bits** answer most misses with one load: a bit per IPv4 `/24` (2 MiB) and a
 //!   bit per hash of an IPv6 `/32` (128 KiB), set where an entry lies or a prefix covers.
 //!   A clear bit is a miss; busy addresses sit in few `/24`s and `/32`s, whose lines stay
-//!   cached. (IPv6 prefixes shorter than `/16`, which cover more `/32`s than are worth
-//!   marking, turn the IPv6 bits off.) Only a set bit goes on to the tables below.
+//!   cached. (IPv6 entries that cover more than 2^22 `/32`s in all — a `/9`, or 65 `/16`s —
+//!   turn the IPv6 bits off: every IPv6 lookup then searches.) Only a set bit goes on to the
+//!   tables below.
 //! - **IPv4** goes through a directory of the 65,536 `/16`s (12 bytes each, 768 KiB). Each
 //!   `/16` owns a sorted run of the low 16 bits of its hosts (2 bytes per host, plus a 4-byte
 //!   entry id, only read on a hit) and a sorted run of range boundaries (low 16 bits + 4-byte
@@ -278,6 +279,15 @@ impl Descriptions {
         let end = u32::try_from(self.text.len() + description.len()).ok()?;
         self.text.push_str(description);
         self.index.push((entry, start, end));
+        Some(())
+    }
+
+    /// Appends `other`'s descriptions, its entry numbers raised by `offset`. `None` beyond
+    /// 4 GiB of text.
+    fn extend(&mut self, other: &Descriptions, offset: u32) -> Option<()> {
+        for &(entry, a, b) in &other.index {
+            self.push(entry.checked_add(offset)?, other.text.get(a as usize..b as usize)?)?;
+        }
         Some(())
     }
 
@@ -674,10 +684,9 @@ struct V6Table {
     ranges: V6Ranges,
     prefixes: Vec<PrefixRecord>,
     /// One bit per hash of a `/32`, set for the `/32`s an entry lies in or covers (128 KiB;
-    /// empty when there is no IPv6 entry or a prefix shorter than `/16` covers too many
-    /// `/32`s to mark — more than [`V6_OCCUPIED_MARKS`] in all — and then every lookup
-    /// searches). As [`V4Table::occupied`]: most
-    /// lookups miss, and a clear bit answers with one load.
+    /// empty when there is no IPv6 entry, or when the entries cover more than
+    /// [`V6_OCCUPIED_MARKS`] `/32`s in all, and then every lookup searches). As
+    /// [`V4Table::occupied`]: most lookups miss, and a clear bit answers with one load.
     occupied: Vec<u64>,
 }
 
@@ -1047,8 +1056,13 @@ impl Builder {
             }
             bad += chunk.bad;
             lines += chunk.lines;
-            self.append(chunk.entries, start, &mut descriptions, &chunk.descriptions)
-                .ok_or_else(|| too_many_entries(shown))?;
+            let too_long = || IntelError::TooLarge(ConfigError::file(shown, "descriptions exceed 4 GiB"));
+            if chunk.descriptions_overflow {
+                return Err(too_long());
+            }
+            let chunk_base = self.next_global;
+            self.append(chunk.entries).ok_or_else(|| too_many_entries(shown))?;
+            descriptions.extend(&chunk.descriptions, chunk_base - start).ok_or_else(too_long)?;
         }
         match (lenient, first_bad) {
             (false, Some(first)) => Err(IntelError::BadLines { first, count: bad }),
@@ -1059,26 +1073,15 @@ impl Builder {
         }
     }
 
-    /// Appends the entries of a chunk's builder (numbered from 0) after this one's, and their
-    /// descriptions (`from`, numbered from 0) to the list's (`into`, numbered from the list's
-    /// first entry `list_start`). `None` when the ids are exhausted.
-    fn append(
-        &mut self,
-        chunk: Builder,
-        list_start: u32,
-        into: &mut Descriptions,
-        from: &Descriptions,
-    ) -> Option<()> {
+    /// Appends the entries of a chunk's builder (numbered from 0) after this one's. `None`
+    /// when the ids are exhausted.
+    fn append(&mut self, chunk: Builder) -> Option<()> {
         let base = self.next_global;
         self.next_global = base.checked_add(chunk.next_global).filter(|&n| n <= MAX_ENTRIES)?;
         self.v4_hosts.extend(chunk.v4_hosts.iter().map(|&h| h + u64::from(base)));
         self.v4_prefixes.extend(chunk.v4_prefixes.iter().map(|&(a, l, g)| (a, l, g + base)));
         self.v6_hosts.extend(chunk.v6_hosts.iter().map(|&(a, g)| (a, g + base)));
         self.v6_prefixes.extend(chunk.v6_prefixes.iter().map(|&(a, l, g)| (a, l, g + base)));
-        let offset = base - list_start;
-        for &(entry, a, b) in &from.index {
-            into.push(entry + offset, from.text.get(a as usize..b as usize)?)?;
-        }
         Some(())
     }
 
@@ -1175,6 +1178,8 @@ struct Chunk {
     bad: usize,
     /// The first bad line, its line number counted from the chunk's start.
     first_bad: Option<ConfigError>,
+    /// The chunk's descriptions exceeded 4 GiB of text.
+    descriptions_overflow: bool,
 }
 
 impl Chunk {
@@ -1185,6 +1190,7 @@ impl Chunk {
             lines: 0,
             bad: 0,
             first_bad: None,
+            descriptions_overflow: false,
         };
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             chunk.lines = i + 1;
@@ -1196,10 +1202,10 @@ impl Chunk {
                     let global = chunk.entries.next_global;
                     chunk.entries.next_global = global.saturating_add(1);
                     chunk.entries.push_numbered(cidr, global);
-                    if let Some(d) = description {
-                        // Beyond 4 GiB of text the description is dropped (the list is far
-                        // over the entry limit long before).
-                        let _ = chunk.descriptions.push(global, &d);
+                    if let Some(d) = description
+                        && chunk.descriptions.push(global, &d).is_none()
+                    {
+                        chunk.descriptions_overflow = true;
                     }
                 }
                 Err(e) => {
@@ -1279,8 +1285,8 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
     Ok(Line::Entry(cidr, description))
 }
 
-/// The common entry, `a.b.c.d` or `a.b.c.d/LEN` in canonical form (no leading zeros, `LEN`
-/// of at most two digits and at most 32, no host bits), parsed straight from the bytes;
+/// The common entry, `a.b.c.d` or `a.b.c.d/LEN` (octets without leading zeros, `LEN` of at
+/// most two digits and at most 32, no host bits), parsed straight from the bytes;
 /// `None` for anything else, which [`parse_entry`] then parses or rejects. Accepts exactly
 /// what `parse_entry` accepts of this form, with the same result (a test checks it), at a
 /// fraction of the cost: most of a large feed is such lines.

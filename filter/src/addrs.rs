@@ -27,6 +27,9 @@ use crate::program::{Ast, Dir, Test, net};
 /// octet: the `::ffff:0:0/96` mapping.
 const V4_MAPPED: (u128, u128) = (0xffff_ffff_ffff_ffff_ffff_ffff_0000_0000, 0xffff_0000_0000);
 
+/// The first twelve bytes of an IPv4-mapped address.
+const V4_MAPPED_BYTES: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 /// Per network (IPv4, IPv6) and side (source, destination), the first octets whose packets
 /// may match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +128,12 @@ impl AddrTable {
             Network::Ipv6 => (1, 0),
             Network::Arp | Network::Other => return true,
         };
+        // The table takes an IPv4 packet's addresses as IPv4-mapped (as the decoder writes
+        // them); an address that is not is admitted, and the program decides.
         let bit = |side: usize, addr: &[u8; 16]| {
+            if n == 0 && addr.get(..12) != Some(&V4_MAPPED_BYTES) {
+                return true;
+            }
             let octet = addr.get(at).copied().unwrap_or(0);
             self.may
                 .get(n)

@@ -855,6 +855,12 @@ fn first_octets_turn_away_packets_address_filters_cannot_match() {
     // tests constrain nothing.
     let long = Filter::parse("src net 10.1.0.0/16").unwrap();
     assert!(admits(&long, "10.2.0.1", "10.0.0.1"), "the second octet is the program's to check");
+    // An IPv4 packet whose address is not IPv4-mapped (never from the decoder, but a
+    // `PacketMeta` is public) is left to the program.
+    let mut odd = meta(&b("10.0.0.1", "10.0.0.2", udp(1, 53)));
+    odd.dst = ip("2001:db8::a00:1").into();
+    let not10 = Filter::parse("not dst net 10.0.0.0/8").unwrap();
+    assert!(not10.matches(&odd) && program_only(&not10, &odd));
     for e in ["", "tcp", "dst net 0.0.0.0/0 or ip6", "port 53", "src net 10.0.0.0/8 or udp"] {
         assert_eq!(Filter::parse(e).unwrap().addrs, crate::addrs::AddrTable::ALL, "`{e}`");
     }
