@@ -1568,13 +1568,8 @@ mod tests {
         ] {
             check(t);
         }
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = outpost_tools::splitmix::SplitMix64(0x2545_f491_4f6c_dd1du64);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..100_000 {
             let mut t = String::new();
             for g in 0..1 + next(9) {
@@ -1626,13 +1621,8 @@ mod tests {
         }
         // Dotted quads of 1–3 digit groups (leading zeros, values above 255), with or without a
         // prefix length of 0–3 digits, now and then a group short or a separator wrong.
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = outpost_tools::splitmix::SplitMix64(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..100_000 {
             let groups = if next(10) == 0 { 3 } else { 4 };
             let mut token = String::new();

@@ -18,17 +18,11 @@
 //! octet; otherwise it stays unknown. The crate's tests check the table against the program
 //! on a corpus of expressions and packets.
 
-use outpost_decode::{Network, PacketMeta};
+use outpost_decode::{IpAddress, Network, PacketMeta};
 
 use crate::class::Tri;
+use crate::parser::{V4_MAPPED, V4_PREFIX_MASK};
 use crate::program::{Ast, Dir, Test, net};
-
-/// Bits of a 128-bit (IPv4-mapped) address known for an IPv4 packet besides its first
-/// octet: the `::ffff:0:0/96` mapping.
-const V4_MAPPED: (u128, u128) = (0xffff_ffff_ffff_ffff_ffff_ffff_0000_0000, 0xffff_0000_0000);
-
-/// The first twelve bytes of an IPv4-mapped address.
-const V4_MAPPED_BYTES: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /// Per network (IPv4, IPv6) and side (source, destination), the first octets whose packets
 /// may match.
@@ -53,8 +47,9 @@ struct Known {
 impl Known {
     /// Whether an address whose first octet is this one's lies in `prefix`/`mask`.
     fn in_prefix(self, prefix: u128, mask: u128) -> Tri {
+        // Besides the octet, an IPv4 packet's addresses are known to be in `::ffff:0:0/96`.
         let (shift, (other_mask, other_value)) =
-            if self.net == net::IPV4 { (24, V4_MAPPED) } else { (120, (0, 0)) };
+            if self.net == net::IPV4 { (24, (V4_PREFIX_MASK, V4_MAPPED)) } else { (120, (0, 0)) };
         let octet_mask = 0xffu128 << shift;
         let known_mask = octet_mask | other_mask;
         let known = (u128::from(self.octet) << shift) | other_value;
@@ -130,18 +125,18 @@ impl AddrTable {
         };
         // The table takes an IPv4 packet's addresses as IPv4-mapped (as the decoder writes
         // them); an address that is not is admitted, and the program decides.
-        let bit = |side: usize, addr: &[u8; 16]| {
-            if n == 0 && addr.get(..12) != Some(&V4_MAPPED_BYTES) {
+        let bit = |side: usize, addr: &IpAddress| {
+            if n == 0 && !addr.is_v4() {
                 return true;
             }
-            let octet = addr.get(at).copied().unwrap_or(0);
+            let octet = addr.0.get(at).copied().unwrap_or(0);
             self.may
                 .get(n)
                 .and_then(|sides| sides.get(side))
                 .and_then(|words| words.get(usize::from(octet >> 6)))
                 .is_none_or(|w| w & (1 << (octet & 63)) != 0)
         };
-        bit(0, &m.src.0) && bit(1, &m.dst.0)
+        bit(0, &m.src) && bit(1, &m.dst)
     }
 
     /// How many (network, side, octet) cells the table rules out.

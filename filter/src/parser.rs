@@ -468,9 +468,9 @@ enum AddrLit {
 }
 
 /// IPv4-mapped IPv6 prefix `::ffff:0:0/96` as stored in `IpAddress`.
-const V4_MAPPED: u128 = 0xffff << 32;
+pub(crate) const V4_MAPPED: u128 = 0xffff << 32;
 /// Mask of the IPv4-mapped prefix bits.
-const V4_PREFIX_MASK: u128 = !0u128 << 32;
+pub(crate) const V4_PREFIX_MASK: u128 = !0u128 << 32;
 
 fn v4_mask(len: u32) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) }
