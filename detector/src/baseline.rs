@@ -541,6 +541,9 @@ pub struct BaselineStats {
 pub struct BaselineJudge {
     learned: StdHashMap<IpAddress, Learned>,
     pending: BTreeMap<u64, StdHashMap<IpAddress, Measure>>,
+    /// A judged interval's emptied map, kept for the next interval: it starts at the size the
+    /// last one grew to instead of growing (and rehashing) again from empty.
+    spare: Option<StdHashMap<IpAddress, Measure>>,
     judged_before: u64,
     /// The interval of the last sweep for forgotten hosts, and of the last sweep because the
     /// table was full (at most one of each per interval).
@@ -551,13 +554,19 @@ pub struct BaselineJudge {
 }
 
 impl BaselineJudge {
+    /// The measurements of `interval` so far.
+    fn pending_at(&mut self, interval: u64) -> &mut StdHashMap<IpAddress, Measure> {
+        let spare = &mut self.spare;
+        self.pending.entry(interval).or_insert_with(|| spare.take().unwrap_or_default())
+    }
+
     /// Merges a worker's partial.
     pub fn add(&mut self, p: BaselinePartial) {
         if p.interval < self.judged_before {
             self.stats.late += 1;
             return;
         }
-        let hosts = self.pending.entry(p.interval).or_default();
+        let hosts = self.pending_at(p.interval);
         match hosts.get_mut(&p.host) {
             Some(m) => m.merge(&p.measure),
             None => {
@@ -582,7 +591,7 @@ impl BaselineJudge {
             self.stats.late += 1;
             return;
         }
-        let hosts = self.pending.entry(interval).or_default();
+        let hosts = self.pending_at(interval);
         let mut add = |h: IpAddress| {
             if let Measure::Amount(a) = hosts.entry(h).or_insert(Measure::Amount(0)) {
                 *a += 1;
@@ -610,8 +619,10 @@ impl BaselineJudge {
             if *e.key() >= ready_before {
                 break;
             }
-            let (interval, hosts) = e.remove_entry();
-            let mut hosts: Vec<(IpAddress, f64)> = hosts.iter().map(|(h, m)| (*h, m.value())).collect();
+            let (interval, mut measured) = e.remove_entry();
+            let mut hosts: Vec<(IpAddress, f64)> = measured.iter().map(|(h, m)| (*h, m.value())).collect();
+            measured.clear();
+            self.spare = Some(measured);
             hosts.sort_unstable_by_key(|h| h.0);
             for (host, value) in hosts {
                 self.judge(rule, host, value, interval, len, out);

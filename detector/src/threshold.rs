@@ -696,6 +696,15 @@ impl<V> LruTable<V> {
         }
     }
 
+    /// The slot of `key`: `hint` if it holds the key, else a search (hashing the key).
+    #[inline]
+    fn lookup_unhashed(&self, key: &KeyValue, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(s) if s.key == *key && s.value.is_some() => Some(hint),
+            _ => self.find(key),
+        }
+    }
+
     #[inline]
     fn value(&self, i: u32) -> Option<&V> {
         self.slots.get(i as usize).and_then(|s| s.value.as_ref())
@@ -1346,16 +1355,43 @@ pub struct MergedThreshold {
     /// key → (bucket → merged value), only buckets still inside some window; at most
     /// `max_keys`, the least recently updated dropped first.
     keys: LruTable<MergedKey>,
-    /// Buckets that received partials and were not judged yet, with the keys they touched.
-    pending: BTreeMap<u64, Vec<KeyValue>>,
+    /// Buckets that received partials and were not judged yet, with the keys they touched and
+    /// each key's slot when touched (a hint, checked before use: the key may have been
+    /// dropped and its slot reused since).
+    pending: BTreeMap<u64, Vec<(KeyValue, u32)>>,
     /// Counters.
     pub stats: ThresholdStats,
 }
 
 #[derive(Debug, Default)]
 struct MergedKey {
-    buckets: BTreeMap<u64, PartialValue>,
+    /// Merged values by bucket, in increasing bucket order, only buckets some window still
+    /// reads: a handful (at most the window's buckets, plus the lateness's), so a sorted
+    /// vector beats a tree — no node per key, and a window's sum is one pass over it.
+    buckets: Vec<(u64, PartialValue)>,
     quiet_until_bucket: u64,
+}
+
+impl MergedKey {
+    /// Merges `value` into bucket `bucket`'s entry (creating it in its place).
+    fn merge(&mut self, bucket: u64, value: PartialValue) {
+        // Partials come in bucket order but for lateness: search from the newest end.
+        let at = self.buckets.iter().rposition(|(b, _)| *b <= bucket);
+        match at {
+            Some(i) if self.buckets.get(i).is_some_and(|(b, _)| *b == bucket) => {
+                if let Some((_, v)) = self.buckets.get_mut(i) {
+                    v.merge(&value);
+                }
+            }
+            Some(i) => self.buckets.insert(i + 1, (bucket, value)),
+            None => self.buckets.insert(0, (bucket, value)),
+        }
+    }
+
+    /// The newest bucket held.
+    fn newest(&self) -> Option<u64> {
+        self.buckets.last().map(|(b, _)| *b)
+    }
 }
 
 impl MergedThreshold {
@@ -1383,15 +1419,10 @@ impl MergedThreshold {
             }
         };
         let Some(k) = self.keys.value_mut(slot) else { return };
-        match k.buckets.get_mut(&p.bucket) {
-            Some(v) => v.merge(&p.value),
-            None => {
-                k.buckets.insert(p.bucket, p.value);
-            }
-        }
+        k.merge(p.bucket, p.value);
         let touched = self.pending.entry(p.bucket).or_default();
-        if touched.last() != Some(&p.key) {
-            touched.push(p.key);
+        if touched.last().is_none_or(|(key, _)| *key != p.key) {
+            touched.push((p.key, slot));
         }
         self.stats.keys = self.keys.len() as u64;
         self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
@@ -1415,14 +1446,14 @@ impl MergedThreshold {
                 break;
             }
             let (bucket, mut touched) = entry.remove_entry();
-            touched.sort_unstable();
-            touched.dedup();
-            for key in touched {
-                let Some(k) = self.keys.find(&key).and_then(|slot| self.keys.value_mut(slot)) else {
-                    continue;
-                };
+            touched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            touched.dedup_by(|a, b| a.0 == b.0);
+            for (key, hint) in touched {
+                let Some(slot) = self.keys.lookup_unhashed(&key, hint) else { continue };
+                let Some(k) = self.keys.value_mut(slot) else { continue };
                 let first = bucket.saturating_sub(u64::from(rule.buckets) - 1);
-                let crossing = window_value(rule, k.buckets.range(first..=bucket).map(|(_, v)| v));
+                let window = k.buckets.iter().filter(|(b, _)| (first..=bucket).contains(b));
+                let crossing = window_value(rule, window.map(|(_, v)| v));
                 if let Some(c) = crossing {
                     if c.value >= rule.threshold && bucket >= k.quiet_until_bucket {
                         k.quiet_until_bucket = bucket + u64::from(rule.buckets);
@@ -1431,7 +1462,7 @@ impl MergedThreshold {
                     }
                 }
                 // Buckets that can no longer be in any window.
-                k.buckets.retain(|b, _| *b >= first);
+                k.buckets.retain(|(b, _)| *b >= first);
             }
         }
         // Forget keys whose buckets all left the window, from the least recently updated end:
@@ -1442,7 +1473,7 @@ impl MergedThreshold {
         // bounds the table regardless.
         let oldest_live = ready_before.saturating_sub(u64::from(rule.buckets));
         while let Some(k) = self.keys.oldest() {
-            if k.buckets.last_key_value().is_some_and(|(b, _)| *b >= oldest_live) {
+            if k.newest().is_some_and(|b| b >= oldest_live) {
                 break;
             }
             self.keys.pop_oldest();
@@ -1538,5 +1569,21 @@ mod tests {
             assert_eq!(linked.drain().count() + stamped.drain().count(), 0);
             assert_eq!(stamped.order, Order::Stamped, "a drained table is lazy again");
         }
+    }
+
+    #[test]
+    fn merged_buckets_stay_in_bucket_order_whatever_order_partials_come_in() {
+        let amount = |total| PartialValue::Amount { total, events: total };
+        let mut k = MergedKey::default();
+        for (bucket, total) in [(5, 1), (3, 2), (5, 4), (7, 8), (4, 16), (2, 32), (7, 64)] {
+            k.merge(bucket, amount(total));
+        }
+        let held: Vec<(u64, u64)> = k
+            .buckets
+            .iter()
+            .map(|(b, v)| (*b, if let PartialValue::Amount { total, .. } = v { *total } else { 0 }))
+            .collect();
+        assert_eq!(held, [(2, 32), (3, 2), (4, 16), (5, 5), (7, 72)]);
+        assert_eq!(k.newest(), Some(7));
     }
 }
