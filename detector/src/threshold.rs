@@ -1446,7 +1446,7 @@ impl MergedThreshold {
                 break;
             }
             let (bucket, mut touched) = entry.remove_entry();
-            touched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            touched.sort_unstable_by_key(|t| t.0);
             touched.dedup_by(|a, b| a.0 == b.0);
             for (key, hint) in touched {
                 let Some(slot) = self.keys.lookup_unhashed(&key, hint) else { continue };
