@@ -87,6 +87,9 @@ pub enum CentralRuleStats {
 pub struct CentralStats {
     /// Per rule, by rule id.
     pub rules: Vec<CentralRuleStats>,
+    /// Per rule, by rule id: inputs offered to the rule here — flow records to flow
+    /// thresholds and flow baselines, flow records and alerts to sequences.
+    pub evaluated: Vec<u64>,
     /// Policy counters per rule, by rule id.
     pub policy: Vec<PolicyStats>,
 }
@@ -105,6 +108,8 @@ pub struct CentralDetector {
     now: Nanos,
     /// Absence alerts handed over since the last watermark.
     pending: Vec<Alert>,
+    /// Per rule, inputs offered to it (see [`CentralStats::evaluated`]).
+    evaluated: Vec<u64>,
 }
 
 impl CentralDetector {
@@ -118,7 +123,9 @@ impl CentralDetector {
         lateness: Duration,
     ) -> CentralDetector {
         let states = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
+        let evaluated = vec![0; rules.rules.len()];
         CentralDetector {
+            evaluated,
             policy: AlertPolicy::new(policy, &rules),
             policy_config: policy.clone(),
             rules,
@@ -154,6 +161,11 @@ impl CentralDetector {
         self.release(out);
         let carried = rules.carried_over_from(&self.rules);
         self.policy.reload(&self.policy_config, &rules, &carried, &mut |s| out(CentralOutput::Suppressed(s)));
+        let evaluated = &self.evaluated;
+        self.evaluated = carried
+            .iter()
+            .map(|from| from.and_then(|id| evaluated.get(usize::from(id.0)).copied()).unwrap_or(0))
+            .collect();
         let mut old: Vec<Option<CentralState>> =
             std::mem::take(&mut self.states).into_iter().map(Some).collect();
         self.states = rules
@@ -191,6 +203,9 @@ impl CentralDetector {
         let mut completed = Vec::new();
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let (RuleKind::Sequence(sq), CentralState::Sequence(tr)) = (&rule.kind, state) else { continue };
+            if let Some(e) = self.evaluated.get_mut(i) {
+                *e += 1;
+            }
             if !(0..sq.steps.len()).any(|step| SequenceTracker::alert_matches(sq, step, alert.rule)) {
                 continue;
             }
@@ -241,6 +256,14 @@ impl CentralDetector {
         let networks = Arc::clone(&self.networks);
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            let offered = match (&rule.kind, &*state) {
+                (RuleKind::Baseline(b), CentralState::Baseline(_)) => b.input == InputKind::Flows,
+                (_, CentralState::Flow(_) | CentralState::Sequence(_)) => true,
+                _ => false,
+            };
+            if offered && let Some(e) = self.evaluated.get_mut(i) {
+                *e += 1;
+            }
             match (&rule.kind, state) {
                 (RuleKind::Threshold(t), CentralState::Flow(st)) => {
                     if !t.selects_flow(r) {
@@ -398,6 +421,7 @@ impl CentralDetector {
                     CentralState::None => CentralRuleStats::None {},
                 })
                 .collect(),
+            evaluated: self.evaluated.clone(),
             policy: self.policy.stats.clone(),
         }
     }

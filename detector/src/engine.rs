@@ -82,6 +82,9 @@ impl RuleStats {
 pub struct DetectorStats {
     /// Per rule, by rule id.
     pub rules: Vec<RuleStats>,
+    /// Per rule, by rule id: packets offered to the rule — those of a class its filter may
+    /// match (the rest were ruled out by their class alone, see [`PacketClass`]).
+    pub evaluated: Vec<u64>,
     /// Alerts raised in workers.
     pub alerts: u64,
 }
@@ -94,6 +97,13 @@ impl DetectorStats {
         } else {
             for (a, b) in self.rules.iter_mut().zip(&o.rules) {
                 a.merge(b);
+            }
+        }
+        if self.evaluated.is_empty() {
+            self.evaluated = o.evaluated.clone();
+        } else {
+            for (a, b) in self.evaluated.iter_mut().zip(&o.evaluated) {
+                *a += b;
             }
         }
         self.alerts += o.alerts;
@@ -263,6 +273,28 @@ impl Dispatch {
     fn meters_for(&self, c: PacketClass) -> &[u16] {
         self.meters.get(c.index()).map_or(&[], |l| l)
     }
+
+    /// Per rule, the packets offered to it, from the packets seen per class: a rule is
+    /// offered the packets of the classes it is dispatched for — a baseline rule those of
+    /// its meter.
+    fn offered(&self, per_class: &[u64], rules: usize, meters: &[SharedMeter]) -> Vec<u64> {
+        let mut offered = vec![0u64; rules];
+        for (c, &n) in per_class.iter().enumerate().filter(|(_, n)| **n > 0) {
+            for &i in self.rules.get(c).map_or(&[][..], |l| l) {
+                if let Some(o) = offered.get_mut(usize::from(i)) {
+                    *o += n;
+                }
+            }
+            for &j in self.meters.get(c).map_or(&[][..], |l| l) {
+                for id in meters.get(usize::from(j)).map_or(&[][..], |m| &m.rules) {
+                    if let Some(o) = offered.get_mut(usize::from(id.0)) {
+                        *o += n;
+                    }
+                }
+            }
+        }
+        offered
+    }
 }
 
 impl SharedMeter {
@@ -289,6 +321,11 @@ pub struct Detector {
     alerts: u64,
     /// Key hashes and slot hints of the batch given to [`Detector::prepare`].
     prepared: Prepared,
+    /// Packets seen per class ([`PacketClass::index`]), from which each rule's `evaluated`
+    /// count follows (one increment per packet, whatever the number of rules).
+    per_class: Box<[u64]>,
+    /// Per rule, packets offered to it under earlier rule sets (carried over by reloads).
+    evaluated_before: Vec<u64>,
 }
 
 /// Threshold tables smaller than this are not prefetched: they stay in the caches.
@@ -469,6 +506,8 @@ impl Detector {
             now: Nanos::ZERO,
             alerts: 0,
             prepared: Prepared::default(),
+            per_class: vec![0; PacketClass::COUNT].into_boxed_slice(),
+            evaluated_before: Vec::new(),
         }
     }
 
@@ -479,6 +518,12 @@ impl Detector {
     /// of removed or changed Merged rules are dropped.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         let carried = rules.carried_over_from(&self.rules);
+        let evaluated = self.evaluated();
+        self.evaluated_before = carried
+            .iter()
+            .map(|from| from.and_then(|id| evaluated.get(usize::from(id.0)).copied()).unwrap_or(0))
+            .collect();
+        self.per_class.fill(0);
         let mut old: Vec<Option<State>> = std::mem::take(&mut self.states).into_iter().map(Some).collect();
         let mut fresh = Vec::new();
         self.states = rules
@@ -673,6 +718,9 @@ impl Detector {
         if m.ts > self.now {
             self.now = m.ts;
         }
+        if let Some(n) = self.per_class.get_mut(class.index()) {
+            *n += 1;
+        }
         let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
         let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
         match selection {
@@ -824,7 +872,16 @@ impl Detector {
                 other => other.stats(),
             })
             .collect();
-        DetectorStats { rules, alerts: self.alerts }
+        DetectorStats { rules, evaluated: self.evaluated(), alerts: self.alerts }
+    }
+
+    /// Per rule, packets offered to it (see [`DetectorStats::evaluated`]).
+    fn evaluated(&self) -> Vec<u64> {
+        let mut offered = self.dispatch.offered(&self.per_class, self.rules.rules.len(), &self.meters);
+        for (o, before) in offered.iter_mut().zip(&self.evaluated_before) {
+            *o += before;
+        }
+        offered
     }
 }
 

@@ -392,3 +392,81 @@ fn reloading_the_same_rules_changes_nothing_whatever_the_worker_count() {
         }
     }
 }
+
+const SYN_COUNT: &str = r#"
+[[threshold]]
+name = "syns"
+filter = "tcp[tcpflags] & tcp-syn != 0"
+key = ["src_ip"]
+window = "60s"
+threshold = 1000
+"#;
+
+/// `evaluated` per rule name (sorted by name): the workers' and the collector's, summed.
+fn evaluated(s: &Sensor) -> BTreeMap<String, u64> {
+    let (workers, central) = (s.worker_stats().evaluated, s.central.stats().evaluated);
+    s.rules
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (r.name.clone(), workers.get(i).copied().unwrap_or(0) + central.get(i).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+#[test]
+fn every_rule_counts_the_inputs_offered_to_it_whatever_the_worker_count_and_across_a_reload() {
+    let text = format!("{SSH}{SEQUENCE}{SYSLOG}{SYN_COUNT}");
+    let tcp = |src: &str, flags: u16, ts: Nanos| match packet(src, SERVER, 6, 40_000, 443, ts) {
+        In::Packet(m) => In::Packet(PacketMeta { tcp_flags: flags, ..m }),
+        other => other,
+    };
+    // Four SYNs and two bare ACKs, five syslog datagrams and three DNS queries, two SSH logins.
+    let inputs = |at: u64| -> Vec<In> {
+        let mut v = Vec::new();
+        for (i, src) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].iter().enumerate() {
+            v.push(tcp(src, 0x02, t(at + i as u64)));
+        }
+        v.push(tcp("10.0.0.1", 0x10, t(at + 4)));
+        v.push(tcp("10.0.0.5", 0x10, t(at + 4)));
+        for i in 0..5 {
+            v.push(syslog(&format!("10.0.1.{i}"), t(at + 5)));
+        }
+        for i in 0..3 {
+            v.push(other(&format!("10.0.2.{i}"), t(at + 6)));
+        }
+        v.push(login(at, at + 7));
+        v.push(login(at + 1, at + 8));
+        v
+    };
+    let once = [
+        ("ssh-brute-force", 2), // flow records
+        ("brute-force-then-session", 2),
+        // Its filter needs UDP: every datagram is offered, whatever its port (the port is not
+        // part of a packet's class); TCP is ruled out by its class.
+        ("syslog-silent", 8),
+        // Only segments with SYN set are of a class its filter may match.
+        ("syns", 4),
+    ];
+    let expect = |times: u64, names: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        names.iter().map(|(n, c)| ((*n).to_string(), c * times)).collect()
+    };
+    for workers in [1, 3] {
+        let mut s = Sensor::new(&rules(&text), &Setup { workers, block: 4, ..Setup::default() });
+        s.batch(&inputs(0));
+        assert_eq!(evaluated(&s), expect(1, &once), "{workers} worker(s)");
+        // A reload that puts a rule in front moves every id; the counts stay with their rules,
+        // and the new rule starts from zero.
+        assert!(s.reload(&rules(&format!("{RDP}{text}"))).is_empty());
+        s.batch(&inputs(100));
+        // By now alerts were raised too (the third login, the syslog senders' silence): the
+        // sequence is offered every flow record and every alert.
+        let raised: u64 = s.rules.rules.iter().map(|r| s.policy_stats(&r.name).raised).sum();
+        assert!(raised > 0);
+        let mut after = expect(2, &once);
+        after.insert("rdp-brute-force".to_string(), 2);
+        after.insert("brute-force-then-session".to_string(), 4 + raised);
+        assert_eq!(evaluated(&s), after, "{workers} worker(s), after the reload");
+    }
+}

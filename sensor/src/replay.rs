@@ -290,6 +290,11 @@ pub struct RuleSummary {
     pub name: String,
     /// Rule kind.
     pub kind: &'static str,
+    /// Inputs offered to the rule: packets of a class its filter may match (the others are
+    /// ruled out by their class alone, at no cost per rule), flow records for flow rules,
+    /// alerts and flow records for sequences. What it then `matched` is in `workers` or
+    /// `collector`.
+    pub evaluated: u64,
     /// Counters of the workers' part (state machines, local thresholds, absence, intel
     /// hits, partial aggregation).
     pub workers: outpost_detector::RuleStats,
@@ -732,6 +737,8 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 .map(|(i, r)| RuleSummary {
                     name: r.name.clone(),
                     kind: r.kind.name(),
+                    evaluated: total.detect.evaluated.get(i).copied().unwrap_or(0)
+                        + cs.evaluated.get(i).copied().unwrap_or(0),
                     workers: total
                         .detect
                         .rules
@@ -869,7 +876,8 @@ pub fn render_summary(s: &Summary) -> String {
         let _ = writeln!(o, "  malformed: {}", parts.join(", "));
     }
     for r in &s.rules {
-        let _ = writeln!(o, "  rule {} ({}): {}", r.name, r.kind, describe_rule(r));
+        let _ =
+            writeln!(o, "  rule {} ({}): evaluated {}; {}", r.name, r.kind, r.evaluated, describe_rule(r));
     }
     if let Some(f) = &s.flows {
         let reasons: Vec<String> =

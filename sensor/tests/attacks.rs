@@ -243,4 +243,17 @@ fn a_million_benign_flows_raise_no_alert() {
         0,
         "flow baselines wait for their records"
     );
+    // Each rule was offered at least what it matched; flow rules every flow record.
+    for r in rules {
+        let evaluated = r["evaluated"].as_u64().unwrap_or_else(|| panic!("{}: evaluated", r["name"]));
+        for side in ["workers", "collector"] {
+            let matched = r[side]["matched"].as_u64().unwrap_or(0);
+            assert!(evaluated >= matched, "{}: evaluated {evaluated} < {side} matched {matched}", r["name"]);
+        }
+    }
+    assert!(counter("ssh-brute-force", &["evaluated"]) >= 1_000_000, "flow rules see every flow");
+    assert!(
+        counter("scan-tcp-stealth", &["evaluated"]) < counter("scan-vertical-tcp", &["evaluated"]),
+        "packet classes rule out most segments for the stealth scan's flag combinations"
+    );
 }

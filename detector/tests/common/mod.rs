@@ -2,7 +2,7 @@
 //! (`mod common;`).
 #![allow(dead_code, unused_imports, reason = "each test file uses a part of the harness")]
 
-pub use std::collections::BTreeSet;
+pub use std::collections::{BTreeMap, BTreeSet};
 pub use std::sync::Arc;
 
 pub use outpost_decode::{Duration, IpAddress, Nanos, Network, PacketMeta, Transport};
