@@ -622,6 +622,9 @@ impl BaselineJudge {
             let (interval, mut measured) = e.remove_entry();
             let mut hosts: Vec<(IpAddress, f64)> = measured.iter().map(|(h, m)| (*h, m.value())).collect();
             measured.clear();
+            // Sized for the interval just judged: one interval of a flood of new hosts
+            // (spoofed sources) does not pin its memory for the rest of the run.
+            measured.shrink_to(hosts.len());
             self.spare = Some(measured);
             hosts.sort_unstable_by_key(|h| h.0);
             for (host, value) in hosts {

@@ -274,18 +274,26 @@ impl Dispatch {
         self.meters.get(c.index()).map_or(&[], |l| l)
     }
 
-    /// Per rule, the packets offered to it, from the packets seen per class: a rule is
-    /// offered the packets of the classes it is dispatched for — a baseline rule those of
-    /// its meter.
-    fn offered(&self, per_class: &[u64], rules: usize, meters: &[SharedMeter]) -> Vec<u64> {
-        let mut offered = vec![0u64; rules];
+    /// Per rule, the packets offered to it, from the packets seen per class
+    /// ([`Detector::per_class`]): a rule is offered the packets of the classes it is
+    /// dispatched for — a baseline rule those of its meter — except that non-IP frames are
+    /// never offered to intel rules and meters, which look at IP addresses only.
+    fn offered(&self, per_class: &[u64], rules: &RuleSet, meters: &[SharedMeter]) -> Vec<u64> {
+        let mut offered = vec![0u64; rules.rules.len()];
+        let general = PacketClass::GENERAL.index();
         for (c, &n) in per_class.iter().enumerate().filter(|(_, n)| **n > 0) {
-            for &i in self.rules.get(c).map_or(&[][..], |l| l) {
-                if let Some(o) = offered.get_mut(usize::from(i)) {
+            // The last counter: non-IP frames, of the general class.
+            let ip = c < NON_IP;
+            for &i in self.rules.get(if ip { c } else { general }).map_or(&[][..], |l| l) {
+                let intel =
+                    matches!(rules.rules.get(usize::from(i)).map(|r| &r.kind), Some(RuleKind::Intel(_)));
+                if let Some(o) = offered.get_mut(usize::from(i))
+                    && (ip || !intel)
+                {
                     *o += n;
                 }
             }
-            for &j in self.meters.get(c).map_or(&[][..], |l| l) {
+            for &j in self.meters.get(c).filter(|_| ip).map_or(&[][..], |l| l) {
                 for id in meters.get(usize::from(j)).map_or(&[][..], |m| &m.rules) {
                     if let Some(o) = offered.get_mut(usize::from(id.0)) {
                         *o += n;
@@ -321,12 +329,16 @@ pub struct Detector {
     alerts: u64,
     /// Key hashes and slot hints of the batch given to [`Detector::prepare`].
     prepared: Prepared,
-    /// Packets seen per class ([`PacketClass::index`]), from which each rule's `evaluated`
-    /// count follows (one increment per packet, whatever the number of rules).
+    /// IP packets seen per class ([`PacketClass::index`]), then non-IP frames ([`NON_IP`]):
+    /// each rule's `evaluated` count follows from them (one increment per packet, whatever
+    /// the number of rules).
     per_class: Box<[u64]>,
     /// Per rule, packets offered to it under earlier rule sets (carried over by reloads).
     evaluated_before: Vec<u64>,
 }
+
+/// Where [`Detector::per_class`] counts non-IP frames (after one counter per packet class).
+const NON_IP: usize = PacketClass::COUNT;
 
 /// Threshold tables smaller than this are not prefetched: they stay in the caches.
 const PREFETCH_MIN_KEYS: usize = 512;
@@ -506,7 +518,7 @@ impl Detector {
             now: Nanos::ZERO,
             alerts: 0,
             prepared: Prepared::default(),
-            per_class: vec![0; PacketClass::COUNT].into_boxed_slice(),
+            per_class: vec![0; NON_IP + 1].into_boxed_slice(),
             evaluated_before: Vec::new(),
         }
     }
@@ -718,7 +730,7 @@ impl Detector {
         if m.ts > self.now {
             self.now = m.ts;
         }
-        if let Some(n) = self.per_class.get_mut(class.index()) {
+        if let Some(n) = self.per_class.get_mut(if m.is_ip() { class.index() } else { NON_IP }) {
             *n += 1;
         }
         let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
@@ -877,7 +889,7 @@ impl Detector {
 
     /// Per rule, packets offered to it (see [`DetectorStats::evaluated`]).
     fn evaluated(&self) -> Vec<u64> {
-        let mut offered = self.dispatch.offered(&self.per_class, self.rules.rules.len(), &self.meters);
+        let mut offered = self.dispatch.offered(&self.per_class, &self.rules, &self.meters);
         for (o, before) in offered.iter_mut().zip(&self.evaluated_before) {
             *o += before;
         }

@@ -402,6 +402,24 @@ window = "60s"
 threshold = 1000
 "#;
 
+/// Two packet baselines that share a meter, one on UDP only, and a flow baseline.
+const BASELINES: &str = r#"
+[[baseline]]
+name = "host-bytes"
+metric = "bytes"
+[[baseline]]
+name = "host-packets"
+metric = "packets"
+[[baseline]]
+name = "udp-bytes"
+metric = "bytes"
+filter = "udp"
+[[baseline]]
+name = "host-flows"
+input = "flows"
+metric = "flows"
+"#;
+
 /// `evaluated` per rule name (sorted by name): the workers' and the collector's, summed.
 fn evaluated(s: &Sensor) -> BTreeMap<String, u64> {
     let (workers, central) = (s.worker_stats().evaluated, s.central.stats().evaluated);
@@ -417,12 +435,13 @@ fn evaluated(s: &Sensor) -> BTreeMap<String, u64> {
 
 #[test]
 fn every_rule_counts_the_inputs_offered_to_it_whatever_the_worker_count_and_across_a_reload() {
-    let text = format!("{SSH}{SEQUENCE}{SYSLOG}{SYN_COUNT}");
+    let text = format!("{SSH}{SEQUENCE}{SYSLOG}{SYN_COUNT}{BASELINES}");
     let tcp = |src: &str, flags: u16, ts: Nanos| match packet(src, SERVER, 6, 40_000, 443, ts) {
         In::Packet(m) => In::Packet(PacketMeta { tcp_flags: flags, ..m }),
         other => other,
     };
-    // Four SYNs and two bare ACKs, five syslog datagrams and three DNS queries, two SSH logins.
+    // Four SYNs and two bare ACKs, five syslog datagrams and three DNS queries, an ARP frame,
+    // two SSH logins.
     let inputs = |at: u64| -> Vec<In> {
         let mut v = Vec::new();
         for (i, src) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].iter().enumerate() {
@@ -436,6 +455,12 @@ fn every_rule_counts_the_inputs_offered_to_it_whatever_the_worker_count_and_acro
         for i in 0..3 {
             v.push(other(&format!("10.0.2.{i}"), t(at + 6)));
         }
+        v.push(In::Packet(PacketMeta {
+            ts: t(at + 6),
+            network: Network::Arp,
+            ethertype: 0x0806,
+            ..PacketMeta::default()
+        }));
         v.push(login(at, at + 7));
         v.push(login(at + 1, at + 8));
         v
@@ -444,10 +469,17 @@ fn every_rule_counts_the_inputs_offered_to_it_whatever_the_worker_count_and_acro
         ("ssh-brute-force", 2), // flow records
         ("brute-force-then-session", 2),
         // Its filter needs UDP: every datagram is offered, whatever its port (the port is not
-        // part of a packet's class); TCP is ruled out by its class.
-        ("syslog-silent", 8),
-        // Only segments with SYN set are of a class its filter may match.
-        ("syns", 4),
+        // part of a packet's class); TCP is ruled out by its class. The ARP frame is of no
+        // class and is offered to every packet rule (its filter says no).
+        ("syslog-silent", 9),
+        // Only segments with SYN set are of a class its filter may match (and the ARP frame).
+        ("syns", 5),
+        // Every IP packet, once for both rules of the shared meter; not the ARP frame, which
+        // has no host addresses.
+        ("host-bytes", 14),
+        ("host-packets", 14),
+        ("udp-bytes", 8),
+        ("host-flows", 2),
     ];
     let expect = |times: u64, names: &[(&str, u64)]| -> BTreeMap<String, u64> {
         names.iter().map(|(n, c)| ((*n).to_string(), c * times)).collect()

@@ -1703,3 +1703,35 @@ fn packets_of_keys_already_held_allocate_nothing() {
     assert_eq!(allocations() - before, 0, "allocations for 20,000 packets of known keys");
     assert_eq!(outputs, 0);
 }
+
+#[test]
+fn the_collector_judges_a_key_whose_slot_was_reused_by_another_before_its_bucket_closed() {
+    // The collector holds at most two destinations. Worker 0 reports va and vb, worker 1 vc
+    // three times, all in the bucket [0, 2 s): vc's partial evicts va and takes its slot, so
+    // the bucket's list of keys to judge names va at a slot that now holds vc. The bucket must
+    // be judged for vc (three packets: an alert), and va must not get vc's count.
+    let rules = compile(&rule(
+        "flood",
+        "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3\nmax_keys = 2",
+    ));
+    let (va, vb, vc) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+    let owner = |a: IpAddr| (0..2).find(|&index| WorkerPlace { index, count: 2 }.owns(&addr(a)));
+    let source =
+        |w| (1..200u32).map(|i| v4(0x0a00_0000 + i)).find(|a| owner(*a) == Some(w)).expect("a source");
+    let (s0, s1) = (source(0), source(1));
+    let mut s = Sensor::new(&rules, 2, Duration::from_secs(1)).ticking_every(usize::MAX);
+    for m in [
+        udp_packet(s0, va, 53, 60, ms(100)),
+        udp_packet(s0, vb, 53, 60, ms(200)),
+        udp_packet(s1, vc, 53, 60, ms(300)),
+        udp_packet(s1, vc, 53, 60, ms(400)),
+        udp_packet(s1, vc, 53, 60, ms(500)),
+    ] {
+        s.packet(&m);
+    }
+    s.idle_until(secs(4));
+    let alerts: Vec<(KeyValue, f64)> = s.alerts.iter().map(|a| (a.key, detail(a).0)).collect();
+    assert_eq!(alerts, [(dst_key(vc), 3.0)]);
+    let run = s.finish();
+    assert_eq!(run.collector("flood").evicted, 1, "va made room for vc");
+}

@@ -252,6 +252,10 @@ fn a_million_benign_flows_raise_no_alert() {
         }
     }
     assert!(counter("ssh-brute-force", &["evaluated"]) >= 1_000_000, "flow rules see every flow");
+    assert!(counter("volume-baseline-flows", &["evaluated"]) >= 1_000_000, "and flow baselines");
+    for meter in ["volume-baseline-bytes", "volume-baseline-packets"] {
+        assert_eq!(counter(meter, &["evaluated"]), counter(meter, &["workers", "packets"]), "{meter}");
+    }
     assert!(
         counter("scan-tcp-stealth", &["evaluated"]) < counter("scan-vertical-tcp", &["evaluated"]),
         "packet classes rule out most segments for the stealth scan's flag combinations"
