@@ -161,11 +161,7 @@ impl CentralDetector {
         self.release(out);
         let carried = rules.carried_over_from(&self.rules);
         self.policy.reload(&self.policy_config, &rules, &carried, &mut |s| out(CentralOutput::Suppressed(s)));
-        let evaluated = &self.evaluated;
-        self.evaluated = carried
-            .iter()
-            .map(|from| from.and_then(|id| evaluated.get(usize::from(id.0)).copied()).unwrap_or(0))
-            .collect();
+        self.evaluated = crate::rules::carry_counts(&carried, &self.evaluated);
         let mut old: Vec<Option<CentralState>> =
             std::mem::take(&mut self.states).into_iter().map(Some).collect();
         self.states = rules

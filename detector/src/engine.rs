@@ -530,11 +530,7 @@ impl Detector {
     /// of removed or changed Merged rules are dropped.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         let carried = rules.carried_over_from(&self.rules);
-        let evaluated = self.evaluated();
-        self.evaluated_before = carried
-            .iter()
-            .map(|from| from.and_then(|id| evaluated.get(usize::from(id.0)).copied()).unwrap_or(0))
-            .collect();
+        self.evaluated_before = crate::rules::carry_counts(&carried, &self.evaluated());
         self.per_class.fill(0);
         let mut old: Vec<Option<State>> = std::mem::take(&mut self.states).into_iter().map(Some).collect();
         let mut fresh = Vec::new();

@@ -323,3 +323,11 @@ impl RuleSet {
             .collect()
     }
 }
+
+/// Per-rule counts carried over a reload: for each rule of the new set, the count of the rule
+/// it continues in the old set (`carried`, from [`RuleSet::carried_over_from`]), zero for a
+/// new rule.
+#[must_use]
+pub fn carry_counts(carried: &[Option<RuleId>], old: &[u64]) -> Vec<u64> {
+    carried.iter().map(|from| from.and_then(|id| old.get(usize::from(id.0)).copied()).unwrap_or(0)).collect()
+}

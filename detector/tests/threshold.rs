@@ -1715,11 +1715,10 @@ fn the_collector_judges_a_key_whose_slot_was_reused_by_another_before_its_bucket
         "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3\nmax_keys = 2",
     ));
     let (va, vb, vc) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
-    let owner = |a: IpAddr| (0..2).find(|&index| WorkerPlace { index, count: 2 }.owns(&addr(a)));
-    let source =
-        |w| (1..200u32).map(|i| v4(0x0a00_0000 + i)).find(|a| owner(*a) == Some(w)).expect("a source");
-    let (s0, s1) = (source(0), source(1));
     let mut s = Sensor::new(&rules, 2, Duration::from_secs(1)).ticking_every(usize::MAX);
+    let source =
+        |w| (1..200u32).map(|i| v4(0x0a00_0000 + i)).find(|a| s.owner(&addr(*a)) == w).expect("a source");
+    let (s0, s1) = (source(0), source(1));
     for m in [
         udp_packet(s0, va, 53, 60, ms(100)),
         udp_packet(s0, vb, 53, 60, ms(200)),
