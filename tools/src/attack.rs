@@ -17,6 +17,7 @@
 //! | `udp-scan` | nmap -sU of 80–110 ports at ~1/s; port unreachables under Linux's rate limit | `scan-vertical-udp`, 20 / 60 s (alert names the scanner as `dst_ip`) | ~60 per 60 s |
 //! | `horizontal-scan` | masscan of one port over a /24 at 2.5–3.3 hosts/s | `scan-horizontal`, 64 hosts / 60 s | 150–200 per 60 s |
 //! | `ping-sweep` | fping over a /26 | `ping-sweep`, 20 hosts / 60 s | 62 hosts |
+//! | `neighbor-sweep` | nmap -sn on its own segment: a server-network host resolves the other 253 hosts of its /24 or /64 (ARP, neighbor solicitations) 1–3 ms apart | `neighbor-sweep`, 100 hosts / 5 s | 253 hosts in ~0.5 s |
 //! | `syn-flood` | 6,000 spoofed SYNs/s for 15 s, SYN cookies answer | `syn-flood`, 20,000 / 10 s (key: victim) | ~60,000 / 10 s |
 //! | `icmp-flood` | 6,000 spoofed echo requests/s for 15 s, all answered | `icmp-flood`, 20,000 / 10 s | ~60,000 / 10 s |
 //! | `udp-flood` | 15,000 spoofed datagrams/s for 15 s; rate-limited unreachables | `udp-flood`, 50,000 / 10 s | ~150,000 / 10 s |
@@ -58,7 +59,8 @@
 //! - Timestamps never go backwards; the benign part is byte for byte `outpost gen mix` with
 //!   the same options, seed and pace.
 //! - No attack packet shares a 5-tuple with a benign flow; every attack packet has at one end
-//!   an address the mix never uses.
+//!   an address the mix never uses — except the neighbor sweep's ARP frames and neighbor
+//!   discovery messages, which a host of the mix exchanges with its neighbours.
 //! - Same parameters and seed give byte-identical capture, truth and intel files.
 //! - Memory stays bounded whatever `--benign-flows`: the mix streams, floods are expanded a
 //!   packet at a time, the other attacks hold at most about ten thousand packet descriptions
@@ -376,6 +378,7 @@ fn build(kind: AttackKind, ctx: &mut AttackCtx<'_>) -> Result<Planned, PlanExhau
         AttackKind::UdpScan => scan::udp_scan(ctx),
         AttackKind::HorizontalScan => scan::horizontal_scan(ctx),
         AttackKind::PingSweep => scan::ping_sweep(ctx),
+        AttackKind::NeighborSweep => scan::neighbor_sweep(ctx),
         AttackKind::SynFlood => flood::flood(ctx, FloodType::Syn),
         AttackKind::IcmpFlood => flood::flood(ctx, FloodType::Icmp),
         AttackKind::UdpFlood => flood::flood(ctx, FloodType::Udp),

@@ -45,6 +45,13 @@ pub enum Transport {
     },
     /// Any other protocol number; the payload follows the IP header(s) directly.
     Raw(u8),
+    /// Not an IP packet but an ARP frame (`op` 1 request, 2 reply) from the builder's `src`
+    /// (IPv4) and `src_mac` about `dst`: [`FrameBuilder::write_to`] writes it with
+    /// [`FrameBuilder::write_arp_to`] (nothing on links that cannot carry ARP).
+    Arp {
+        /// Operation: 1 request, 2 reply.
+        op: u16,
+    },
 }
 
 impl Transport {
@@ -62,6 +69,7 @@ impl Transport {
                 }
             }
             Transport::Raw(p) => *p,
+            Transport::Arp { .. } => 0,
         }
     }
 
@@ -69,7 +77,7 @@ impl Transport {
         match self {
             Transport::Tcp { .. } => 20,
             Transport::Udp { .. } | Transport::Icmp { .. } => 8,
-            Transport::Raw(_) => 0,
+            Transport::Raw(_) | Transport::Arp { .. } => 0,
         }
     }
 }
@@ -232,14 +240,19 @@ impl FrameBuilder {
     /// `out`, so a generator that reuses one buffer and one builder streams without
     /// per-frame allocation.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let (Transport::Arp { op }, IpAddr::V4(target)) = (&self.transport, self.dst) {
+            self.write_arp_to(out, *op, target.octets());
+            return;
+        }
         let l4_len = self.transport.header_len() + self.payload.len();
         self.write_ip_headers(out, l4_len, Frag::Whole);
         self.append_transport(out);
     }
 
     /// Appends an ARP frame (`op` 1 request, 2 reply; RFC 826) in this builder's link framing
-    /// and VLAN tags: sender `src_mac` / `src` (IPv4), target `target_ip`, Ethernet
-    /// destination `dst_mac` (use `[0xff; 6]` for a request). Returns `false` and writes
+    /// and VLAN tags: sender `src_mac` / `src` (IPv4), target `target_ip` (and, in a reply,
+    /// target hardware address `dst_mac`), Ethernet destination `dst_mac` (use `[0xff; 6]` for
+    /// a request). Returns `false` and writes
     /// nothing when the link cannot carry ARP ([`Link::Raw`]) or `src` is not IPv4.
     pub fn write_arp_to(&self, out: &mut Vec<u8>, op: u16, target_ip: [u8; 4]) -> bool {
         let IpAddr::V4(sender) = self.src else { return false };
@@ -251,7 +264,7 @@ impl FrameBuilder {
         out.extend_from_slice(&op.to_be_bytes());
         out.extend_from_slice(&self.src_mac);
         out.extend_from_slice(&sender.octets());
-        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(if op == 2 { &self.dst_mac } else { &[0; 6] });
         out.extend_from_slice(&target_ip);
         true
     }
@@ -315,7 +328,7 @@ impl FrameBuilder {
                 out.extend_from_slice(&[0, 0]);
                 out.extend_from_slice(&rest.to_be_bytes());
             }
-            Transport::Raw(_) => {}
+            Transport::Raw(_) | Transport::Arp { .. } => {}
         }
         out.extend_from_slice(&self.payload);
         let proto = self.transport.proto(v6);
@@ -323,7 +336,7 @@ impl FrameBuilder {
             Transport::Tcp { .. } => Some(16),
             Transport::Udp { .. } => Some(6),
             Transport::Icmp { .. } => Some(2),
-            Transport::Raw(_) => None,
+            Transport::Raw(_) | Transport::Arp { .. } => None,
         };
         if let Some(at) = csum_at {
             let t = &mut out[start..];

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use outpost_decode::meta::{ip_proto, tcp_flags};
-use outpost_decode::{Fragment, LinkType, Malformed, Nanos, check_invariants, decode};
+use outpost_decode::{Fragment, LinkType, Malformed, Nanos, Network, check_invariants, decode};
 use outpost_tools::attack::{
     AttackKind, AttackTruth, AttacksCapture, AttacksParams, DetectionRule, IntelList, generate,
     generate_in_memory, in_attack_network, read_attack_truth,
@@ -53,6 +53,8 @@ struct Pkt {
     ip_len: u64,
     /// A fragment after the first: no transport header, so no ports.
     later_fragment: bool,
+    /// An ARP frame (`src`, `dst`: sender and target protocol addresses).
+    arp: bool,
 }
 
 impl Pkt {
@@ -62,6 +64,18 @@ impl Pkt {
 
     fn icmp(&self) -> bool {
         matches!(self.proto, ip_proto::ICMP | ip_proto::ICMPV6)
+    }
+
+    /// A request to resolve `dst`'s link-layer address, or the answer: any ARP frame, an
+    /// ICMPv6 neighbor solicitation or advertisement.
+    fn resolution(&self) -> bool {
+        self.arp || (self.proto == ip_proto::ICMPV6 && matches!(self.icmp.0, 135 | 136))
+    }
+
+    /// What `neighbor-sweep` counts: ARP frames and neighbor solicitations (not from the
+    /// unspecified address).
+    fn solicitation(&self) -> bool {
+        (self.arp || (self.proto == ip_proto::ICMPV6 && self.icmp.0 == 135)) && !self.src.is_unspecified()
     }
 
     /// A SYN without ACK.
@@ -151,7 +165,8 @@ fn decode_run(params: AttacksParams, out: AttacksCapture) -> Run {
             if let Err(broken) = check_invariants(frame, &meta) {
                 panic!("frame {}: decoder invariant broken: {broken}", i + 1);
             }
-            assert!(meta.is_ip(), "frame {} is not IP", i + 1);
+            let arp = meta.network == Network::Arp;
+            assert!(meta.is_ip() || arp, "frame {} is neither IP nor ARP", i + 1);
             match meta.anomaly {
                 None => {}
                 Some(Malformed::BadUdpLength)
@@ -169,6 +184,7 @@ fn decode_run(params: AttacksParams, out: AttacksCapture) -> Run {
                 icmp: (meta.icmp_type, meta.icmp_code),
                 ip_len: u64::from(meta.ip_len),
                 later_fragment: meta.fragment == Fragment::Later,
+                arp,
             }
         })
         .collect();
@@ -346,6 +362,14 @@ fn measure(run: &Run, t: &AttackTruth) -> (f64, f64) {
                 .collect();
             max_distinct(&ev, minute) as f64
         }
+        DetectionRule::NeighborSweep => {
+            let ev: Vec<(u64, IpAddr)> = in_window
+                .iter()
+                .filter(|p| p.solicitation() && Some(p.src) == attacker)
+                .map(|p| (p.ts, p.dst))
+                .collect();
+            max_distinct(&ev, 5 * SECOND) as f64
+        }
         DetectionRule::SynFlood | DetectionRule::IcmpFlood | DetectionRule::UdpFlood => {
             let times: Vec<u64> = in_window
                 .iter()
@@ -486,10 +510,17 @@ fn the_benign_part_is_the_mix_and_never_shares_a_five_tuple_with_an_attack() {
         for &i in &attacks {
             let p = &run.packets[i];
             assert!(p.icmp() || !benign_keys.contains(&p.key()), "attack packet {i} reuses a benign 5-tuple");
-            // One end is never an address of the mix: an attacker, a spoofed or listed address.
-            assert!(in_attack_network(p.src) || in_attack_network(p.dst) || !in_mix(p.src) || !in_mix(p.dst));
+            // One end is never an address of the mix: an attacker, a spoofed or listed address
+            // (but a neighbor sweep is one host of the mix resolving its neighbours).
+            assert!(
+                in_attack_network(p.src)
+                    || in_attack_network(p.dst)
+                    || !in_mix(p.src)
+                    || !in_mix(p.dst)
+                    || p.resolution()
+            );
             let (_, frame) = &run.frames[i];
-            assert!(checksums_ok(frame, p.src.is_ipv6(), p.proto), "attack packet {i}: bad checksum");
+            assert!(p.arp || checksums_ok(frame, p.src.is_ipv6(), p.proto), "attack packet {i}: bad checksum");
             assert_eq!(p.src.is_ipv6(), v6);
         }
         // The benign part has every kind of the mix.
@@ -530,6 +561,10 @@ fn alerts_name_the_documented_addresses() {
                     assert!(NETWORKS.iter().any(|n| n.contains(named)), "{t:?}: the victim is a mix host");
                 }
                 DetectionRule::IntelMatch => assert!(!in_attack_network(named)),
+                // A compromised host of the mix sweeps its own segment.
+                DetectionRule::NeighborSweep => {
+                    assert!(NETWORKS.iter().any(|n| n.contains(named)), "{t:?}: an internal host");
+                }
                 DetectionRule::VolumeBaselineBytes | DetectionRule::VolumeBaselinePackets => {
                     assert!(NETWORKS.iter().any(|n| n.contains(named)), "{t:?}: an internal host");
                     assert!(in_attack_network(t.target.expect("exfiltration peer")));
@@ -664,7 +699,7 @@ fn the_benign_mix_stays_below_every_count_threshold() {
         let f = p.flags & (SYN | ACK | FIN | RST | PSH | URG);
         p.tcp() && (matches!(f, FIN | 0) || f == FIN | PSH | URG)
     };
-    let checks: [(DetectionRule, usize); 8] = [
+    let checks: [(DetectionRule, usize); 9] = [
         (
             DetectionRule::ScanVerticalTcp,
             busiest(p, minute, |p| p.syn().then_some(((p.src, p.dst), p.dport)), true),
@@ -699,6 +734,10 @@ fn the_benign_mix_stays_below_every_count_threshold() {
         (
             DetectionRule::PingSweep,
             busiest(p, minute, |p| (p.icmp() && matches!(p.icmp.0, 8 | 128)).then_some((p.src, p.dst)), true),
+        ),
+        (
+            DetectionRule::NeighborSweep,
+            busiest(p, 5 * SECOND, |p| p.solicitation().then_some((p.src, p.dst)), true),
         ),
         (DetectionRule::SynFlood, busiest(p, 10 * SECOND, |p| p.syn().then_some((p.dst, ())), false)),
         (DetectionRule::IcmpFlood, busiest(p, 10 * SECOND, |p| p.icmp().then_some((p.dst, ())), false)),

@@ -52,8 +52,8 @@ pub struct AttacksArgs {
     pub benign_truth: Option<PathBuf>,
 
     /// Attacks to inject, in order, as KIND,KIND,... or `all`. Kinds: syn-scan, connect-scan,
-    /// fin-scan, null-scan, xmas-scan, udp-scan, horizontal-scan, ping-sweep, syn-flood,
-    /// icmp-flood, udp-flood, ssh-brute-force, rdp-brute-force, login-brute-force,
+    /// fin-scan, null-scan, xmas-scan, udp-scan, horizontal-scan, ping-sweep, neighbor-sweep,
+    /// syn-flood, icmp-flood, udp-flood, ssh-brute-force, rdp-brute-force, login-brute-force,
     /// brute-force-then-session, intel-contact, volume-spike. A kind may repeat.
     #[arg(long, default_value = "all", value_parser = parse_attacks, value_name = "KIND,...|all")]
     pub attacks: AttackList,

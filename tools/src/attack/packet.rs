@@ -167,7 +167,16 @@ impl Emitter {
         fb.src = p.src;
         fb.dst = p.dst;
         fb.src_mac = mac_for(p.src);
-        fb.dst_mac = mac_for(p.dst);
+        fb.dst_mac = match p.dst {
+            // An ARP request goes to everyone.
+            _ if p.l4 == (Transport::Arp { op: 1 }) => [0xff; 6],
+            // IPv6 multicast: 33:33 and the group's low 32 bits (RFC 2464 §7).
+            IpAddr::V6(a) if a.is_multicast() => {
+                let o = a.octets();
+                [0x33, 0x33, o[12], o[13], o[14], o[15]]
+            }
+            _ => mac_for(p.dst),
+        };
         fb.ttl = p.ttl;
         fb.ip_id = p.ip_id;
         fb.transport = p.l4.clone();

@@ -116,12 +116,17 @@ impl AddressPlan {
     /// A host of a server network with no service role in the mix (`.30`..`.49`), not handed
     /// out before.
     pub(crate) fn quiet_host(&mut self, rng: &mut Random, v6: bool) -> IpAddr {
+        self.quiet_host_on(rng, v6).0
+    }
+
+    /// [`AddressPlan::quiet_host`], and the server network it is on.
+    pub(crate) fn quiet_host_on(&mut self, rng: &mut Random, v6: bool) -> (IpAddr, &'static SeedNetwork) {
         loop {
             let net = AddressPlan::server_network(rng);
             let n = rng.range(u64::from(*QUIET_HOSTS.start()), u64::from(*QUIET_HOSTS.end())) as u8;
             let addr = net.host(n, v6);
             if self.quiet.insert(addr) || self.quiet.len() >= 120 {
-                return addr;
+                return (addr, net);
             }
         }
     }

@@ -9,13 +9,17 @@
 //! | `udp-scan` | nmap -sU: 80–110 top UDP ports (DNS, NTP and SNMP probes carry their protocol's request), ten fast, then one every 0.95–1.25 s, as nmap slows down for the target's ICMP rate limit; closed ports answer port unreachable quoting the probe, limited like Linux (`icmp_ratelimit` 1 s, burst 6) — unanswered probes are retried once at the end; the target's DNS or NTP service answers its probe | about 60 unreachables in the busiest 60 s, ≥ 2.5× the 20 of `scan-vertical-udp` |
 //! | `horizontal-scan` | masscan --rate 2.5–3.3: one port (445, 22, 3389 or 23) on hosts `.1`..`.254` of a server network in random order; live hosts (the mix's roles and 40 % of the rest) answer SYN-ACK (SSH on the servers) or RST-ACK, the others nothing | 150–200 distinct hosts per 60 s, ≥ 2.3× the 64 of `scan-horizontal` |
 //! | `ping-sweep` | fping -g over a /26 (62 hosts, in address order, 10 ms apart); live hosts (the mix's roles and half of the rest) reply, silent ones get three retries after 0.5, 0.75 and 1.125 s | 62 distinct hosts within seconds, ≥ 3× the 20 of `ping-sweep` |
+//! | `neighbor-sweep` | nmap -sn on the scanner's own segment (as root it resolves addresses instead of pinging): a quiet server-network host asks for every other host of its /24 (IPv6: hosts `::1`..`::254` of its /64) 1–3 ms apart — ARP requests, or neighbor solicitations to solicited-node groups; live hosts answer, silent ones are asked again after 0.5–1 s | 253 distinct hosts within a second, ≥ 2.5× the 100 in 5 s of `neighbor-sweep` |
+
+use std::net::IpAddr;
 
 use outpost_decode::meta::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 
 use super::ctx::{AttackCtx, Planned, has_role, host_number, open_tcp, quiet_host_up};
 use super::packet::{Data, FWD, Peer, Pkt, REV, TcpConn, phase};
 use super::plan::AddressPlan;
-use crate::frame::{icmp, udp};
+
+use crate::frame::{Transport, icmp, udp};
 
 /// nmap's most frequent TCP ports (nmap-services order), the head of its `--top-ports` list.
 pub(crate) const TOP_TCP: &[u16] = &[
@@ -398,6 +402,92 @@ pub(crate) fn ping_sweep(ctx: &mut AttackCtx<'_>) -> Result<Planned, super::plan
         }
     }
     Ok(Planned::eager(out, Some(attacker), None, None))
+}
+
+/// nmap -sn on the scanner's own segment, as root: nmap asks the link layer, not ICMP. A
+/// quiet host of a server network resolves every other host `.1`..`.254` of its network in
+/// address order, 1–3 ms apart: an ARP request each (IPv6: a neighbor solicitation to the
+/// target's solicited-node group). Live hosts (the mix's roles and 40 % of the rest) answer at
+/// once (ARP reply, neighbor advertisement); silent ones are asked once more 0.5–1 s after the
+/// last first request.
+pub(crate) fn neighbor_sweep(ctx: &mut AttackCtx<'_>) -> Result<Planned, super::plan::PlanExhausted> {
+    let (attacker, net) = ctx.plan.quiet_host_on(&mut ctx.rng, ctx.v6);
+    let me = host_number(attacker);
+    let tag = ctx.tag(phase::MAIN);
+    let mut out = Vec::new();
+    let mut silent = Vec::new();
+    let mut t = ctx.start;
+    let ask = |at: u64, target: IpAddr| Pkt {
+        ts: at,
+        tag,
+        src: attacker,
+        dst: solicited(target),
+        ttl: 255,
+        ip_id: 0,
+        l4: resolution(target, true),
+        data: neighbor_data(target, attacker, true),
+    };
+    for n in (1..=254u8).filter(|&n| n != me) {
+        t += ctx.rng.range(1_000_000, 3_000_000);
+        let target = net.host(n, ctx.v6);
+        out.push(ask(t, target));
+        if has_role(n) || quiet_host_up(ctx.seed, n, 40) {
+            out.push(Pkt {
+                ts: t + ctx.proc_delay(),
+                tag,
+                src: target,
+                dst: attacker,
+                ttl: 255,
+                ip_id: 0,
+                l4: resolution(attacker, false),
+                data: neighbor_data(target, target, false),
+            });
+        } else {
+            silent.push(target);
+        }
+    }
+    let mut at = t + ctx.rng.range(500_000_000, 1_000_000_000);
+    for target in silent {
+        out.push(ask(at, target));
+        at += ctx.rng.range(1_000_000, 3_000_000);
+    }
+    Ok(Planned::eager(out, Some(attacker), None, None))
+}
+
+/// Where a request to resolve `target` goes: `target` itself for ARP (the frame is broadcast),
+/// its solicited-node multicast group `ff02::1:ffXX:XXXX` for IPv6 (RFC 4291 §2.7.1).
+fn solicited(target: IpAddr) -> IpAddr {
+    match target {
+        IpAddr::V4(_) => target,
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let low = u32::from_be_bytes([0, o[13], o[14], o[15]]);
+            IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | (low >> 16) as u16, low as u16))
+        }
+    }
+}
+
+/// The ARP operation, or the ICMPv6 neighbor solicitation (135) / advertisement (136, with the
+/// Solicited and Override flags, RFC 4861 §4.4) of a request or an answer about `about`'s
+/// family.
+fn resolution(about: IpAddr, request: bool) -> Transport {
+    match (about, request) {
+        (IpAddr::V4(_), true) => Transport::Arp { op: 1 },
+        (IpAddr::V4(_), false) => Transport::Arp { op: 2 },
+        (IpAddr::V6(_), true) => icmp(135, 0, 0),
+        (IpAddr::V6(_), false) => icmp(136, 0, 0x6000_0000),
+    }
+}
+
+/// A neighbor solicitation's or advertisement's body: the target address and the sender's
+/// link-layer address option (source in a solicitation, target in an advertisement); nothing
+/// for ARP, whose frame carries the addresses itself.
+fn neighbor_data(target: IpAddr, sender: IpAddr, request: bool) -> Data {
+    let IpAddr::V6(t) = target else { return Data::None };
+    let mut b = t.octets().to_vec();
+    b.extend_from_slice(&[if request { 1 } else { 2 }, 1]);
+    b.extend_from_slice(&crate::seed::mac_for(sender));
+    Data::Bytes(b)
 }
 
 #[cfg(test)]

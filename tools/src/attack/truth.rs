@@ -55,6 +55,9 @@ pub enum AttackKind {
     HorizontalScan,
     /// fping over a /26: echo requests to every host, retried for silent ones.
     PingSweep,
+    /// nmap -sn on the scanner's own segment: ARP requests (IPv6: neighbor solicitations) for
+    /// every host of its /24, answered by the live ones.
+    NeighborSweep,
     /// SYNs from spoofed sources to one port of one victim, answered by SYN cookies.
     SynFlood,
     /// Echo requests from spoofed sources to one victim, each answered.
@@ -79,7 +82,7 @@ pub enum AttackKind {
 
 impl AttackKind {
     /// Every kind, in the order `all` runs them.
-    pub const ALL: [AttackKind; 17] = [
+    pub const ALL: [AttackKind; 18] = [
         AttackKind::SynScan,
         AttackKind::ConnectScan,
         AttackKind::FinScan,
@@ -88,6 +91,7 @@ impl AttackKind {
         AttackKind::UdpScan,
         AttackKind::HorizontalScan,
         AttackKind::PingSweep,
+        AttackKind::NeighborSweep,
         AttackKind::SynFlood,
         AttackKind::IcmpFlood,
         AttackKind::UdpFlood,
@@ -111,6 +115,7 @@ impl AttackKind {
             AttackKind::UdpScan => "udp-scan",
             AttackKind::HorizontalScan => "horizontal-scan",
             AttackKind::PingSweep => "ping-sweep",
+            AttackKind::NeighborSweep => "neighbor-sweep",
             AttackKind::SynFlood => "syn-flood",
             AttackKind::IcmpFlood => "icmp-flood",
             AttackKind::UdpFlood => "udp-flood",
@@ -146,6 +151,7 @@ impl AttackKind {
             AttackKind::UdpScan => &[DetectionRule::ScanVerticalUdp],
             AttackKind::HorizontalScan => &[DetectionRule::ScanHorizontal],
             AttackKind::PingSweep => &[DetectionRule::PingSweep],
+            AttackKind::NeighborSweep => &[DetectionRule::NeighborSweep],
             AttackKind::SynFlood => &[DetectionRule::SynFlood],
             AttackKind::IcmpFlood => &[DetectionRule::IcmpFlood],
             AttackKind::UdpFlood => &[DetectionRule::UdpFlood],
@@ -184,6 +190,8 @@ pub enum DetectionRule {
     ScanHorizontal,
     /// Distinct `dst_ip` of echo requests per `src_ip` ≥ 20 in 60 s.
     PingSweep,
+    /// Distinct `dst_ip` of ARP frames and neighbor solicitations per `src_ip` ≥ 100 in 5 s.
+    NeighborSweep,
     /// SYNs without ACK per `dst_ip` ≥ 20,000 in 10 s.
     SynFlood,
     /// ICMP/ICMPv6 packets other than echo replies per `dst_ip` ≥ 20,000 in 10 s.
@@ -218,6 +226,7 @@ impl DetectionRule {
             DetectionRule::ScanVerticalUdp => "scan-vertical-udp",
             DetectionRule::ScanHorizontal => "scan-horizontal",
             DetectionRule::PingSweep => "ping-sweep",
+            DetectionRule::NeighborSweep => "neighbor-sweep",
             DetectionRule::SynFlood => "syn-flood",
             DetectionRule::IcmpFlood => "icmp-flood",
             DetectionRule::UdpFlood => "udp-flood",
@@ -249,6 +258,7 @@ impl DetectionRule {
             DetectionRule::SshBruteForce | DetectionRule::RdpBruteForce | DetectionRule::LoginBruteForce => {
                 Duration::from_secs(300)
             }
+            DetectionRule::NeighborSweep => Duration::from_secs(5),
             DetectionRule::BruteForceThenSession => Duration::from_secs(3600),
             DetectionRule::IntelMatch => Duration::ZERO,
         }
@@ -265,6 +275,7 @@ impl DetectionRule {
             DetectionRule::ScanVerticalUdp => 20,
             DetectionRule::ScanHorizontal => 64,
             DetectionRule::PingSweep => 20,
+            DetectionRule::NeighborSweep => 100,
             DetectionRule::SynFlood | DetectionRule::IcmpFlood => 20_000,
             DetectionRule::UdpFlood => 50_000,
             DetectionRule::SshBruteForce | DetectionRule::RdpBruteForce => 10,
