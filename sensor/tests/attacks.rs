@@ -279,3 +279,119 @@ fn a_million_benign_flows_raise_no_alert() {
         "packet classes rule out most segments for the stealth scan's flag combinations"
     );
 }
+
+/// One address-resolution frame of a segment: an ARP request or reply, or (IPv6) a neighbor
+/// solicitation to the target's solicited-node group.
+#[derive(Clone, Copy)]
+enum Resolve {
+    Request,
+    Reply,
+    Solicit,
+}
+
+/// Writes `(ns, from, about, kind)` frames, in time order, as an Ethernet pcap.
+fn write_resolution(path: &Path, mut frames: Vec<(u64, IpAddr, IpAddr, Resolve)>) {
+    use outpost_tools::frame::{FrameBuilder, Transport, icmp};
+    frames.sort_by_key(|f| f.0);
+    let file = std::fs::File::create(path).expect("create capture");
+    let mut w = outpost_tools::pcap::CaptureWriter::new(
+        std::io::BufWriter::new(file),
+        outpost_tools::pcap::OutputFormat::default(),
+        outpost_decode::LinkType::Ethernet,
+    )
+    .expect("pcap header");
+    let mut out = Vec::new();
+    for (ts, from, about, kind) in frames {
+        let (dst, transport, payload) = match (kind, about) {
+            (Resolve::Request, _) => (about, Transport::Arp { op: 1 }, Vec::new()),
+            (Resolve::Reply, _) => (about, Transport::Arp { op: 2 }, Vec::new()),
+            (Resolve::Solicit, IpAddr::V6(t)) => {
+                let o = t.octets();
+                let group = std::net::Ipv6Addr::new(
+                    0xff02,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    0xff00 | u16::from(o[13]),
+                    u16::from_be_bytes([o[14], o[15]]),
+                );
+                (IpAddr::V6(group), icmp(135, 0, 0), o.to_vec())
+            }
+            (Resolve::Solicit, IpAddr::V4(_)) => unreachable!("neighbor discovery is IPv6"),
+        };
+        let mut fb = FrameBuilder::new(from, dst, transport);
+        fb.payload = payload;
+        fb.ttl = 255;
+        out.clear();
+        fb.write_to(&mut out);
+        w.write_packet(outpost_decode::Nanos(ts), &out).expect("write frame");
+    }
+    w.finish().expect("flush capture");
+}
+
+/// A busy segment's own address resolution is not a sweep; nmap -sn on it is. Ten minutes of
+/// a router (IPv4 and IPv6) re-verifying each of its 250 active neighbours every 15–45 s (as
+/// Linux does once an entry goes stale), the hosts resolving the router, and 120 hosts
+/// booting within three seconds (duplicate-address probes from 0.0.0.0, then gratuitous
+/// announcements) raise nothing; a sweep of the /24 added at minute five raises exactly one
+/// `neighbor-sweep` alert, naming the sweeper.
+#[test]
+fn a_segments_own_address_resolution_is_quiet_and_a_sweep_of_it_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_dir(dir.path());
+    std::fs::write(dir.path().join("intel/blocklist.txt"), "").unwrap();
+    let second = 1_000_000_000u64;
+    let start = 1_767_225_600 * second;
+    let v4 = |n: u8| IpAddr::from([10, 9, 0, n]);
+    let v6 = |n: u8| IpAddr::from([0x2001, 0xdb8, 9, 0, 0, 0, 0, u16::from(n)]);
+    let mut rng = outpost_tools::splitmix::SplitMix64(9);
+    let mut frames = Vec::new();
+    for n in 2..=251u8 {
+        for (router, host, ask) in [(v4(1), v4(n), Resolve::Request), (v6(1), v6(n), Resolve::Solicit)] {
+            let mut t = start + rng.below(45 * second);
+            while t < start + 600 * second {
+                frames.push((t, router, host, ask));
+                if matches!(ask, Resolve::Request) {
+                    frames.push((t + 200_000, host, router, Resolve::Reply));
+                }
+                t += 15 * second + rng.below(30 * second);
+            }
+        }
+        let mut t = start + rng.below(30 * second);
+        while t < start + 600 * second {
+            frames.push((t, v4(n), v4(1), Resolve::Request));
+            t += 30 * second;
+        }
+    }
+    for n in 100..220u8 {
+        let boot = start + 120 * second + rng.below(3 * second);
+        for k in 0..3 {
+            frames.push((boot + k * second, IpAddr::from([0, 0, 0, 0]), v4(n), Resolve::Request));
+        }
+        frames.push((boot + 4 * second, v4(n), v4(n), Resolve::Request));
+    }
+    let quiet = dir.path().join("segment.pcap");
+    write_resolution(&quiet, frames.clone());
+    let (alerts, summary) = replay(&quiet, &config, 2, dir.path());
+    let shown: Vec<&Value> = alerts.iter().collect();
+    assert!(alerts.is_empty(), "{} alerts:\n  {}", alerts.len(), describe(&shown));
+    let rules = summary["rules"].as_array().expect("per-rule counters");
+    let sweep = rules.iter().find(|r| r["name"] == "neighbor-sweep").expect("the rule");
+    assert!(sweep["workers"]["matched"].as_u64().unwrap_or(0) > 15_000, "{sweep}");
+
+    // nmap -sn 10.9.0.0/24 from host 77 at minute five: every address, 1–3 ms apart.
+    let mut t = start + 300 * second;
+    for n in 1..=254u8 {
+        t += 1_000_000 + rng.below(2_000_000);
+        frames.push((t, v4(77), v4(n), Resolve::Request));
+    }
+    let swept = dir.path().join("swept.pcap");
+    write_resolution(&swept, frames);
+    let (alerts, _) = replay(&swept, &config, 2, dir.path());
+    let shown: Vec<&Value> = alerts.iter().collect();
+    assert_eq!(alerts.len(), 1, "{}", describe(&shown));
+    assert_eq!(alerts[0]["rule"], "neighbor-sweep");
+    assert_eq!(addr(&alerts[0]["src_ip"]), Some(v4(77)));
+}

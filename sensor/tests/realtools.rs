@@ -1,5 +1,6 @@
 //! Real attack tools against the default ruleset: captures of nmap (SYN, connect, UDP, FIN,
-//! NULL and XMAS scans, a ping sweep, a horizontal scan), hping3 (SYN, ICMP and UDP floods) and
+//! NULL and XMAS scans, a ping sweep, a horizontal scan, a sweep of its own link by ARP),
+//! hping3 (SYN, ICMP and UDP floods) and
 //! hydra (against a real OpenSSH server), made between two network namespaces by
 //! `tests/realtools/capture.sh` and committed under `tests/fixtures/realtools/`, are replayed
 //! with the `outpost` binary and its built-in configuration. Each must raise an alert of the
@@ -29,6 +30,7 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     ("nmap-xmas-scan", "scan-tcp-stealth", "src_ip", "10.66.0.2"),
     ("nmap-ping-sweep", "ping-sweep", "src_ip", "10.66.0.2"),
     ("nmap-horizontal-scan", "scan-horizontal", "src_ip", "10.66.0.2"),
+    ("nmap-neighbor-sweep", "neighbor-sweep", "src_ip", "10.66.0.2"),
     ("hping3-syn-flood", "syn-flood", "dst_ip", "10.66.0.1"),
     ("hping3-icmp-flood", "icmp-flood", "dst_ip", "10.66.0.1"),
     ("hping3-udp-flood", "udp-flood", "dst_ip", "10.66.0.1"),
@@ -224,6 +226,11 @@ fn nmap_ping_sweep_is_a_ping_sweep_by_the_attacker() {
 #[test]
 fn nmap_horizontal_scan_is_a_horizontal_scan_by_the_attacker() {
     expect_alert("nmap-horizontal-scan");
+}
+
+#[test]
+fn nmap_sweep_of_its_own_link_is_a_neighbor_sweep_by_the_attacker() {
+    expect_alert("nmap-neighbor-sweep");
 }
 
 #[test]

@@ -32,6 +32,10 @@ VICTIM=10.66.0.1
 FAR_NET=10.66.1.0/24
 SWEEP_NET=10.66.1.0/27 # 32 addresses: ping-sweep needs 20 distinct destinations
 HSCAN_NET=10.66.1.0/26 # 64 addresses: scan-horizontal needs 30 distinct destinations
+# The veth's own /24: nmap resolves its addresses with ARP instead of pinging them. The victim
+# also holds .10-.19 there, so eleven neighbours answer.
+LOCAL_NET=10.66.0.0/24
+LOCAL_LIVE=(10.66.0.{10..19})
 SNAPLEN=256
 
 # ---- scenarios ------------------------------------------------------------------------------
@@ -47,6 +51,7 @@ SCENARIOS=(
   "nmap-xmas-scan|nmap -n -sX -p 1-200 $VICTIM|0|0|scan-tcp-stealth|src_ip|$ATTACKER"
   "nmap-ping-sweep|nmap -n -sn -PE $SWEEP_NET|0|60|ping-sweep|src_ip|$ATTACKER"
   "nmap-horizontal-scan|nmap -n -sS -p 22 $HSCAN_NET|0|60|scan-horizontal|src_ip|$ATTACKER"
+  "nmap-neighbor-sweep|nmap -n -sn $LOCAL_NET|0|0|neighbor-sweep|src_ip|$ATTACKER"
   "hping3-syn-flood|hping3 --flood -S -p 80 --rand-source $VICTIM|30000|10|syn-flood|dst_ip|$VICTIM"
   "hping3-icmp-flood|hping3 --icmp --flood $VICTIM|50000|10|icmp-flood|dst_ip|$VICTIM"
   "hping3-udp-flood|hping3 --udp --flood -p 53 $VICTIM|60000|10|udp-flood|dst_ip|$VICTIM"
@@ -135,6 +140,9 @@ discovery before the horizontal scan is itself a ping sweep of the /26):
 - \`nmap-ping-sweep\`: ICMP echo requests to the 32 addresses of \`$SWEEP_NET\`, all answered.
 - \`nmap-horizontal-scan\`: host discovery (ICMP echo, SYN to 443, ACK to 80, ICMP timestamp)
   then SYN to port 22 of the 64 addresses of \`$HSCAN_NET\`.
+- \`nmap-neighbor-sweep\`: nmap -sn of the attacker's own link, \`$LOCAL_NET\`: as root nmap asks
+  ARP for every address (no ICMP at all), again for the silent ones; the victim answers for
+  its own address and \`${LOCAL_LIVE[0]}\`..\`${LOCAL_LIVE[-1]}\`.
 - \`hping3-syn-flood\`: SYNs to the victim's port 80 from random spoofed sources at full speed;
   the victim has no route back to them, so it answers none.
 - \`hping3-icmp-flood\`: echo requests from the attacker at full speed and the victim's replies.
@@ -261,6 +269,7 @@ ip netns exec "$NS_A" sysctl -qw "net.ipv6.conf.$IF_A.disable_ipv6=1"
 ip netns exec "$NS_V" sysctl -qw "net.ipv6.conf.$IF_V.disable_ipv6=1"
 ip -n "$NS_A" addr add "$ATTACKER/24" dev "$IF_A"
 ip -n "$NS_V" addr add "$VICTIM/24" dev "$IF_V"
+for a in "${LOCAL_LIVE[@]}"; do ip -n "$NS_V" addr add "$a/24" dev "$IF_V"; done
 ip -n "$NS_A" link set "$IF_A" up
 ip -n "$NS_V" link set "$IF_V" up
 ip -n "$NS_V" route add local "$FAR_NET" dev lo
@@ -577,6 +586,12 @@ check_scenario() { # name file
       at_least "SYN-ACKs from port 22" 64 \
         "$(count "$f" "tcp.flags.syn == 1 && tcp.flags.ack == 1 && tcp.srcport == 22")"
       same_period "$f" "$SYN" 60 ;;
+    nmap-neighbor-sweep)
+      at_least "distinct addresses $ATTACKER asked for with ARP" 250 \
+        "$(distinct "$f" "arp.opcode == 1 && arp.src.proto_ipv4 == $ATTACKER" arp.dst.proto_ipv4)"
+      at_least "ARP replies to $ATTACKER" $((1 + ${#LOCAL_LIVE[@]})) \
+        "$(count "$f" "arp.opcode == 2 && arp.dst.proto_ipv4 == $ATTACKER")"
+      at_least "ICMP echo requests (none: on its own link nmap asks ARP)" 0 "$(count "$f" "icmp")" ;;
     hping3-syn-flood)
       at_least "SYNs to $VICTIM:80" 29000 "$(count "$f" "$SYN && ip.dst == $VICTIM && tcp.dstport == 80")"
       at_least "distinct (spoofed) sources" 20000 \
