@@ -115,9 +115,13 @@ fn udp6(src: &str, dst: &str, src_port: u16, dst_port: u16) -> Vec<u8> {
     ethernet(ETHERTYPE_IPV6, &ipv6(v6(src), v6(dst), UDP, &udp(src_port, dst_port)))
 }
 
-fn arp() -> Vec<u8> {
+/// An ARP request for IPv4 over Ethernet from `sender` about `target`.
+fn arp(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
     let mut payload = vec![0, 1, 8, 0, 6, 4, 0, 1];
-    payload.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    payload.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    payload.extend_from_slice(&sender);
+    payload.extend_from_slice(&[0; 6]);
+    payload.extend_from_slice(&target);
     ethernet(ETHERTYPE_ARP, &payload)
 }
 
@@ -196,10 +200,31 @@ fn ip_frames_go_to_the_socket_path_and_fall_back_to_pass_without_socket() {
 }
 
 #[test]
-fn arp_frame_is_passed_to_the_kernel_as_not_ip() {
+fn arp_is_captured_like_ipv4_from_its_sender_to_its_target() {
+    require_root!();
+    let program = load(&XdpSetup {
+        blocklist: vec![(ip("192.0.2.0"), 24)],
+        pass_nets: vec![(ip("10.9.0.5"), 32)],
+        ..XdpSetup::default()
+    });
+    // Monitored traffic: to the socket path (no socket bound in a test run: pass).
+    assert_eq!(run(&program, &arp([10, 0, 0, 1], [10, 0, 0, 2])), (XDP_PASS, no_socket()));
+    // About the sensor's own management address, either way: the kernel's.
+    assert_eq!(run(&program, &arp([10, 9, 0, 5], [10, 9, 0, 1])), (XDP_PASS, passed_filter()));
+    assert_eq!(run(&program, &arp([10, 9, 0, 1], [10, 9, 0, 5])), (XDP_PASS, passed_filter()));
+    // From a blocklisted sender: dropped.
+    assert_eq!(run(&program, &arp([192, 0, 2, 7], [10, 0, 0, 2])), (XDP_DROP, blocked()));
+}
+
+#[test]
+fn arp_other_than_ethernet_ipv4_or_cut_short_is_passed_as_not_ip() {
     require_root!();
     let program = load(&XdpSetup::default());
-    assert_eq!(run(&program, &arp()), (XDP_PASS, passed_not_ip()));
+    let whole = arp([10, 0, 0, 1], [10, 0, 0, 2]);
+    let mut ieee802 = whole.clone();
+    ieee802[15] = 6; // hardware type 6, IEEE 802 networks
+    assert_eq!(run(&program, &ieee802), (XDP_PASS, passed_not_ip()), "hardware type 6");
+    assert_eq!(run(&program, &whole[..14 + 27]), (XDP_PASS, passed_not_ip()), "one byte short");
 }
 
 #[test]

@@ -221,11 +221,7 @@ fn corpus() -> Vec<Packet> {
             let len = f.len() as u32;
             let what = format!("frag {k} v6={v6} {:?}", b.transport);
             if v6 && k == 0 {
-                let header = match b.transport {
-                    Transport::Tcp { .. } => 20,
-                    Transport::Udp { .. } | Transport::Icmp { .. } => 8,
-                    Transport::Raw(_) => 0,
-                };
+                let header = b.transport.header_len();
                 let meta = decode_frame(&f, len);
                 assert_eq!(meta.fragment, Fragment::First);
                 // Transport header + the payload bytes this fragment carries.

@@ -351,6 +351,44 @@ fn blocklisted_sources_are_dropped_in_xdp_and_counted() {
     assert_eq!(from_blocked, 0, "no flow from a blocked source");
 }
 
+/// A real `nmap -sn` of its own link (`tests/fixtures/realtools/nmap-neighbor-sweep.pcap`:
+/// ARP only) sent over the veth is captured — the XDP program hands ARP to the socket like IP —
+/// and raises the `neighbor-sweep` alert naming the sweeper, in XDP and AF_PACKET mode.
+#[test]
+fn an_arp_sweep_is_captured_live_and_names_the_sweeper() {
+    if !can_run() {
+        return;
+    }
+    let _serial = exclusive();
+    let pcap =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/realtools/nmap-neighbor-sweep.pcap");
+    for (mode, expect_mode) in [("xdp", "xdp-native"), ("af-packet", "af_packet")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ns = new_netns(&format!("arp{}", &mode[..2]));
+        let (alerts, summary) = (dir.path().join("alerts.jsonl"), dir.path().join("summary.json"));
+        let (a, s) = (alerts.display().to_string(), summary.display().to_string());
+        let sensor = Sensor::start(
+            &ns,
+            &["--mode", mode, "--quiet", "--alerts", &a, "--flows", "/dev/null", "--summary-json", &s],
+        );
+        tcpreplay(&ns, &pcap);
+        std::thread::sleep(Duration::from_millis(1000));
+        sensor.signal("-INT");
+        let (status, log) = sensor.wait();
+        assert!(status.success(), "{mode}: {log:?}");
+        let live = read_lines(&summary).pop().expect("summary");
+        assert_eq!(live["capture"]["mode"], expect_mode, "{live}");
+        assert_eq!(live["frames"], 520, "{mode}: every ARP frame of the sweep: {live}");
+        if mode == "xdp" {
+            assert_eq!(live["capture"]["xdp"]["redirected"], 520, "{live}");
+        }
+        let sweeps: Vec<Value> =
+            read_lines(&alerts).into_iter().filter(|a| a["rule"] == "neighbor-sweep").collect();
+        assert_eq!(sweeps.len(), 1, "{mode}: {sweeps:?}");
+        assert_eq!(sweeps[0]["src_ip"], "10.66.0.2", "{mode}");
+    }
+}
+
 #[test]
 fn no_xdp_program_stays_attached_after_exit_or_sigkill() {
     if !can_run() {

@@ -73,7 +73,9 @@ impl Transport {
         }
     }
 
-    fn header_len(&self) -> usize {
+    /// Length of the transport header in bytes (0 for raw protocols and ARP).
+    #[must_use]
+    pub fn header_len(&self) -> usize {
         match self {
             Transport::Tcp { .. } => 20,
             Transport::Udp { .. } | Transport::Icmp { .. } => 8,

@@ -520,7 +520,10 @@ fn the_benign_part_is_the_mix_and_never_shares_a_five_tuple_with_an_attack() {
                     || p.resolution()
             );
             let (_, frame) = &run.frames[i];
-            assert!(p.arp || checksums_ok(frame, p.src.is_ipv6(), p.proto), "attack packet {i}: bad checksum");
+            assert!(
+                p.arp || checksums_ok(frame, p.src.is_ipv6(), p.proto),
+                "attack packet {i}: bad checksum"
+            );
             assert_eq!(p.src.is_ipv6(), v6);
         }
         // The benign part has every kind of the mix.

@@ -6,8 +6,12 @@
 //! (`outpost_xdp_common::Counter`):
 //!
 //! 1. Shorter than an Ethernet header, a VLAN tag cut short, or an EtherType other than
-//!    IPv4/IPv6 after at most two 802.1Q / 802.1ad tags → `XDP_PASS` (`PassedNotIp`): ARP,
-//!    LLDP and management traffic stay with the kernel.
+//!    IPv4/IPv6/ARP after at most two 802.1Q / 802.1ad tags → `XDP_PASS` (`PassedNotIp`):
+//!    LLDP, STP and the like stay with the kernel, and so does ARP that is not Ethernet/IPv4
+//!    or is cut short. ARP for IPv4 over Ethernet is monitored traffic (address-resolution
+//!    sweeps show only there): its sender and target protocol addresses take the place of
+//!    source and destination in steps 3–5, so ARP about a pass subnet (the sensor's own
+//!    management address) stays with the kernel and the rest is captured.
 //! 2. IP header cut short or unusable (IPv4: fewer than 20 bytes, version not 4, IHL below 5,
 //!    or options running past the frame; IPv6: fewer than 40 bytes) → redirected like any captured frame and also counted `Truncated`;
 //!    the sensor's decoder counts it as malformed. Without a trustworthy header nothing else
@@ -73,6 +77,10 @@ mod program {
 
     const ETHERTYPE_IPV4: u16 = 0x0800;
     const ETHERTYPE_IPV6: u16 = 0x86dd;
+    const ETHERTYPE_ARP: u16 = 0x0806;
+    /// ARP for IPv4 over Ethernet (RFC 826): 8 fixed bytes, then sender MAC and IPv4 address,
+    /// target MAC and IPv4 address.
+    const ARP_ETHERNET_IPV4_LEN: usize = 28;
     const ETHERTYPE_VLAN: u16 = 0x8100; // IEEE 802.1Q
     const ETHERTYPE_QINQ: u16 = 0x88a8; // IEEE 802.1ad service tag
 
@@ -156,7 +164,7 @@ mod program {
         bytes::<2>(ctx, offset).map(u16::from_be_bytes)
     }
 
-    /// `None` = not an IP frame (pass to the kernel).
+    /// `None` = not an IP frame, nor ARP for IPv4 over Ethernet (pass to the kernel).
     #[inline(always)]
     fn classify(ctx: &XdpContext) -> Option<Verdict> {
         let mut ethertype = be16(ctx, 12)?;
@@ -173,8 +181,23 @@ mod program {
         match ethertype {
             ETHERTYPE_IPV4 => Some(classify_ipv4(ctx, offset)),
             ETHERTYPE_IPV6 => Some(classify_ipv6(ctx, offset)),
+            ETHERTYPE_ARP => classify_arp(ctx, offset),
             _ => None,
         }
+    }
+
+    /// ARP for IPv4 over Ethernet decided like an IPv4 packet from its sender (source) to its
+    /// target (destination), without ports; `None` for other or cut-short ARP.
+    #[inline(always)]
+    fn classify_arp(ctx: &XdpContext, offset: usize) -> Option<Verdict> {
+        let a = bytes::<ARP_ETHERNET_IPV4_LEN>(ctx, offset)?;
+        // Hardware type 1 (Ethernet), protocol type 0x0800, address lengths 6 and 4.
+        if a[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
+            return None;
+        }
+        let sender = [a[14], a[15], a[16], a[17]];
+        let target = [a[24], a[25], a[26], a[27]];
+        Some(decide(&v4_family(), sender, target, None))
     }
 
     #[inline(always)]
@@ -198,14 +221,7 @@ mod program {
         let ports = if first_fragment { transport_ports(ctx, offset + header_len, header[9]) } else { None };
         let src = [header[12], header[13], header[14], header[15]];
         let dst = [header[16], header[17], header[18], header[19]];
-        let family = Family {
-            block: &OUTPOST_BLK_V4,
-            pass: &OUTPOST_PASS_V4,
-            block_flag: CONFIG_BLOCK_V4,
-            pass_flag: CONFIG_PASS_V4,
-            bits: IPV4_BITS,
-        };
-        decide(&family, src, dst, ports)
+        decide(&v4_family(), src, dst, ports)
     }
 
     #[inline(always)]
@@ -229,6 +245,18 @@ mod program {
             bits: IPV6_BITS,
         };
         decide(&family, src, dst, ports)
+    }
+
+    /// IPv4's tables and switches (IPv4 packets and ARP).
+    #[inline(always)]
+    fn v4_family() -> Family<4> {
+        Family {
+            block: &OUTPOST_BLK_V4,
+            pass: &OUTPOST_PASS_V4,
+            block_flag: CONFIG_BLOCK_V4,
+            pass_flag: CONFIG_PASS_V4,
+            bits: IPV4_BITS,
+        }
     }
 
     /// One address family's tables and switches.

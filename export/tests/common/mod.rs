@@ -185,11 +185,11 @@ impl FlowBuilder {
             (self.truth.server, self.truth.client)
         };
         let v6 = src.is_ipv6();
-        let (flags, l4) = match t {
-            Transport::Tcp { flags, .. } => ((flags & 0xff) as u8, 20),
-            Transport::Udp { .. } | Transport::Icmp { .. } => (0, 8),
-            Transport::Raw(_) => (0, 0),
+        let flags = match t {
+            Transport::Tcp { flags, .. } => (flags & 0xff) as u8,
+            _ => 0,
         };
+        let l4 = t.header_len() as u64;
         if let Transport::Icmp { ty, code, .. } = t
             && self.truth.icmp.is_none()
         {
