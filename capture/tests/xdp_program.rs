@@ -117,12 +117,17 @@ fn udp6(src: &str, dst: &str, src_port: u16, dst_port: u16) -> Vec<u8> {
 
 /// An ARP request for IPv4 over Ethernet from `sender` about `target`.
 fn arp(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    vlan_arp(&[], sender, target)
+}
+
+/// [`arp`] with VLAN tags (TPID, VLAN id), outermost first.
+fn vlan_arp(tags: &[(u16, u16)], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
     let mut payload = vec![0, 1, 8, 0, 6, 4, 0, 1];
     payload.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
     payload.extend_from_slice(&sender);
     payload.extend_from_slice(&[0; 6]);
     payload.extend_from_slice(&target);
-    ethernet(ETHERTYPE_ARP, &payload)
+    vlan_ethernet(tags, ETHERTYPE_ARP, &payload)
 }
 
 fn v6(text: &str) -> Ipv6Addr {
@@ -212,8 +217,17 @@ fn arp_is_captured_like_ipv4_from_its_sender_to_its_target() {
     // About the sensor's own management address, either way: the kernel's.
     assert_eq!(run(&program, &arp([10, 9, 0, 5], [10, 9, 0, 1])), (XDP_PASS, passed_filter()));
     assert_eq!(run(&program, &arp([10, 9, 0, 1], [10, 9, 0, 5])), (XDP_PASS, passed_filter()));
-    // From a blocklisted sender: dropped.
+    // From a blocklisted sender: dropped — even about the management address (the blocklist
+    // comes first, as for IP).
     assert_eq!(run(&program, &arp([192, 0, 2, 7], [10, 0, 0, 2])), (XDP_DROP, blocked()));
+    assert_eq!(run(&program, &arp([192, 0, 2, 7], [10, 9, 0, 5])), (XDP_DROP, blocked()));
+    // Behind one or two VLAN tags, the same.
+    let tagged = vlan_arp(&[(ETHERTYPE_QINQ, 10), (ETHERTYPE_VLAN, 20)], [10, 9, 0, 1], [10, 9, 0, 5]);
+    assert_eq!(run(&program, &tagged), (XDP_PASS, passed_filter()), "two tags, management");
+    let tagged = vlan_arp(&[(ETHERTYPE_VLAN, 20)], [192, 0, 2, 9], [10, 0, 0, 2]);
+    assert_eq!(run(&program, &tagged), (XDP_DROP, blocked()), "one tag, blocklisted");
+    let tagged = vlan_arp(&[(ETHERTYPE_VLAN, 20)], [10, 0, 0, 1], [10, 0, 0, 2]);
+    assert_eq!(run(&program, &tagged), (XDP_PASS, no_socket()), "one tag, captured");
 }
 
 #[test]

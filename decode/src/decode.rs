@@ -50,8 +50,8 @@
 //! - **Non-IP frames** (ARP, other EtherTypes, 802.3 length frames): `l4_offset` and
 //!   `payload_offset` equal `l3_offset`. For 802.3 frames `ethertype` holds the length field
 //!   (< 0x0600). An empty `Raw` frame is [`Malformed::TruncatedIpv4`]: it has no version nibble.
-//! - **ARP**: the 8-byte fixed part is required ([`Malformed::TruncatedArp`] otherwise); the
-//!   Ethernet/IPv4 form additionally needs its 28 bytes and yields sender and target protocol
+//! - **ARP**: the 8-byte fixed part is required ([`Malformed::TruncatedArp`] otherwise) and
+//!   gives the operation (`arp_op`); the Ethernet/IPv4 form additionally needs its 28 bytes and yields sender and target protocol
 //!   addresses; other forms decode with unspecified addresses.
 
 use crate::addr::IpAddress;
@@ -412,6 +412,7 @@ fn decode_ipv6(meta: &mut PacketMeta, l3: &[u8], l3_offset: usize, wire_l3: usiz
 #[inline]
 fn decode_arp(meta: &mut PacketMeta, l3: &[u8]) -> Result<(), Malformed> {
     let h = ArpHeader::new(l3).ok_or(Malformed::TruncatedArp)?;
+    meta.arp_op = h.operation();
     if h.is_ethernet_ipv4() {
         let a = ArpEthernetIpv4::new(l3).ok_or(Malformed::TruncatedArp)?;
         meta.src = IpAddress::from_v4(a.sender_ip());

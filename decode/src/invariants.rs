@@ -64,9 +64,12 @@ pub fn check_invariants(frame: &[u8], meta: &PacketMeta) -> Result<(), &'static 
         ensure(not_parsed_fields_zero && meta.ip_proto == 0, "non-IP frame has transport fields")?;
         if meta.network == Network::Arp {
             ensure(meta.ethertype == ethertype::ARP, "ARP without the ARP EtherType")?;
+        } else {
+            ensure(meta.arp_op == 0, "an ARP operation outside ARP")?;
         }
         return Ok(());
     }
+    ensure(meta.arp_op == 0, "an ARP operation outside ARP")?;
 
     let (min_ip, et) = match meta.network {
         Network::Ipv4 => (20, ethertype::IPV4),

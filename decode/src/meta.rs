@@ -147,7 +147,8 @@ pub enum Transport {
     Truncated,
 }
 
-/// Everything the pipeline needs from one decoded frame. `Copy`, no pointers, 96 bytes or less.
+/// Everything the pipeline needs from one decoded frame. `Copy`, no pointers, 104 bytes (checked
+/// at compile time below).
 ///
 /// Fields that do not apply to the packet are zero (e.g. ports of ICMP, `tcp_*` of UDP).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,6 +213,9 @@ pub struct PacketMeta {
     pub icmp_type: u8,
     /// ICMP / ICMPv6 code.
     pub icmp_code: u8,
+    /// ARP operation (1 request, 2 reply; RFC 826), from the fixed part every ARP packet has;
+    /// zero when not ARP. (It fills two bytes of padding: the struct does not grow.)
+    pub arp_op: u16,
     /// Fragmentation state.
     pub fragment: Fragment,
     /// Whether the transport header was read.
@@ -226,6 +230,8 @@ pub struct PacketMeta {
     /// malformed frame.
     pub anomaly: Option<Malformed>,
 }
+
+const _: () = assert!(std::mem::size_of::<PacketMeta>() == 104, "PacketMeta stays 104 bytes");
 
 impl PacketMeta {
     /// True for IPv4 or IPv6 packets.

@@ -163,6 +163,7 @@ mod arp_field {
     pub(super) const PTYPE: usize = 2;
     pub(super) const HLEN: usize = 4;
     pub(super) const PLEN: usize = 5;
+    pub(super) const OPER: usize = 6;
     // Ethernet/IPv4 layout (hlen 6, plen 4): sender MAC 8..14, sender IP 14..18,
     // target MAC 18..24, target IP 24..28.
     pub(super) const SENDER_IP: usize = 14;
@@ -177,6 +178,12 @@ impl ArpHeader<'_> {
             && self.0.be16::<{ arp_field::PTYPE }>() == 0x0800
             && self.0.byte::<{ arp_field::HLEN }>() == 6
             && self.0.byte::<{ arp_field::PLEN }>() == 4
+    }
+
+    /// The operation (1 request, 2 reply).
+    #[inline]
+    pub(crate) fn operation(self) -> u16 {
+        self.0.be16::<{ arp_field::OPER }>()
     }
 }
 

@@ -121,6 +121,7 @@ impl ProtoGuard {
                 Field::UdpSrcPort | Field::UdpDstPort => ProtoGuard::protos(&[UDP]),
                 Field::IcmpType | Field::IcmpCode | Field::IcmpTypeCode => ProtoGuard::protos(&[1]),
                 Field::Icmp6Type | Field::Icmp6Code | Field::Icmp6TypeCode => ProtoGuard::protos(&[58]),
+                Field::ArpOp => ProtoGuard::NON_IP,
             },
         }
     }

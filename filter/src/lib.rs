@@ -115,6 +115,7 @@
 //! | `udp[0:2]`, `udp[2:2]` | UDP source, destination port |
 //! | `icmp[0]` / `icmp[icmptype]`, `icmp[1]` / `icmp[icmpcode]`, `icmp[0:2]` | ICMP type, code, type·256+code |
 //! | `icmp6[0]` / `icmp6[icmp6type]`, `icmp6[1]` / `icmp6[icmp6code]`, `icmp6[0:2]` | the same for ICMPv6 |
+//! | `arp[6:2]` | ARP operation (1 request, 2 reply), in every ARP frame |
 //!
 //! As in libpcap, a relation reading a field is false for packets without that header (a
 //! UDP datagram makes both `tcp[13] = 2` and `tcp[13] != 2` false), and for IPv4 later

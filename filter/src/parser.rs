@@ -1367,8 +1367,8 @@ impl<'a> Parser<'a> {
     fn field(&mut self, w: &str, col: usize) -> Result<Arith, FilterError> {
         let supported = "Outpost filters can read tcp[0:2], tcp[2:2], tcp[4:4], tcp[8:4], \
                          tcp[13] (tcp[tcpflags]), tcp[14:2], udp[0:2], udp[2:2], icmp[0], icmp[1], \
-                         icmp[0:2] and the same for icmp6";
-        if !matches!(w, "tcp" | "udp" | "icmp" | "icmp6") {
+                         icmp[0:2], the same for icmp6, and arp[6:2]";
+        if !matches!(w, "tcp" | "udp" | "icmp" | "icmp6" | "arp") {
             let (kind, msg) = if PQual::from_word(w).is_some() || unsupported(w).is_some() {
                 (ErrorKind::Unsupported, format!("`{w}[…]` is not supported by Outpost filters; {supported}"))
             } else {
@@ -1432,6 +1432,7 @@ impl<'a> Parser<'a> {
             ("icmp6", 0, 1) => Field::Icmp6Type,
             ("icmp6", 1, 1) => Field::Icmp6Code,
             ("icmp6", 0, 2) => Field::Icmp6TypeCode,
+            ("arp", 6, 2) => Field::ArpOp,
             _ => {
                 return Err(self.err(
                     ocol,

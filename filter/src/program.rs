@@ -187,6 +187,8 @@ pub(crate) enum Field {
     Icmp6Code,
     /// `icmp6[0:2]`.
     Icmp6TypeCode,
+    /// `arp[6:2]`: the ARP operation (1 request, 2 reply).
+    ArpOp,
 }
 
 /// The result of reading a [`Field`].
@@ -217,6 +219,8 @@ impl Field {
             Field::UdpSrcPort | Field::UdpDstPort => (net::IP, ip_proto::UDP),
             Field::IcmpType | Field::IcmpCode | Field::IcmpTypeCode => (net::IPV4, ip_proto::ICMP),
             Field::Icmp6Type | Field::Icmp6Code | Field::Icmp6TypeCode => (net::IPV6, ip_proto::ICMPV6),
+            // Not a transport: ARP frames have protocol 0 (see `check`).
+            Field::ArpOp => (net::ARP, 0),
         })
     }
 
@@ -224,6 +228,10 @@ impl Field {
     /// whether its header was read.
     #[inline(always)]
     fn check(self, m: &PacketMeta) -> Load {
+        if self == Field::ArpOp {
+            // Every decoded ARP frame has its fixed part, the operation with it.
+            return if m.network == Network::Arp { Load::Value(0) } else { Load::Skip };
+        }
         let Some((nets, proto)) = self.transport() else { return Load::Value(0) };
         if net_bit(m.network) & nets == 0 || m.ip_proto != proto || m.fragment == Fragment::Later {
             return Load::Skip;
@@ -261,6 +269,7 @@ impl Field {
             Field::IcmpTypeCode | Field::Icmp6TypeCode => {
                 (u32::from(m.icmp_type) << 8) | u32::from(m.icmp_code)
             }
+            Field::ArpOp => u32::from(m.arp_op),
         }
     }
 }

@@ -340,6 +340,21 @@ fn ipv4_host_and_net_also_match_arp_addresses() {
 }
 
 #[test]
+fn arp_operation_is_read_from_arp_frames_only() {
+    let req = arp("10.0.0.5", [10, 0, 0, 1], &[]);
+    let mut f = Vec::new();
+    assert!(b("10.0.0.1", "10.0.0.5", udp(0, 0)).write_arp_to(&mut f, 2, [10, 0, 0, 5]));
+    let reply = meta_of(&f);
+    assert!(m("arp[6:2] = 1", &req) && !m("arp[6:2] = 1", &reply));
+    assert!(m("arp[6:2] == 2 and src host 10.0.0.1", &reply));
+    // Not ARP: the relation is false both ways, as in libpcap.
+    assert!(!m("arp[6:2] = 1", &syn_80()) && !m("arp[6:2] != 1", &syn_80()));
+    assert!(m("not arp[6:2] = 1", &syn_80()));
+    let e = err("arp[7] = 1");
+    assert!(e.to_string().contains("arp[6:2]"), "{e}");
+}
+
+#[test]
 fn ipv6_addresses_and_mapped_addresses_stay_in_their_family() {
     let v6 = meta(&tcp_v6(80, SYN));
     assert!(m("host 2001:db8::1 and ip6 dst host 2001:db8::2", &v6));

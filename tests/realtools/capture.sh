@@ -537,6 +537,10 @@ at_least() { # label want got
   if [[ $3 -lt $2 ]]; then die "$CHECKING: $1: $3 (want at least $2)"; fi
   printf '   %-58s %8s (>= %s)\n' "$1" "$3" "$2" >&2
 }
+none_of() { # label got
+  if [[ $2 -ne 0 ]]; then die "$CHECKING: $1: $2 (want none)"; fi
+  printf '   %-58s %8s (none)\n' "$1" "$2" >&2
+}
 same_period() { # file filter period: first and last matching packets in one aligned period
   local first last
   read -r first last < <(tshark -r "$1" -Y "$2" -T fields -e frame.time_epoch 2>/dev/null |
@@ -591,7 +595,7 @@ check_scenario() { # name file
         "$(distinct "$f" "arp.opcode == 1 && arp.src.proto_ipv4 == $ATTACKER" arp.dst.proto_ipv4)"
       at_least "ARP replies to $ATTACKER" $((1 + ${#LOCAL_LIVE[@]})) \
         "$(count "$f" "arp.opcode == 2 && arp.dst.proto_ipv4 == $ATTACKER")"
-      at_least "ICMP echo requests (none: on its own link nmap asks ARP)" 0 "$(count "$f" "icmp")" ;;
+      none_of "ICMP packets (on its own link nmap asks ARP)" "$(count "$f" "icmp")" ;;
     hping3-syn-flood)
       at_least "SYNs to $VICTIM:80" 29000 "$(count "$f" "$SYN && ip.dst == $VICTIM && tcp.dstport == 80")"
       at_least "distinct (spoofed) sources" 20000 \

@@ -47,7 +47,8 @@ pub enum Transport {
     Raw(u8),
     /// Not an IP packet but an ARP frame (`op` 1 request, 2 reply) from the builder's `src`
     /// (IPv4) and `src_mac` about `dst`: [`FrameBuilder::write_to`] writes it with
-    /// [`FrameBuilder::write_arp_to`] (nothing on links that cannot carry ARP).
+    /// [`FrameBuilder::write_arp_to`] — nothing when `src` or `dst` is not IPv4 or the link
+    /// cannot carry ARP.
     Arp {
         /// Operation: 1 request, 2 reply.
         op: u16,
@@ -242,8 +243,11 @@ impl FrameBuilder {
     /// `out`, so a generator that reuses one buffer and one builder streams without
     /// per-frame allocation.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        if let (Transport::Arp { op }, IpAddr::V4(target)) = (&self.transport, self.dst) {
-            self.write_arp_to(out, *op, target.octets());
+        if let Transport::Arp { op } = self.transport {
+            // Only about an IPv4 address (nothing is written otherwise).
+            if let IpAddr::V4(target) = self.dst {
+                self.write_arp_to(out, op, target.octets());
+            }
             return;
         }
         let l4_len = self.transport.header_len() + self.payload.len();

@@ -55,6 +55,8 @@ struct Pkt {
     later_fragment: bool,
     /// An ARP frame (`src`, `dst`: sender and target protocol addresses).
     arp: bool,
+    /// Its operation (1 request, 2 reply).
+    arp_op: u16,
 }
 
 impl Pkt {
@@ -72,10 +74,12 @@ impl Pkt {
         self.arp || (self.proto == ip_proto::ICMPV6 && matches!(self.icmp.0, 135 | 136))
     }
 
-    /// What `neighbor-sweep` counts: ARP frames and neighbor solicitations (not from the
+    /// What `neighbor-sweep` counts: ARP requests and neighbor solicitations (not from the
     /// unspecified address).
     fn solicitation(&self) -> bool {
-        (self.arp || (self.proto == ip_proto::ICMPV6 && self.icmp.0 == 135)) && !self.src.is_unspecified()
+        let asks =
+            if self.arp { self.arp_op == 1 } else { self.proto == ip_proto::ICMPV6 && self.icmp.0 == 135 };
+        asks && !self.src.is_unspecified()
     }
 
     /// A SYN without ACK.
@@ -185,6 +189,7 @@ fn decode_run(params: AttacksParams, out: AttacksCapture) -> Run {
                 ip_len: u64::from(meta.ip_len),
                 later_fragment: meta.fragment == Fragment::Later,
                 arp,
+                arp_op: meta.arp_op,
             }
         })
         .collect();
@@ -702,7 +707,9 @@ fn the_benign_mix_stays_below_every_count_threshold() {
         let f = p.flags & (SYN | ACK | FIN | RST | PSH | URG);
         p.tcp() && (matches!(f, FIN | 0) || f == FIN | PSH | URG)
     };
-    let checks: [(DetectionRule, usize); 9] = [
+    // (`neighbor-sweep` is not here: the mix has no ARP or neighbor discovery. Its quiet
+    // segment is in sensor/tests/attacks.rs.)
+    let checks: [(DetectionRule, usize); 8] = [
         (
             DetectionRule::ScanVerticalTcp,
             busiest(p, minute, |p| p.syn().then_some(((p.src, p.dst), p.dport)), true),
@@ -737,10 +744,6 @@ fn the_benign_mix_stays_below_every_count_threshold() {
         (
             DetectionRule::PingSweep,
             busiest(p, minute, |p| (p.icmp() && matches!(p.icmp.0, 8 | 128)).then_some((p.src, p.dst)), true),
-        ),
-        (
-            DetectionRule::NeighborSweep,
-            busiest(p, 5 * SECOND, |p| p.solicitation().then_some((p.src, p.dst)), true),
         ),
         (DetectionRule::SynFlood, busiest(p, 10 * SECOND, |p| p.syn().then_some((p.dst, ())), false)),
         (DetectionRule::IcmpFlood, busiest(p, 10 * SECOND, |p| p.icmp().then_some((p.dst, ())), false)),

@@ -10,8 +10,9 @@
 //!    LLDP, STP and the like stay with the kernel, and so does ARP that is not Ethernet/IPv4
 //!    or is cut short. ARP for IPv4 over Ethernet is monitored traffic (address-resolution
 //!    sweeps show only there): its sender and target protocol addresses take the place of
-//!    source and destination in steps 3–5, so ARP about a pass subnet (the sensor's own
-//!    management address) stays with the kernel and the rest is captured.
+//!    source and destination in steps 3–5, so ARP from a blocklisted sender is dropped, ARP
+//!    about a pass subnet (the sensor's own management address) otherwise stays with the
+//!    kernel, and the rest is captured.
 //! 2. IP header cut short or unusable (IPv4: fewer than 20 bytes, version not 4, IHL below 5,
 //!    or options running past the frame; IPv6: fewer than 40 bytes) → redirected like any captured frame and also counted `Truncated`;
 //!    the sensor's decoder counts it as malformed. Without a trustworthy header nothing else

@@ -170,6 +170,7 @@ fn ethernet_ipv4_tcp_syn_fills_every_field() {
         tos: 0x10,
         icmp_type: 0,
         icmp_code: 0,
+        arp_op: 0,
         fragment: Fragment::None,
         transport: Transport::Parsed,
         ip6_first_next_header: ip_proto::TCP,
@@ -305,6 +306,9 @@ fn arp_request_yields_sender_and_target_protocol_addresses() {
     assert_eq!(m.ethertype, ethertype::ARP);
     assert_eq!((m.src, m.dst), (v4("192.168.1.20"), v4("192.168.1.1")));
     assert_eq!((m.l3_offset, m.ip_len, m.transport), (14, 0, Transport::Absent));
+    assert_eq!(m.arp_op, 1, "a request");
+    let reply = eth(&patch(&ETH_ARP_REQUEST, 20, &[0x00, 0x02])).unwrap();
+    assert_eq!(reply.arp_op, 2, "a reply");
 }
 
 #[test]
@@ -320,6 +324,7 @@ fn arp_for_other_hardware_decodes_without_addresses() {
     let m = eth(&f).unwrap();
     assert_eq!(m.network, Network::Arp);
     assert_eq!((m.src, m.dst), (IpAddress::UNSPECIFIED, IpAddress::UNSPECIFIED));
+    assert_eq!(m.arp_op, 1, "the operation is in the fixed part");
     // Only the fixed part is needed for such forms.
     assert_eq!(eth(&f[..22]).unwrap().network, Network::Arp);
 }
