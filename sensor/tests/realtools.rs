@@ -1,5 +1,6 @@
 //! Real attack tools against the default ruleset: captures of nmap (SYN, connect, UDP, FIN,
-//! NULL and XMAS scans, a ping sweep, a horizontal scan, a sweep of its own link by ARP),
+//! NULL and XMAS scans, a ping sweep, a horizontal scan, sweeps of its own link by ARP and by
+//! IPv6 neighbor discovery),
 //! hping3 (SYN, ICMP and UDP floods) and
 //! hydra (against a real OpenSSH server), made between two network namespaces by
 //! `tests/realtools/capture.sh` and committed under `tests/fixtures/realtools/`, are replayed
@@ -31,6 +32,7 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     ("nmap-ping-sweep", "ping-sweep", "src_ip", "10.66.0.2"),
     ("nmap-horizontal-scan", "scan-horizontal", "src_ip", "10.66.0.2"),
     ("nmap-neighbor-sweep", "neighbor-sweep", "src_ip", "10.66.0.2"),
+    ("nmap-neighbor-sweep-v6", "neighbor-sweep", "src_ip", "2001:db8:66::2"),
     ("hping3-syn-flood", "syn-flood", "dst_ip", "10.66.0.1"),
     ("hping3-icmp-flood", "icmp-flood", "dst_ip", "10.66.0.1"),
     ("hping3-udp-flood", "udp-flood", "dst_ip", "10.66.0.1"),
@@ -231,6 +233,11 @@ fn nmap_horizontal_scan_is_a_horizontal_scan_by_the_attacker() {
 #[test]
 fn nmap_sweep_of_its_own_link_is_a_neighbor_sweep_by_the_attacker() {
     expect_alert("nmap-neighbor-sweep");
+}
+
+#[test]
+fn nmap_ipv6_sweep_of_its_own_link_is_a_neighbor_sweep_by_the_attacker() {
+    expect_alert("nmap-neighbor-sweep-v6");
 }
 
 #[test]

@@ -36,6 +36,12 @@ HSCAN_NET=10.66.1.0/26 # 64 addresses: scan-horizontal needs 30 distinct destina
 # also holds .10-.19 there, so eleven neighbours answer.
 LOCAL_NET=10.66.0.0/24
 LOCAL_LIVE=(10.66.0.{10..19})
+# IPv6 on the link only for the IPv6 sweep (scenarios ending in -v6): its router solicitations
+# and multicast listener reports would otherwise land in the other captures.
+ATTACKER6=2001:db8:66::2
+VICTIM6=2001:db8:66::1
+LOCAL_NET6=2001:db8:66::/120
+LOCAL_LIVE6=(2001:db8:66::{10..19})
 SNAPLEN=256
 
 # ---- scenarios ------------------------------------------------------------------------------
@@ -52,6 +58,7 @@ SCENARIOS=(
   "nmap-ping-sweep|nmap -n -sn -PE $SWEEP_NET|0|60|ping-sweep|src_ip|$ATTACKER"
   "nmap-horizontal-scan|nmap -n -sS -p 22 $HSCAN_NET|0|60|scan-horizontal|src_ip|$ATTACKER"
   "nmap-neighbor-sweep|nmap -n -sn $LOCAL_NET|0|0|neighbor-sweep|src_ip|$ATTACKER"
+  "nmap-neighbor-sweep-v6|nmap -6 -n -sn $LOCAL_NET6|0|0|neighbor-sweep|src_ip|$ATTACKER6"
   "hping3-syn-flood|hping3 --flood -S -p 80 --rand-source $VICTIM|30000|10|syn-flood|dst_ip|$VICTIM"
   "hping3-icmp-flood|hping3 --icmp --flood $VICTIM|50000|10|icmp-flood|dst_ip|$VICTIM"
   "hping3-udp-flood|hping3 --udp --flood -p 53 $VICTIM|60000|10|udp-flood|dst_ip|$VICTIM"
@@ -143,6 +150,9 @@ discovery before the horizontal scan is itself a ping sweep of the /26):
 - \`nmap-neighbor-sweep\`: nmap -sn of the attacker's own link, \`$LOCAL_NET\`: as root nmap asks
   ARP for every address (no ICMP at all), again for the silent ones; the victim answers for
   its own address and \`${LOCAL_LIVE[0]}\`..\`${LOCAL_LIVE[-1]}\`.
+- \`nmap-neighbor-sweep-v6\`: the same over IPv6 (\`nmap -6 -sn\` of \`$LOCAL_NET6\`, IPv6 switched on
+  for this capture only): a neighbor solicitation to each address's solicited-node group, from
+  \`$ATTACKER6\`; the victim answers for \`$VICTIM6\` and \`${LOCAL_LIVE6[0]}\`..\`${LOCAL_LIVE6[-1]}\`.
 - \`hping3-syn-flood\`: SYNs to the victim's port 80 from random spoofed sources at full speed;
   the victim has no route back to them, so it answers none.
 - \`hping3-icmp-flood\`: echo requests from the attacker at full speed and the victim's replies.
@@ -501,9 +511,27 @@ burst_seconds() {
   esac
 }
 
+# IPv6 addresses on the veth pair (no duplicate-address detection), or none and IPv6 off.
+ipv6_link() { # on|off
+  local ns dev
+  for ns_dev in "$NS_A:$IF_A" "$NS_V:$IF_V"; do
+    ns=${ns_dev%%:*} dev=${ns_dev#*:}
+    if [[ $1 == on ]]; then
+      ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=0"
+    else
+      ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
+    fi
+  done
+  [[ $1 == on ]] || return 0
+  ip -n "$NS_A" addr add "$ATTACKER6/64" dev "$IF_A" nodad
+  for a in "$VICTIM6" "${LOCAL_LIVE6[@]}"; do ip -n "$NS_V" addr add "$a/64" dev "$IF_V" nodad; done
+  sleep 3 # the link-local address's own announcements settle before the capture starts
+}
+
 run_scenario() { # name cmd frames align
   local name=$1 cmd=$2 frames=$3 period=$4 file="$WORK/$1.pcap" tool_pid
   log "$name: $cmd"
+  [[ $name != *-v6 ]] || ipv6_link on
   align "$period" "$(burst_seconds "$name")"
   start_capture "$file" "$frames"
   if [[ $name == benign ]]; then
@@ -528,6 +556,7 @@ run_scenario() { # name cmd frames align
     sleep 1 # late answers
   fi
   finish_capture "$file"
+  [[ $name != *-v6 ]] || ipv6_link off
 }
 
 # ---- checks: does each capture hold what its tool should have sent? ----------------------------
@@ -596,6 +625,13 @@ check_scenario() { # name file
       at_least "ARP replies to $ATTACKER" $((1 + ${#LOCAL_LIVE[@]})) \
         "$(count "$f" "arp.opcode == 2 && arp.dst.proto_ipv4 == $ATTACKER")"
       none_of "ICMP packets (on its own link nmap asks ARP)" "$(count "$f" "icmp")" ;;
+    nmap-neighbor-sweep-v6)
+      at_least "distinct addresses $ATTACKER6 solicited" 250 \
+        "$(distinct "$f" "icmpv6.type == 135 && ipv6.src == $ATTACKER6" icmpv6.nd.ns.target_address)"
+      at_least "neighbor advertisements to $ATTACKER6" $((1 + ${#LOCAL_LIVE6[@]})) \
+        "$(count "$f" "icmpv6.type == 136 && ipv6.dst == $ATTACKER6")"
+      none_of "ICMPv6 echo requests (on its own link nmap asks neighbor discovery)" \
+        "$(count "$f" "icmpv6.type == 128")" ;;
     hping3-syn-flood)
       at_least "SYNs to $VICTIM:80" 29000 "$(count "$f" "$SYN && ip.dst == $VICTIM && tcp.dstport == 80")"
       at_least "distinct (spoofed) sources" 20000 \
