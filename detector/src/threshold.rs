@@ -687,22 +687,23 @@ impl<V> LruTable<V> {
         }
     }
 
+    /// `hint` if that slot is in use and holds `key`.
+    #[inline]
+    fn hinted(&self, key: &KeyValue, hint: u32) -> Option<u32> {
+        self.slots.get(hint as usize).filter(|s| s.key == *key && s.value.is_some()).map(|_| hint)
+    }
+
     /// The slot of `key` (hash `hash`): `hint` if it holds the key, else a search.
     #[inline]
     fn lookup(&self, hash: u64, key: &KeyValue, hint: u32) -> Option<u32> {
-        match self.slots.get(hint as usize) {
-            Some(s) if s.key == *key && s.value.is_some() => Some(hint),
-            _ => self.find_hashed(hash, key),
-        }
+        self.hinted(key, hint).or_else(|| self.find_hashed(hash, key))
     }
 
-    /// The slot of `key`: `hint` if it holds the key, else a search (hashing the key).
+    /// The slot of `key`: `hint` if it holds the key, else a search (hashing the key only
+    /// then).
     #[inline]
     fn lookup_unhashed(&self, key: &KeyValue, hint: u32) -> Option<u32> {
-        match self.slots.get(hint as usize) {
-            Some(s) if s.key == *key && s.value.is_some() => Some(hint),
-            _ => self.find(key),
-        }
+        self.hinted(key, hint).or_else(|| self.find(key))
     }
 
     #[inline]
