@@ -193,6 +193,15 @@ fn rule(name: &str, body: &str) -> String {
     format!("[[threshold]]\nname = \"{name}\"\ndedup = \"0s\"\n{body}\n")
 }
 
+/// A Merged rule that holds at most two destinations: three UDP packets to one destination
+/// within 10 s (five 2-s buckets).
+fn small_flood() -> Arc<RuleSet> {
+    compile(&rule(
+        "flood",
+        "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3\nmax_keys = 2",
+    ))
+}
+
 // ---- the pipeline -------------------------------------------------------------------------
 
 const RUN_KEY: u64 = 0x0000_7574_706f_7374;
@@ -1389,10 +1398,7 @@ fn max_keys_bounds_memory_under_a_flood_of_new_keys_and_spares_the_busy_key() {
 
 #[test]
 fn merged_rules_keep_the_busy_keys_when_their_tables_are_full() {
-    let rules = compile(&rule(
-        "flood",
-        "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3\nmax_keys = 2",
-    ));
+    let rules = small_flood();
     let (v1, v2, v3) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
     let src = ip("10.0.0.1");
     let p = |dst, t| udp_packet(src, dst, 53, 60, ms(t));
@@ -1710,10 +1716,7 @@ fn the_collector_judges_a_key_whose_slot_was_reused_by_another_before_its_bucket
     // three times, all in the bucket [0, 2 s): vc's partial evicts va and takes its slot, so
     // the bucket's list of keys to judge names va at a slot that now holds vc. The bucket must
     // be judged for vc (three packets: an alert), and va must not get vc's count.
-    let rules = compile(&rule(
-        "flood",
-        "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3\nmax_keys = 2",
-    ));
+    let rules = small_flood();
     let (va, vb, vc) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
     let mut s = Sensor::new(&rules, 2, Duration::from_secs(1)).ticking_every(usize::MAX);
     let source =
