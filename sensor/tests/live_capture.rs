@@ -164,6 +164,19 @@ impl Sensor {
         s
     }
 
+    /// Runs `outpost run ARGS` in `ns` while tcpreplay sends `pcap`, gives it `settle` to
+    /// finish what is in flight, stops it with `sig` and returns its log; an unsuccessful exit
+    /// fails the test.
+    fn capture(ns: &Netns, args: &[&str], pcap: &Path, settle: Duration, sig: &str) -> Vec<String> {
+        let sensor = Sensor::start(ns, args);
+        tcpreplay(ns, pcap);
+        std::thread::sleep(settle);
+        sensor.signal(sig);
+        let (status, log) = sensor.wait();
+        assert!(status.success(), "outpost run {args:?} failed: {log:?}");
+        log
+    }
+
     fn signal(&self, sig: &str) {
         run(Command::new("kill").args([sig, &self.child.id().to_string()]));
     }
@@ -222,12 +235,7 @@ fn live_equals_replay(mode_args: &[&str], expect_mode: &str, queues: Queues) {
     let (a, f, s) =
         (alerts.display().to_string(), flows.display().to_string(), summary.display().to_string());
     args.extend_from_slice(&["--alerts", &a, "--flows", &f, "--summary-json", &s]);
-    let sensor = Sensor::start(&ns, &args);
-    tcpreplay(&ns, &pcap);
-    std::thread::sleep(Duration::from_millis(1500));
-    sensor.signal("-INT");
-    let (status, log) = sensor.wait();
-    assert!(status.success(), "outpost run failed: {log:?}");
+    let log = Sensor::capture(&ns, &args, &pcap, Duration::from_millis(1500), "-INT");
     if expect_mode.starts_with("xdp") {
         assert!(!ns.link("cap0").contains("prog/xdp"), "XDP program left attached: {}", ns.link("cap0"));
     }
@@ -320,27 +328,20 @@ fn blocklisted_sources_are_dropped_in_xdp_and_counted() {
     let flows = dir.path().join("flows.jsonl");
     let (c, s, f) =
         (config.display().to_string(), summary.display().to_string(), flows.display().to_string());
-    let sensor = Sensor::start(
-        &ns,
-        &[
-            "--config",
-            &c,
-            "--mode",
-            "xdp",
-            "--quiet",
-            "--alerts",
-            "/dev/null",
-            "--flows",
-            &f,
-            "--summary-json",
-            &s,
-        ],
-    );
-    tcpreplay(&ns, &pcap);
-    std::thread::sleep(Duration::from_millis(1000));
-    sensor.signal("-TERM");
-    let (status, log) = sensor.wait();
-    assert!(status.success(), "{log:?}");
+    let args = [
+        "--config",
+        &c,
+        "--mode",
+        "xdp",
+        "--quiet",
+        "--alerts",
+        "/dev/null",
+        "--flows",
+        &f,
+        "--summary-json",
+        &s,
+    ];
+    Sensor::capture(&ns, &args, &pcap, Duration::from_millis(1000), "-TERM");
     let live = read_lines(&summary).pop().expect("summary");
     assert_eq!(live["capture"]["xdp"]["blocked"], blocked, "{live}");
     assert_eq!(live["frames"], total - blocked, "the rest arrives: {live}");
@@ -367,15 +368,8 @@ fn an_arp_sweep_is_captured_live_and_names_the_sweeper() {
         let ns = new_netns(&format!("arp{}", &mode[..2]));
         let (alerts, summary) = (dir.path().join("alerts.jsonl"), dir.path().join("summary.json"));
         let (a, s) = (alerts.display().to_string(), summary.display().to_string());
-        let sensor = Sensor::start(
-            &ns,
-            &["--mode", mode, "--quiet", "--alerts", &a, "--flows", "/dev/null", "--summary-json", &s],
-        );
-        tcpreplay(&ns, &pcap);
-        std::thread::sleep(Duration::from_millis(1000));
-        sensor.signal("-INT");
-        let (status, log) = sensor.wait();
-        assert!(status.success(), "{mode}: {log:?}");
+        let args = ["--mode", mode, "--quiet", "--alerts", &a, "--flows", "/dev/null", "--summary-json", &s];
+        Sensor::capture(&ns, &args, &pcap, Duration::from_millis(1000), "-INT");
         let live = read_lines(&summary).pop().expect("summary");
         assert_eq!(live["capture"]["mode"], expect_mode, "{live}");
         assert_eq!(live["frames"], 520, "{mode}: every ARP frame of the sweep: {live}");
