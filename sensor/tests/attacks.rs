@@ -291,7 +291,7 @@ enum Resolve {
 
 /// Writes `(ns, from, about, kind)` frames, in time order, as an Ethernet pcap.
 fn write_resolution(path: &Path, mut frames: Vec<(u64, IpAddr, IpAddr, Resolve)>) {
-    use outpost_tools::frame::{FrameBuilder, Transport, icmp};
+    use outpost_tools::frame::{FrameBuilder, Transport, icmp, solicited_node};
     frames.sort_by_key(|f| f.0);
     let file = std::fs::File::create(path).expect("create capture");
     let mut w = outpost_tools::pcap::CaptureWriter::new(
@@ -306,18 +306,7 @@ fn write_resolution(path: &Path, mut frames: Vec<(u64, IpAddr, IpAddr, Resolve)>
             (Resolve::Request, _) => (about, Transport::Arp { op: 1 }, Vec::new()),
             (Resolve::Reply, _) => (about, Transport::Arp { op: 2 }, Vec::new()),
             (Resolve::Solicit, IpAddr::V6(t)) => {
-                let o = t.octets();
-                let group = std::net::Ipv6Addr::new(
-                    0xff02,
-                    0,
-                    0,
-                    0,
-                    0,
-                    1,
-                    0xff00 | u16::from(o[13]),
-                    u16::from_be_bytes([o[14], o[15]]),
-                );
-                (IpAddr::V6(group), icmp(135, 0, 0), o.to_vec())
+                (IpAddr::V6(solicited_node(t)), icmp(135, 0, 0), t.octets().to_vec())
             }
             (Resolve::Solicit, IpAddr::V4(_)) => unreachable!("neighbor discovery is IPv6"),
         };

@@ -505,6 +505,23 @@ fn ip4_octets(a: IpAddr) -> [u8; 4] {
     }
 }
 
+/// The solicited-node multicast group of `target`, `ff02::1:ffXX:XXXX` with its low 24 bits
+/// (RFC 4291 §2.7.1): where a neighbor solicitation for `target` is sent.
+#[must_use]
+pub fn solicited_node(target: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
+    let o = target.octets();
+    std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
 /// An ARP request (`op` 1) or reply (`op` 2) for IPv4 over Ethernet.
 #[must_use]
 pub fn arp_frame(op: u16, sender_mac: [u8; 6], sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {

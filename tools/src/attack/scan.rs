@@ -459,20 +459,7 @@ pub(crate) fn neighbor_sweep(ctx: &mut AttackCtx<'_>) -> Result<Planned, super::
 fn solicited(target: IpAddr) -> IpAddr {
     match target {
         IpAddr::V4(_) => target,
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            let low = u32::from_be_bytes([0, o[13], o[14], o[15]]);
-            IpAddr::V6(std::net::Ipv6Addr::new(
-                0xff02,
-                0,
-                0,
-                0,
-                0,
-                1,
-                0xff00 | (low >> 16) as u16,
-                low as u16,
-            ))
-        }
+        IpAddr::V6(a) => IpAddr::V6(crate::frame::solicited_node(a)),
     }
 }
 
