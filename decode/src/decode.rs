@@ -51,8 +51,9 @@
 //!   `payload_offset` equal `l3_offset`. For 802.3 frames `ethertype` holds the length field
 //!   (< 0x0600). An empty `Raw` frame is [`Malformed::TruncatedIpv4`]: it has no version nibble.
 //! - **ARP**: the 8-byte fixed part is required ([`Malformed::TruncatedArp`] otherwise) and
-//!   gives the operation (`arp_op`); the Ethernet/IPv4 form additionally needs its 28 bytes and yields sender and target protocol
-//!   addresses; other forms decode with unspecified addresses.
+//!   gives the operation (`arp_op`); the Ethernet/IPv4 form additionally needs its 28 bytes
+//!   and yields sender and target protocol addresses; other forms decode with unspecified
+//!   addresses.
 
 use crate::addr::IpAddress;
 use crate::meta::{Fragment, LinkType, Malformed, Network, PacketMeta, Transport, ethertype, ip_proto};

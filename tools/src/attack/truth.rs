@@ -190,7 +190,7 @@ pub enum DetectionRule {
     ScanHorizontal,
     /// Distinct `dst_ip` of echo requests per `src_ip` ≥ 20 in 60 s.
     PingSweep,
-    /// Distinct `dst_ip` of ARP frames and neighbor solicitations per `src_ip` ≥ 100 in 5 s.
+    /// Distinct `dst_ip` of ARP requests and neighbor solicitations per `src_ip` ≥ 100 in 5 s.
     NeighborSweep,
     /// SYNs without ACK per `dst_ip` ≥ 20,000 in 10 s.
     SynFlood,
