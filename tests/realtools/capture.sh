@@ -513,7 +513,7 @@ burst_seconds() {
 
 # IPv6 addresses on the veth pair (no duplicate-address detection), or none and IPv6 off.
 ipv6_link() { # on|off
-  local ns dev
+  local ns dev ns_dev
   for ns_dev in "$NS_A:$IF_A" "$NS_V:$IF_V"; do
     ns=${ns_dev%%:*} dev=${ns_dev#*:}
     if [[ $1 == on ]]; then
