@@ -90,6 +90,12 @@ pub struct FrameBlock {
     /// The receive side's event time when the block was sent (the latest capture timestamp it
     /// had read, or its idle clock).
     pub clock: Nanos,
+    /// The pipeline's epoch when the block was sent (see [`crate::EpochRequest`]): a worker
+    /// that receives a block of a newer epoch switches to it before the block's frames.
+    pub epoch: u64,
+    /// The sequence number the current epoch began at: every frame of an earlier epoch has a
+    /// smaller one, every frame of this epoch a larger one (0 for epoch 0).
+    pub epoch_seq: u64,
 }
 
 impl FrameBlock {
@@ -101,6 +107,8 @@ impl FrameBlock {
             frames: Vec::with_capacity(limits.frames),
             tick_seq: 0,
             clock: Nanos::ZERO,
+            epoch: 0,
+            epoch_seq: 0,
         }
     }
 

@@ -24,7 +24,7 @@ pub use error::SourceError;
 pub use memory::MemorySource;
 pub use pcap_file::{PcapFileSource, PcapFiles};
 pub use pipeline::{
-    Backpressure, DispatchStats, Dispatcher, Emitter, FlushPolicy, Merged, PipelineConfig, PipelineError,
-    PipelineReport, Progress, Sharding, WorkerStage, run_pipeline, worker_for,
+    Backpressure, DispatchStats, Dispatcher, Emitter, EpochRequest, FlushPolicy, Merged, PipelineConfig,
+    PipelineError, PipelineReport, Progress, Sharding, WorkerStage, run_pipeline, worker_for,
 };
 pub use source::{Batch, Frame, FrameDesc, PacketSource, SourceStats};

@@ -72,6 +72,14 @@ pub trait WorkerStage: Send + 'static {
     /// tick's sequence number; records caused by time (timeouts, windows) carry it.
     fn on_clock(&mut self, now: Nanos, seq: u64, out: &mut Emitter<Self::Record, Self::Stats>);
 
+    /// The pipeline entered epoch `epoch` at sequence number `seq` (see [`EpochRequest`]):
+    /// called once per epoch change, after every frame with a smaller `seq` and before every
+    /// frame with a larger one — at the same point of the input in every worker. Records
+    /// emitted here carry `seq`. The default does nothing.
+    fn on_epoch(&mut self, epoch: u64, seq: u64, out: &mut Emitter<Self::Record, Self::Stats>) {
+        let _ = (epoch, seq, out);
+    }
+
     /// End of input: emit everything still pending (flush windows, flows) and return the
     /// counters. `seq` is larger than every sequence number of the input; records emitted here
     /// carry it.
@@ -130,6 +138,32 @@ pub struct PipelineConfig {
     pub progress: Option<Arc<Progress>>,
     /// When partly filled blocks go to the workers.
     pub flush: FlushPolicy,
+    /// Epoch changes asked for while the pipeline runs (a rule reload); `None`: never.
+    pub epochs: Option<Arc<EpochRequest>>,
+}
+
+/// Asks a running pipeline to move its workers to a new epoch — e.g. a newly compiled rule
+/// set, which the caller publishes where its stages find it before asking. The receive thread
+/// notices the request between two batches of the source: it flushes every worker, takes a
+/// sequence number of its own for the change, and stamps every later block with the new epoch;
+/// each worker then calls [`WorkerStage::on_epoch`] before its first frame after that number.
+/// So the change happens at one point of the input for all workers, between batches, and the
+/// collector sees the records of the old epoch before those of the new one. Epochs only grow;
+/// asking for several in quick succession may skip to the last.
+#[derive(Debug, Default)]
+pub struct EpochRequest(AtomicU64);
+
+impl EpochRequest {
+    /// Asks for epoch `epoch` (ignored unless larger than every epoch asked for before).
+    pub fn request(&self, epoch: u64) {
+        self.0.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The latest epoch asked for (0: none).
+    #[must_use]
+    pub fn requested(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// When the receive thread sends partly filled blocks (full blocks always go at once).
@@ -209,6 +243,7 @@ impl Default for PipelineConfig {
             sharding: Sharding::Source,
             progress: None,
             flush: FlushPolicy::EveryBatch,
+            epochs: None,
         }
     }
 }
@@ -266,6 +301,8 @@ pub struct Dispatcher {
     started: bool,
     own_bell: Doorbell,
     stats: DispatchStats,
+    /// The current epoch and the sequence number it began at.
+    epoch: (u64, u64),
 }
 
 impl Dispatcher {
@@ -372,6 +409,18 @@ impl Dispatcher {
         }
     }
 
+    /// Moves to epoch `epoch` (larger than the current one) between two batches: every worker
+    /// gets what it has so far, then the change takes a sequence number of its own, which
+    /// every later block carries with the epoch.
+    pub fn begin_epoch(&mut self, epoch: u64) {
+        if epoch <= self.epoch.0 {
+            return;
+        }
+        self.flush();
+        let seq = self.next_tick();
+        self.epoch = (epoch, seq);
+    }
+
     fn next_tick(&mut self) -> u64 {
         let t = self.seq;
         self.seq += 1;
@@ -388,6 +437,7 @@ impl Dispatcher {
         let Some(link) = self.links.get_mut(w) else { return };
         link.current.tick_seq = tick;
         link.current.clock = self.clock;
+        (link.current.epoch, link.current.epoch_seq) = self.epoch;
         let mut backoff = Backoff::new();
         // Once the ring was full, wait until the worker has taken half of it (hysteresis):
         // the worker wakes this thread only then, so a worker that is the bottleneck wakes it
@@ -508,10 +558,15 @@ fn worker_loop<S: WorkerStage>(
 ) {
     let mut backoff = Backoff::new();
     let mut last_tick = 0;
+    let mut epoch = 0;
     loop {
         match rx.pop() {
             Ok(block) => {
                 backoff.reset();
+                if block.epoch > epoch {
+                    epoch = block.epoch;
+                    stage.on_epoch(epoch, block.epoch_seq, &mut out);
+                }
                 stage.on_block(&block, &mut out);
                 stage.on_clock(block.clock, block.tick_seq, &mut out);
                 last_tick = block.tick_seq;
@@ -737,12 +792,16 @@ fn receive_loop<Src: PacketSource>(
     stop: &AtomicBool,
     progress: Option<&Progress>,
     flush: FlushPolicy,
+    epochs: Option<&EpochRequest>,
 ) -> ReceiveResult {
     d.own_bell.bind_current();
     let mut errors = Vec::new();
     let mut batches = 0u64;
     let mut last_flush = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(e) = epochs {
+            d.begin_epoch(e.requested());
+        }
         let idle = match source.next_batch() {
             Ok(Some(batch)) if batch.is_empty() => true,
             Ok(Some(batch)) => {
@@ -903,12 +962,14 @@ where
         started: false,
         own_bell: dispatcher_bell,
         stats: DispatchStats { frames: 0, bytes: 0, per_worker: vec![0; n], ring_full_drops: vec![0; n] },
+        epoch: (0, 0),
     };
     let receive_core = config.receive_core;
     let failures = pin_failures.clone();
     let stop_rx = stop.clone();
     let progress = config.progress.clone();
     let flush = config.flush;
+    let epochs = config.epochs.clone();
     let receiver = thread::Builder::new()
         .name("outpost-receive".into())
         .spawn(move || {
@@ -919,7 +980,7 @@ where
                     }
                 }
             }
-            receive_loop(source, dispatcher, &stop_rx, progress.as_deref(), flush)
+            receive_loop(source, dispatcher, &stop_rx, progress.as_deref(), flush, epochs.as_deref())
         })
         .map_err(|source| PipelineError::Spawn { name: "outpost-receive".into(), source })?;
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use outpost_capture::{
-    Backpressure, Emitter, FlushPolicy, Frame, InputPos, MemorySource, Merged, PipelineConfig, PipelineError,
-    Roles, Sharding, WorkerStage, run_pipeline,
+    Backpressure, Batch, Emitter, EpochRequest, FlushPolicy, Frame, InputPos, MemorySource, Merged,
+    PacketSource, PipelineConfig, PipelineError, Roles, Sharding, SourceError, SourceStats, WorkerStage,
+    run_pipeline,
 };
 use outpost_decode::{IpAddress, LinkType, Nanos, decode};
 use outpost_tools::frame::{FrameBuilder, udp};
@@ -298,4 +299,111 @@ fn source_and_pair_sharding_keeps_both_directions_and_each_source_on_one_worker(
     assert!(per_frame.values().all(|&c| c == (1, 1)), "every frame has one source and one pair delivery");
     assert!(split > 0, "with three workers some frames must go to two workers");
     assert_eq!(report.dispatch.per_worker.iter().sum::<u64>(), deliveries.len() as u64);
+}
+
+/// A source that asks for the epochs of `at` (epoch, after how many batches) as it goes,
+/// like a rule reload arriving while frames flow.
+struct Reloading {
+    inner: MemorySource,
+    batches: usize,
+    at: Vec<(u64, usize)>,
+    request: Arc<EpochRequest>,
+}
+
+impl PacketSource for Reloading {
+    fn next_batch(&mut self) -> Result<Option<Batch<'_>>, SourceError> {
+        for &(epoch, after) in &self.at {
+            if self.batches == after {
+                self.request.request(epoch);
+            }
+        }
+        self.batches += 1;
+        self.inner.next_batch()
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.inner.stats()
+    }
+}
+
+/// Per worker: every frame's `seq` with the epoch it was processed in, and the epoch changes.
+#[derive(Default)]
+struct EpochProbe {
+    epoch: u64,
+    frames: Vec<(u64, u64)>,
+    changes: Vec<(u64, u64)>,
+}
+
+impl WorkerStage for EpochProbe {
+    type Record = (u64, u64);
+    type Stats = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+    fn on_frame(&mut self, pos: InputPos, _frame: Frame<'_>, _out: &mut Emitter<(u64, u64), Self::Stats>) {
+        self.frames.push((pos.seq, self.epoch));
+    }
+
+    fn on_clock(&mut self, _now: Nanos, _seq: u64, _out: &mut Emitter<(u64, u64), Self::Stats>) {}
+
+    fn on_epoch(&mut self, epoch: u64, seq: u64, out: &mut Emitter<(u64, u64), Self::Stats>) {
+        self.epoch = epoch;
+        self.changes.push((epoch, seq));
+        out.emit(seq, (epoch, seq));
+    }
+
+    fn finish(self, _seq: u64, _out: &mut Emitter<(u64, u64), Self::Stats>) -> Self::Stats {
+        (self.frames, self.changes)
+    }
+}
+
+#[test]
+fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
+    // Flushed after every batch, or only when blocks fill up (live capture): then the
+    // change must not let frames before it wait in a block stamped with the new epoch.
+    let flushes = [FlushPolicy::EveryBatch, FlushPolicy::Interval(std::time::Duration::from_secs(3600))];
+    for (workers, flush) in [1, 3].into_iter().flat_map(|w| flushes.map(|f| (w, f))) {
+        let request = Arc::new(EpochRequest::default());
+        let src = Reloading {
+            inner: source(4_000, 61, 50),
+            batches: 0,
+            // Epoch 1 after 20 batches; 2 and 5 asked for at once later (5 wins).
+            at: vec![(1, 20), (2, 50), (5, 50)],
+            request: request.clone(),
+        };
+        let config = PipelineConfig { workers, flush, epochs: Some(request), ..PipelineConfig::default() };
+        let mut merged = Vec::new();
+        let report = run_pipeline(
+            src,
+            &config,
+            |_| EpochProbe::default(),
+            Arc::new(AtomicBool::new(false)),
+            |m| {
+                if let Merged::Record { seq, record, .. } = m {
+                    merged.push((seq, record));
+                }
+            },
+        )
+        .expect("pipeline runs");
+        let changes = &report.workers[0].1;
+        assert_eq!(changes.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 5], "{workers} workers");
+        let mut frames = 0;
+        for (w, (seen, ch)) in report.workers.iter().enumerate() {
+            assert_eq!(ch, changes, "worker {w} changed epochs elsewhere");
+            for &(seq, epoch) in seen {
+                // The epoch a frame was processed in is the last one that began before it.
+                let expected = changes.iter().filter(|c| c.1 < seq).map(|c| c.0).last().unwrap_or(0);
+                assert_eq!(epoch, expected, "worker {w}: frame seq {seq}");
+                assert!(changes.iter().all(|c| c.1 != seq), "a frame took the change's number");
+            }
+            frames += seen.len();
+        }
+        assert_eq!(frames, 4_000);
+        // Both changes fall inside the input: frames before and after each.
+        let all: Vec<u64> = report.workers.iter().flat_map(|w| w.0.iter().map(|f| f.0)).collect();
+        for c in changes {
+            assert!(all.iter().any(|&s| s < c.1) && all.iter().any(|&s| s > c.1), "{c:?} at an end");
+        }
+        // The collector gets every worker's change record at the change's place.
+        assert_eq!(merged.len(), 2 * workers);
+        assert!(merged.windows(2).all(|p| p[0].0 <= p[1].0));
+    }
 }
