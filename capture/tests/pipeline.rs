@@ -390,7 +390,7 @@ fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
             assert_eq!(ch, changes, "worker {w} changed epochs elsewhere");
             for &(seq, epoch) in seen {
                 // The epoch a frame was processed in is the last one that began before it.
-                let expected = changes.iter().filter(|c| c.1 < seq).map(|c| c.0).last().unwrap_or(0);
+                let expected = changes.iter().filter(|c| c.1 < seq).map(|c| c.0).next_back().unwrap_or(0);
                 assert_eq!(epoch, expected, "worker {w}: frame seq {seq}");
                 assert!(changes.iter().all(|c| c.1 != seq), "a frame took the change's number");
             }

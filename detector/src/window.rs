@@ -19,7 +19,6 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::alert::Alert;
 use crate::network::NetworkMap;
-use crate::rules::{RuleId, RuleSet};
 
 /// Counts for one (window, network).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +37,9 @@ pub struct WindowSummary {
     pub first: Nanos,
     /// Capture time of the last alert.
     pub last: Nanos,
-    /// Alerts per rule, by rule id.
-    pub by_rule: Vec<(RuleId, u64)>,
+    /// Alerts per rule, by rule name (names, not ids: a window outlives a rule reload, which
+    /// renumbers rules).
+    pub by_rule: Vec<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -48,7 +48,7 @@ struct Acc {
     sources: HashSet<IpAddress>,
     first: Nanos,
     last: Nanos,
-    by_rule: BTreeMap<RuleId, u64>,
+    by_rule: BTreeMap<String, u64>,
 }
 
 /// Open windows and the close logic.
@@ -80,8 +80,8 @@ impl AlertWindows {
         start.saturating_add(self.width).saturating_add(self.lateness)
     }
 
-    /// Counts `alert` for `network_id`.
-    pub fn add(&mut self, alert: &Alert, network_id: u32) {
+    /// Counts `alert`, raised by the rule named `rule`, for `network_id`.
+    pub fn add(&mut self, alert: &Alert, network_id: u32, rule: &str) {
         let start = alert.ts.window_start(self.width);
         if self.closes_at(start) <= self.watermark && self.watermark > Nanos::ZERO {
             self.late += 1;
@@ -98,7 +98,12 @@ impl AlertWindows {
         acc.sources.insert(alert.src);
         acc.first = acc.first.min(alert.ts);
         acc.last = acc.last.max(alert.ts);
-        *acc.by_rule.entry(alert.rule).or_insert(0) += 1;
+        match acc.by_rule.get_mut(rule) {
+            Some(n) => *n += 1,
+            None => {
+                acc.by_rule.insert(rule.to_string(), 1);
+            }
+        }
     }
 
     /// Moves the watermark to `watermark` and returns the windows that closed, in order.
@@ -150,8 +155,6 @@ impl AlertWindows {
 pub struct WindowJson<'a> {
     /// The summary.
     pub summary: &'a WindowSummary,
-    /// Rule names.
-    pub rules: &'a RuleSet,
     /// Network labels.
     pub networks: &'a NetworkMap,
 }
@@ -177,11 +180,7 @@ impl Serialize for WindowJson<'_> {
         m.serialize_entry("sources", &w.sources)?;
         m.serialize_entry("first_alert", &w.first)?;
         m.serialize_entry("last_alert", &w.last)?;
-        let rules: BTreeMap<&str, u64> = w
-            .by_rule
-            .iter()
-            .map(|(id, n)| (self.rules.rule(*id).map_or("unknown", |r| r.name.as_str()), *n))
-            .collect();
+        let rules: BTreeMap<&str, u64> = w.by_rule.iter().map(|(name, n)| (name.as_str(), *n)).collect();
         m.serialize_entry("rules", &rules)?;
         m.end()
     }
@@ -191,6 +190,7 @@ impl Serialize for WindowJson<'_> {
 mod tests {
     use super::*;
     use crate::alert::{AlertDetail, AlertId};
+    use crate::rules::RuleId;
 
     fn alert(ts_secs: u64, src: &str) -> Alert {
         Alert {
@@ -213,18 +213,19 @@ mod tests {
     #[test]
     fn windows_close_when_the_watermark_passes_their_end() {
         let mut w = AlertWindows::new(Duration::from_secs(30), Duration::ZERO);
-        w.add(&alert(61, "10.0.0.1"), 1);
-        w.add(&alert(75, "10.0.0.1"), 1);
-        w.add(&alert(80, "10.0.0.2"), 2);
-        w.add(&alert(95, "10.0.0.3"), 1);
+        w.add(&alert(61, "10.0.0.1"), 1, "a");
+        w.add(&alert(75, "10.0.0.1"), 1, "b");
+        w.add(&alert(80, "10.0.0.2"), 2, "a");
+        w.add(&alert(95, "10.0.0.3"), 1, "a");
         assert!(w.advance(Nanos::from_secs(89)).is_empty());
         let closed = w.advance(Nanos::from_secs(90));
         assert_eq!(closed.len(), 2);
         assert_eq!((closed[0].network_id, closed[0].alerts, closed[0].sources), (1, 2, 1));
         assert_eq!((closed[0].first, closed[0].last), (Nanos::from_secs(61), Nanos::from_secs(75)));
+        assert_eq!(closed[0].by_rule, [("a".to_string(), 1), ("b".to_string(), 1)]);
         assert_eq!((closed[1].network_id, closed[1].alerts), (2, 1));
         // Out of order beyond lateness: counted late, not in a window.
-        w.add(&alert(70, "10.0.0.4"), 1);
+        w.add(&alert(70, "10.0.0.4"), 1, "a");
         assert_eq!(w.late, 1);
         let rest = w.finish();
         assert_eq!(rest.len(), 1);
@@ -234,9 +235,9 @@ mod tests {
     #[test]
     fn lateness_keeps_a_window_open_past_its_end() {
         let mut w = AlertWindows::new(Duration::from_secs(10), Duration::from_secs(5));
-        w.add(&alert(3, "10.0.0.1"), 1);
+        w.add(&alert(3, "10.0.0.1"), 1, "a");
         assert!(w.advance(Nanos::from_secs(14)).is_empty());
-        w.add(&alert(9, "10.0.0.2"), 1);
+        w.add(&alert(9, "10.0.0.2"), 1, "a");
         let closed = w.advance(Nanos::from_secs(15));
         assert_eq!((closed.len(), closed[0].alerts, closed[0].sources), (1, 2, 2));
         assert_eq!(w.late, 0);

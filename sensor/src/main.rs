@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod output;
+mod reload;
 mod replay;
 mod run;
 mod snippets;

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::config::Loaded;
 use crate::output::JsonLines;
+use crate::reload::RuleReloads;
 use crate::snippets::{SnippetCollector, SnippetSummary};
 use crate::worker::{SensorRecord, SensorStage, StageSetup, WorkerStats};
 
@@ -162,7 +163,9 @@ pub struct Summary {
     pub alert_windows: u64,
     /// Alerts whose window had already closed.
     pub late_alerts: u64,
-    /// Per-rule counters.
+    /// Rule reloads applied while running (`outpost run`, SIGHUP): the number of the last.
+    pub rule_reloads: u64,
+    /// Per-rule counters, for the rules running at the end.
     pub rules: Vec<RuleSummary>,
     /// Flow meter counters (absent when no flow output was asked for, or flows are
     /// disabled in the configuration: then no flow is metered).
@@ -396,6 +399,8 @@ pub struct Execution<'a> {
     pub on_watermark: Box<dyn FnMut(outpost_decode::Nanos) + 'a>,
     /// Receives the receive thread's counters as they move.
     pub progress: Option<Arc<outpost_capture::Progress>>,
+    /// Rule sets reloaded while running (`run` on SIGHUP); none: the rules never change.
+    pub reloads: Option<Arc<RuleReloads>>,
 }
 
 impl std::fmt::Debug for Execution<'_> {
@@ -420,6 +425,7 @@ impl Default for Execution<'_> {
             rotation: crate::output::Rotation::default(),
             on_watermark: Box::new(|_| {}),
             progress: None,
+            reloads: None,
         }
     }
 }
@@ -443,6 +449,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         ring_blocks: exec.ring_blocks.unwrap_or(PipelineConfig::default().ring_blocks),
         progress: exec.progress.clone(),
         flush: exec.flush,
+        epochs: exec.reloads.as_ref().map(|r| r.epochs()),
         ..PipelineConfig::default()
     };
     let mut alerts_out = JsonLines::open_rotating(&args.alerts, exec.rotation)?;
@@ -482,7 +489,12 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
     let stop = exec.stop.clone();
     let sensor = loaded.config.sensor.name.clone();
     let key = exec.key;
-    let (rules, networks) = (loaded.rules.clone(), loaded.networks.clone());
+    let networks = loaded.networks.clone();
+    // The rule set alerts and dedup summaries are written with: the running one, swapped
+    // when a reload reaches the collector.
+    let rules = RefCell::new(loaded.rules.clone());
+    let mut reloaded_epoch = 0u64;
+    let mut last_watermark = outpost_decode::Nanos::ZERO;
     let mut windows = AlertWindows::new(loaded.config.alerts.window.0, loaded.config.alerts.lateness.0);
     let mut window_count = 0u64;
     let mut write_error: Option<anyhow::Error> = None;
@@ -496,10 +508,9 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 continue;
             }
             window_line.clear();
-            if let Err(e) = serde_json::to_writer(
-                &mut window_line,
-                &WindowJson { summary: w, rules: &rules, networks: &networks },
-            ) {
+            if let Err(e) =
+                serde_json::to_writer(&mut window_line, &WindowJson { summary: w, networks: &networks })
+            {
                 err.get_or_insert(e.into());
                 continue;
             }
@@ -529,6 +540,9 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         None => None,
     };
     let flow_config = loaded.flows.filter(|_| wants_flows || loaded.rules.needs_flows());
+    if let Some(r) = &exec.reloads {
+        r.set_flows_metered(flow_config.is_some());
+    }
     // Flows need both directions of a conversation on one worker, detection each source on
     // one worker: with flows, frames go to both owners.
     let config = PipelineConfig {
@@ -543,6 +557,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         workers,
         lateness,
         snippets: snippet_config,
+        reloads: exec.reloads.clone(),
     };
     let mut central = CentralDetector::new(
         loaded.rules.clone(),
@@ -562,10 +577,11 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                     snippets: &mut Option<SnippetCollector>,
                     err: &mut Option<anyhow::Error>| {
         alert_line.clear();
+        let rules = rules.borrow();
         let encoded = match &o {
             CentralOutput::Alert(alert) => {
                 let net = networks.lookup_pair(&alert.src, &alert.dst).map_or(0, |n| n.id);
-                windows.add(alert, net);
+                windows.add(alert, net, rules.rule(alert.rule).map_or("unknown", |r| r.name.as_str()));
                 let snippet = snippets.as_mut().and_then(|s| s.on_reported(alert));
                 let record = AlertRecord {
                     alert: AlertJson { alert, rules: &rules, networks: &networks, sensor: &sensor },
@@ -645,6 +661,25 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                     take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
                 });
             }
+            // Every worker reports the reload at the same place; the first report swaps it
+            // in. What the old rules still pass on (alerts since the last watermark, dedup
+            // counts of changed rules) is written with the old rule set.
+            Merged::Record { record: SensorRecord::Reloaded(epoch), .. } if epoch > reloaded_epoch => {
+                reloaded_epoch = epoch;
+                if let Some(new) = exec.reloads.as_ref().and_then(|r| r.rules(epoch)) {
+                    central.reload(new.clone(), &mut |o| {
+                        take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
+                    });
+                    eprintln!(
+                        "outpost {}: rules reloaded (reload {epoch}): {} rules, in effect after event time {}",
+                        exec.command,
+                        new.rules.len(),
+                        last_watermark
+                    );
+                    *rules.borrow_mut() = new;
+                }
+            }
+            Merged::Record { record: SensorRecord::Reloaded(_), .. } => {}
             Merged::Record { record: SensorRecord::Partial(p), .. } => central.on_partial(p),
             Merged::Record { record: SensorRecord::Baseline(b), .. } => central.on_baseline(b),
             Merged::Record { record: SensorRecord::Snippet(sn), .. } => {
@@ -653,6 +688,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
                 }
             }
             Merged::Watermark(t) => {
+                last_watermark = t;
                 central.on_watermark(t, &mut |o| {
                     take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
                 });
@@ -727,10 +763,13 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         suppressed_summaries,
         alert_windows: window_count,
         late_alerts: windows.late,
+        rule_reloads: reloaded_epoch,
         rules: {
             let cs = central.stats();
-            loaded
-                .rules
+            // The rule set running at the end (every counter is kept per rule of it; a
+            // reload carries the counts of unchanged rules over).
+            rules
+                .borrow()
                 .rules
                 .iter()
                 .enumerate()

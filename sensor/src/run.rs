@@ -21,7 +21,10 @@ use outpost_capture::xdp::{XdpAttach, XdpCounters, XdpMode, XdpProgram, XdpSetup
 use outpost_capture::{Backpressure, FlushPolicy, PacketSource, Progress};
 use serde::Serialize;
 
+use signal_hook::iterator::Signals;
+
 use crate::config::{CaptureMode, Loaded, RxThreadsChoice, XdpAttachChoice, ZeroCopyChoice};
+use crate::reload::RuleReloads;
 use crate::replay::{Execution, OutputArgs, execute, finish_summary, stop_on_signals};
 
 /// Options of `outpost run`.
@@ -258,6 +261,27 @@ fn open_af_packet(interface: &str, loaded: &Loaded) -> anyhow::Result<Box<dyn Pa
     Ok(Box::new(AfPacketSource::open(interface, &options)?))
 }
 
+/// Recompiles the rules on every SIGHUP until the signals are closed, and publishes each rule
+/// set that compiles for the pipeline to swap in; one that does not compile changes nothing.
+fn reload_on_hup(mut signals: Signals, reloads: &RuleReloads, config: Option<&std::path::Path>) {
+    for _ in signals.forever() {
+        let started = Instant::now();
+        match Loaded::load(config) {
+            Err(e) => eprintln!("outpost run: SIGHUP: the running rules stay: {e}"),
+            Ok(loaded) => {
+                let count = loaded.rules.rules.len();
+                match reloads.publish(loaded.rules) {
+                    Ok(epoch) => eprintln!(
+                        "outpost run: SIGHUP: {count} rules compiled in {:.2} s; reload {epoch} takes effect between two batches of input",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => eprintln!("outpost run: SIGHUP: the running rules stay: {e}"),
+                }
+            }
+        }
+    }
+}
+
 /// Runs `outpost run`.
 ///
 /// # Errors
@@ -345,6 +369,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     );
 
     let stop = stop_on_signals()?;
+    let reloads = Arc::new(RuleReloads::default());
+    let signals = Signals::new([signal_hook::consts::SIGHUP]).context("cannot install the SIGHUP handler")?;
+    let hup = signals.handle();
+    let reloader = {
+        let (reloads, config) = (reloads.clone(), args.config.clone());
+        std::thread::Builder::new()
+            .name("outpost-reload".into())
+            .spawn(move || reload_on_hup(signals, &reloads, config.as_deref()))
+            .context("cannot start the reload thread")?
+    };
     if let Some(d) = args.duration {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -417,7 +451,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
         xxhash_rust::xxh3::xxh3_64(&h)
     };
-    let mut summary = execute(
+    let summary = execute(
         &loaded,
         &args.out,
         source,
@@ -432,8 +466,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             rotation: loaded.config.output.rotation(),
             on_watermark,
             progress: Some(progress.clone()),
+            reloads: Some(reloads.clone()),
         },
-    )?;
+    );
+    hup.close();
+    let _ = reloader.join();
+    let mut summary = summary?;
     summary.capture = Some(CaptureSummary {
         interface: interface.clone(),
         mode: mode_name.to_string(),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::reload::RuleReloads;
 use outpost_capture::{Emitter, Frame, FrameBlock, InputPos, Roles, WorkerStage};
 use outpost_decode::{DecodeStats, Duration, Nanos, PacketMeta, decode_into};
 use outpost_detector::baseline::BaselinePartial;
@@ -25,6 +26,9 @@ pub enum SensorRecord {
     /// capture time passed the end of its window — always after the alert itself, so the
     /// collector knows the alert policy's verdict on it by then.
     Snippet(Box<Snippet>),
+    /// The worker swapped in the rule set of this reload epoch ([`crate::reload`]): its
+    /// records before this one come from the old rules, those after it from the new.
+    Reloaded(u64),
 }
 
 impl From<DetectorOutput> for SensorRecord {
@@ -85,6 +89,8 @@ pub struct StageSetup {
     pub lateness: Duration,
     /// Pcap snippets of alerts (none: off).
     pub snippets: Option<SnippetConfig>,
+    /// Rule sets of reloads while running (none: the rules never change).
+    pub reloads: Option<Arc<RuleReloads>>,
 }
 
 /// One worker: a flow meter and a detector, both owned by the worker thread.
@@ -103,6 +109,7 @@ pub struct SensorStage {
     /// Recent packets per source address, for alert snippets (none: snippets off).
     history: Option<PacketHistory>,
     rules: Arc<RuleSet>,
+    reloads: Option<Arc<RuleReloads>>,
 }
 
 impl SensorStage {
@@ -129,6 +136,7 @@ impl SensorStage {
                 PacketHistory::new(&SnippetConfig { memory_bytes: share, ..c.clone() })
             }),
             rules: setup.rules.clone(),
+            reloads: setup.reloads.clone(),
         }
     }
 
@@ -247,6 +255,16 @@ impl WorkerStage for SensorStage {
         if let Some(h) = self.history.as_mut() {
             h.on_clock(now, &mut |s| out.emit(seq, SensorRecord::Snippet(Box::new(s))));
         }
+    }
+
+    /// A reload: the new rule set goes into the detector between two batches, before any
+    /// frame after the reload's place in the input.
+    fn on_epoch(&mut self, epoch: u64, seq: u64, out: &mut Out) {
+        if let Some(rules) = self.reloads.as_ref().and_then(|r| r.rules(epoch)) {
+            self.detector.reload(rules.clone());
+            self.rules = rules;
+        }
+        out.emit(seq, SensorRecord::Reloaded(epoch));
     }
 
     fn finish(mut self, seq: u64, out: &mut Out) -> WorkerStats {
