@@ -23,4 +23,4 @@ pub mod table;
 pub use key::{FlowKey, Side, community_id};
 pub use meter::{FlowConfig, FlowMeter, FlowMeterStats, PREFETCH_MIN_FLOWS};
 pub use record::{DirectionCounters, EndReason, FlowJson, FlowRecord};
-pub use table::{FlowTable, MAX_ACTIVE_TIMEOUT, TableConfig, TableStats};
+pub use table::{FlowTable, IntervalDelta, MAX_ACTIVE_TIMEOUT, TableConfig, TableStats};

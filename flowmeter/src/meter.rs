@@ -21,7 +21,7 @@ use outpost_decode::{Duration, Fragment, IpAddress, Nanos, Network, PacketMeta, 
 
 use crate::key::{FlowKey, Side, icmp_port_equivalents};
 use crate::record::FlowRecord;
-use crate::table::{FlowTable, Observation, TableConfig, TableStats};
+use crate::table::{FlowTable, IntervalDelta, Observation, TableConfig, TableStats};
 
 /// Flow meter settings (the `[flows]` section of the sensor configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,7 +346,19 @@ impl FlowMeter {
             self.now = now;
         }
         self.table.advance(self.now, out);
+        self.table.fold_advance(self.now);
         self.fragments.expire(self.now);
+    }
+
+    /// Hands over every flow's bytes and packets per interval of `width` event time, or stops
+    /// (`None`): see [`FlowTable::fold_intervals`].
+    pub fn fold_intervals(&mut self, width: Option<Duration>) {
+        self.table.fold_intervals(width);
+    }
+
+    /// Takes what the interval fold handed over so far, in order.
+    pub fn drain_intervals(&mut self) -> impl Iterator<Item = IntervalDelta> + '_ {
+        self.table.drain_intervals()
     }
 
     /// End of input: flows whose timeouts already passed end with their own reason, then

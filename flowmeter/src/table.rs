@@ -20,7 +20,7 @@
 //! not depend on the wheel's granularity — only the moment a silent flow's record is emitted
 //! does.
 
-use outpost_decode::{Duration, Nanos, prefetch_all};
+use outpost_decode::{Duration, IpAddress, Nanos, prefetch_all};
 
 use crate::index::SlotIndex;
 
@@ -45,6 +45,9 @@ mod st {
     pub(super) const RST: u8 = 0x08;
     /// Both FINs or a RST: the flow ends after the close linger.
     pub(super) const CLOSING: u8 = 0x10;
+    /// Packets counted since the flow's counts were last handed over per interval (in the
+    /// interval fold's list of such flows).
+    pub(super) const DIRTY: u8 = 0x20;
     /// The slot is free (its flow ended): a slot hint pointing here is stale.
     pub(super) const FREE: u8 = 0x80;
 }
@@ -239,6 +242,87 @@ const ACK: u8 = 0x10;
 const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
 
+/// What one flow carried in one interval of event time, handed over by the interval fold
+/// ([`FlowTable::fold_intervals`]): per-host volume counters (packet baselines) add these up
+/// instead of looking hosts up for every packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntervalDelta {
+    /// The interval: event time / interval width.
+    pub interval: u64,
+    /// The flow's initiator (the source of its forward direction).
+    pub initiator: IpAddress,
+    /// The flow's responder.
+    pub responder: IpAddress,
+    /// Bytes (sum of IP total lengths) initiator → responder and responder → initiator.
+    pub bytes: [u32; 2],
+    /// Packets initiator → responder and responder → initiator.
+    pub packets: [u32; 2],
+}
+
+/// The interval fold: every packet's bytes are handed over, per flow, in the interval its
+/// capture time falls in — exactly, also for packets out of order.
+///
+/// A flow's counters accumulate as usual; `handed` remembers, per slot, how much of them was
+/// handed over already. The flows counted since their last hand-over are listed (`dirty`, with
+/// the slot's `DIRTY` bit) and handed over when event time leaves the interval (a packet or
+/// a clock tick of a later one), when the flow's record is emitted (its counters restart),
+/// and around a late packet, which is handed over on its own, in its own interval. A packet
+/// therefore costs one flag test; the hand-over costs one entry per flow and interval.
+#[derive(Debug)]
+struct Fold {
+    /// Interval width, ns (at least 1).
+    width: u64,
+    /// The interval being filled, and its span `[start, end)` in ns.
+    current: Option<(u64, u64, u64)>,
+    /// Per slot: bytes and packets of the period already handed over (bytes forward, bytes
+    /// reverse, packets forward, packets reverse).
+    handed: Vec<[u32; 4]>,
+    /// Slots with their `DIRTY` bit set (may repeat, or name a slot reused since: the bit
+    /// decides).
+    dirty: Vec<u32>,
+    /// Handed over, not yet taken ([`FlowTable::drain_intervals`]).
+    out: Vec<IntervalDelta>,
+}
+
+impl Fold {
+    fn interval_of(&self, ts: Nanos) -> u64 {
+        ts.0 / self.width
+    }
+
+    fn start_interval(&mut self, interval: u64) {
+        let start = interval.saturating_mul(self.width);
+        self.current = Some((interval, start, start.saturating_add(self.width)));
+    }
+}
+
+/// Hands over the counts of slot `idx` not handed over yet, as interval `interval`'s, and
+/// clears its `DIRTY` bit.
+fn fold_slot(fold: &mut Fold, slots: &mut [Slot], idx: u32, interval: u64) {
+    let (Some(s), Some(h)) = (slots.get_mut(idx as usize), fold.handed.get_mut(idx as usize)) else {
+        return;
+    };
+    s.state &= !st::DIRTY;
+    let now = [s.bytes[0], s.bytes[1], s.packets[0], s.packets[1]];
+    let d = [
+        now[0].wrapping_sub(h[0]),
+        now[1].wrapping_sub(h[1]),
+        now[2].wrapping_sub(h[2]),
+        now[3].wrapping_sub(h[3]),
+    ];
+    *h = now;
+    if d[2] == 0 && d[3] == 0 {
+        return;
+    }
+    let init = s.initiator();
+    fold.out.push(IntervalDelta {
+        interval,
+        initiator: s.key.endpoint(init).0,
+        responder: s.key.endpoint(init.other()).0,
+        bytes: [d[0], d[1]],
+        packets: [d[2], d[3]],
+    });
+}
+
 /// The flow table of one worker.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -256,6 +340,8 @@ pub struct FlowTable {
     linger: Duration,
     next_flow: u64,
     worker_bits: u64,
+    /// Per-interval hand-over of every flow's counts (none: off).
+    fold: Option<Fold>,
     /// Counters.
     pub stats: TableStats,
 }
@@ -287,6 +373,7 @@ impl FlowTable {
             linger,
             next_flow: 0,
             worker_bits: u64::from(worker) << 56,
+            fold: None,
             stats: TableStats::default(),
         }
     }
@@ -310,6 +397,79 @@ impl FlowTable {
             + self.index.allocated_bytes()
             + self.heads.len() * 4
             + self.free.capacity() * 4
+            + self.fold.as_ref().map_or(0, |f| f.handed.capacity() * 16 + f.dirty.capacity() * 4)
+    }
+
+    /// Hands over every flow's bytes and packets per interval of `width` event time (see
+    /// [`IntervalDelta`]; taken with [`FlowTable::drain_intervals`]), or stops (`None`). Counts
+    /// from before the call are not handed over; on a change of width what is pending goes
+    /// out first, as the interval in progress's.
+    pub fn fold_intervals(&mut self, width: Option<Duration>) {
+        let width = width.map(|w| w.as_nanos().max(1));
+        if self.fold.as_ref().map(|f| f.width) == width {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(mut f) = self.fold.take() {
+            Self::close_interval(&mut f, &mut self.slots);
+            out = f.out;
+        }
+        let Some(width) = width else {
+            // Off (width 0): only what is left to drain stays.
+            self.fold = (!out.is_empty()).then(|| Fold {
+                width: 0,
+                current: None,
+                handed: Vec::new(),
+                dirty: Vec::new(),
+                out,
+            });
+            return;
+        };
+        // Live flows start with everything handed over.
+        let handed =
+            self.slots.iter().map(|s| [s.bytes[0], s.bytes[1], s.packets[0], s.packets[1]]).collect();
+        for s in &mut self.slots {
+            s.state &= !st::DIRTY;
+        }
+        self.fold = Some(Fold { width, current: None, handed, dirty: Vec::new(), out });
+    }
+
+    /// Takes what the interval fold handed over so far, in order.
+    pub fn drain_intervals(&mut self) -> impl Iterator<Item = IntervalDelta> + '_ {
+        self.fold.as_mut().into_iter().flat_map(|f| f.out.drain(..))
+    }
+
+    /// Hands over every flow counted since its last hand-over, as the current interval's.
+    fn close_interval(f: &mut Fold, slots: &mut [Slot]) {
+        let Some((interval, ..)) = f.current else {
+            f.dirty.clear();
+            return;
+        };
+        let dirty = std::mem::take(&mut f.dirty);
+        for &idx in &dirty {
+            if slots.get(idx as usize).is_some_and(|s| s.state & (st::DIRTY | st::FREE) == st::DIRTY) {
+                fold_slot(f, slots, idx, interval);
+            }
+        }
+        f.dirty = dirty;
+        f.dirty.clear();
+    }
+
+    /// Event time reached `now`: if it left the interval being filled, hand it over.
+    pub fn fold_advance(&mut self, now: Nanos) {
+        let Some(f) = self.fold.as_mut().filter(|f| f.width != 0) else { return };
+        match f.current {
+            Some((_, _, end)) if now.0 < end => {}
+            Some(_) => {
+                Self::close_interval(f, &mut self.slots);
+                let i = f.interval_of(now);
+                f.start_interval(i);
+            }
+            None => {
+                let i = f.interval_of(now);
+                f.start_interval(i);
+            }
+        }
     }
 
     /// Starts loading the index line of `hash` into cache (first stage of a batch).
@@ -386,6 +546,7 @@ impl FlowTable {
 
     /// Exports (if its period has packets) and removes the flow in slot `idx`.
     fn end(&mut self, idx: u32, hash: u64, reason: EndReason, out: &mut impl FnMut(FlowRecord)) {
+        self.fold_pending(idx);
         let Some(&s) = self.slots.get(idx as usize) else { return };
         if !s.is_empty_period() {
             out(s.record(reason));
@@ -404,12 +565,28 @@ impl FlowTable {
 
     /// Exports an interim record of the flow in `idx` and starts its next period.
     fn interim(&mut self, idx: u32, out: &mut impl FnMut(FlowRecord)) {
+        self.fold_pending(idx);
         let Some(s) = self.slots.get_mut(idx as usize) else { return };
         if !s.is_empty_period() {
             out(s.record(EndReason::ActiveTimeout));
             self.stats.records[EndReason::ActiveTimeout.index()] += 1;
         }
         s.reset_period();
+        if let Some(h) = self.fold.as_mut().and_then(|f| f.handed.get_mut(idx as usize)) {
+            *h = [0; 4];
+        }
+    }
+
+    /// Before the counters of the flow in `idx` restart (its record goes out): hands over
+    /// what it counted since its last hand-over, as the current interval's.
+    #[inline]
+    fn fold_pending(&mut self, idx: u32) {
+        if let Some(f) = self.fold.as_mut().filter(|f| f.width != 0)
+            && let Some((interval, ..)) = f.current
+            && self.slots.get(idx as usize).is_some_and(|s| s.state & st::DIRTY != 0)
+        {
+            fold_slot(f, &mut self.slots, idx, interval);
+        }
     }
 
     /// Counts one packet of the flow `key`, sent by endpoint `from`. Records that the packet
@@ -440,6 +617,19 @@ impl FlowTable {
         p: &Observation,
         out: &mut impl FnMut(FlowRecord),
     ) {
+        // The interval fold: a packet of a later interval closes the current one first; a
+        // packet of an earlier one (out of order) is handed over on its own, below.
+        let late = match self.fold.as_mut().filter(|f| f.width != 0) {
+            Some(f) => match f.current {
+                Some((_, start, end)) if p.ts.0 >= start && p.ts.0 < end => None,
+                Some((current, start, _)) if p.ts.0 < start => Some((current, f.interval_of(p.ts))),
+                _ => {
+                    self.fold_advance(p.ts);
+                    None
+                }
+            },
+            None => None,
+        };
         let slots = &self.slots;
         let hinted =
             hint.filter(|&i| slots.get(i as usize).is_some_and(|s| s.state & st::FREE == 0 && s.key == *key));
@@ -473,7 +663,18 @@ impl FlowTable {
             }
             None => self.create(key, hash, from, p, out),
         };
-        self.count(idx, from, p, out);
+        match late {
+            None => self.count(idx, from, p, out),
+            Some((current, interval)) => {
+                if let Some(f) = self.fold.as_mut() {
+                    fold_slot(f, &mut self.slots, idx, current);
+                }
+                self.count(idx, from, p, out);
+                if let Some(f) = self.fold.as_mut() {
+                    fold_slot(f, &mut self.slots, idx, interval);
+                }
+            }
+        }
     }
 
     /// Allocates a slot for a new flow (evicting if full) and links it into the wheel.
@@ -523,6 +724,14 @@ impl FlowTable {
                 u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
             }
         };
+        if let Some(f) = self.fold.as_mut().filter(|f| f.width != 0) {
+            if f.handed.len() <= idx as usize {
+                f.handed.resize(idx as usize + 1, [0; 4]);
+            }
+            if let Some(h) = f.handed.get_mut(idx as usize) {
+                *h = [0; 4];
+            }
+        }
         self.index.insert(hash, idx);
         let deadline = p.ts.saturating_add(self.idle.min(self.active));
         self.link(idx, deadline);
@@ -548,6 +757,9 @@ impl FlowTable {
             s.tcp_flags.swap(0, 1);
             s.min_ttl.swap(0, 1);
             s.max_ttl.swap(0, 1);
+            if let Some(h) = self.fold.as_mut().and_then(|f| f.handed.get_mut(idx as usize)) {
+                *h = [h[1], h[0], h[3], h[2]];
+            }
             d = 0;
         }
         let overflow = s.packets.get(d).is_some_and(|&n| n == u32::MAX)
@@ -572,6 +784,12 @@ impl FlowTable {
         s.last_us[d] = s.last_us[d].max(off);
         s.packets[d] += 1;
         s.bytes[d] += p.ip_len;
+        if s.state & st::DIRTY == 0
+            && let Some(f) = self.fold.as_mut().filter(|f| f.width != 0)
+        {
+            s.state |= st::DIRTY;
+            f.dirty.push(idx);
+        }
         s.tcp_flags[d] |= flags;
         if s.key.proto == 6 && flags & (FIN | RST) != 0 && s.state & st::CLOSING == 0 {
             if flags & RST != 0 {
