@@ -359,8 +359,10 @@ impl WorkerStage for EpochProbe {
 fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
     // Flushed after every batch, or only when blocks fill up (live capture): then the
     // change must not let frames before it wait in a block stamped with the new epoch.
+    // Frames to one worker each, or (flows and detection) to two.
     let flushes = [FlushPolicy::EveryBatch, FlushPolicy::Interval(std::time::Duration::from_secs(3600))];
-    for (workers, flush) in [1, 3].into_iter().flat_map(|w| flushes.map(|f| (w, f))) {
+    let cases = [(1, Sharding::Source), (3, Sharding::Source), (3, Sharding::SourceAndPair)];
+    for ((workers, sharding), flush) in cases.into_iter().flat_map(|c| flushes.map(|f| (c, f))) {
         let request = Arc::new(EpochRequest::default());
         let src = Reloading {
             inner: source(4_000, 61, 50),
@@ -369,7 +371,8 @@ fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
             at: vec![(1, 20), (2, 50), (5, 50)],
             request: request.clone(),
         };
-        let config = PipelineConfig { workers, flush, epochs: Some(request), ..PipelineConfig::default() };
+        let config =
+            PipelineConfig { workers, flush, sharding, epochs: Some(request), ..PipelineConfig::default() };
         let mut merged = Vec::new();
         let report = run_pipeline(
             src,
@@ -385,7 +388,7 @@ fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
         .expect("pipeline runs");
         let changes = &report.workers[0].1;
         assert_eq!(changes.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 5], "{workers} workers");
-        let mut frames = 0;
+        let mut frames = std::collections::BTreeSet::new();
         for (w, (seen, ch)) in report.workers.iter().enumerate() {
             assert_eq!(ch, changes, "worker {w} changed epochs elsewhere");
             for &(seq, epoch) in seen {
@@ -394,9 +397,9 @@ fn an_epoch_change_takes_effect_at_one_point_of_the_input_in_every_worker() {
                 assert_eq!(epoch, expected, "worker {w}: frame seq {seq}");
                 assert!(changes.iter().all(|c| c.1 != seq), "a frame took the change's number");
             }
-            frames += seen.len();
+            frames.extend(seen.iter().map(|f| f.0));
         }
-        assert_eq!(frames, 4_000);
+        assert_eq!(frames.len(), 4_000, "every frame, once or (pair and source) twice");
         // Both changes fall inside the input: frames before and after each.
         let all: Vec<u64> = report.workers.iter().flat_map(|w| w.0.iter().map(|f| f.0)).collect();
         for c in changes {

@@ -24,7 +24,7 @@ type StdHashMap<K, V> = std::collections::HashMap<K, V, crate::hashing::TableHas
 
 use outpost_decode::{Duration, IpAddress, Nanos, PacketMeta};
 use outpost_filter::Filter;
-use outpost_flowmeter::FlowRecord;
+use outpost_flowmeter::{FlowRecord, IntervalDelta};
 
 use crate::config::{BaselineConfig, BaselineMetric, ConfigError, HostSide, InputKind, SourceText};
 use crate::rules::RuleId;
@@ -231,9 +231,10 @@ impl HostTable {
         }
     }
 
-    /// Adds `bytes` and one packet to host `h`; a host beyond `max_keys` hosts is not counted.
+    /// Adds `bytes` and `packets` (at least 1) to host `h`; a host beyond `max_keys` hosts is
+    /// not counted.
     #[inline]
-    fn add(&mut self, h: IpAddress, bytes: u64, max_keys: usize) {
+    fn add(&mut self, h: IpAddress, bytes: u64, packets: u64, max_keys: usize) {
         let mask = self.entries.len() - 1;
         let mut i = self.home(&h);
         loop {
@@ -242,7 +243,7 @@ impl HostTable {
                 if self.len >= max_keys {
                     return;
                 }
-                *e = HostCount { host: h, bytes, packets: 1 };
+                *e = HostCount { host: h, bytes, packets };
                 self.len += 1;
                 if self.len * 2 > self.entries.len() {
                     self.grow();
@@ -251,7 +252,7 @@ impl HostTable {
             }
             if e.host == h {
                 e.bytes = e.bytes.saturating_add(bytes);
-                e.packets += 1;
+                e.packets += packets;
                 return;
             }
             i = (i + 1) & mask;
@@ -290,6 +291,17 @@ impl HostTable {
         }
         self.len = 0;
     }
+}
+
+/// Where a meter puts counts of an interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The interval being filled.
+    Current,
+    /// An earlier interval, still open (input slightly out of order).
+    Older,
+    /// An interval already handed over: counted as late.
+    Late,
 }
 
 /// Per-worker measurements for the baseline rules that share a filter, host side and
@@ -344,6 +356,12 @@ impl BaselineMeter {
         self.peers
     }
 
+    /// The interval it measures.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Whether `rule` can share this meter.
     #[must_use]
     pub fn fits(&self, rule: &BaselineRule) -> bool {
@@ -380,26 +398,17 @@ impl BaselineMeter {
         }
     }
 
-    /// Counts one packet for its host(s) (the caller checked the filter).
-    pub fn on_packet(&mut self, m: &PacketMeta) {
-        let interval = match self.current {
-            Some(c) if m.ts.0 >= self.span.0 && m.ts.0 < self.span.1 => c,
-            _ => m.ts.0 / self.interval.as_nanos().max(1),
-        };
+    /// Where counts of interval `interval` go; a later interval than the current one becomes
+    /// the current one.
+    #[inline]
+    fn route(&mut self, interval: u64) -> Route {
         if interval < self.flushed_before {
-            self.late += 1;
-            return;
+            return Route::Late;
         }
-        self.packets += 1;
         if self.current != Some(interval) {
             if self.current.is_some_and(|c| interval < c) {
                 // Out of order, but its interval is still open.
-                let hosts = self.older.entry(interval).or_default();
-                for (h, peer) in sides(self.host, m) {
-                    let t = hosts.entry(h).or_default();
-                    add(t, m, peer, self.peers);
-                }
-                return;
+                return Route::Older;
             }
             self.spill_table();
             if let Some(c) = self.current {
@@ -409,6 +418,68 @@ impl BaselineMeter {
             self.current = Some(interval);
             let width = self.interval.as_nanos().max(1);
             self.span = (interval.saturating_mul(width), interval.saturating_add(1).saturating_mul(width));
+        }
+        Route::Current
+    }
+
+    /// Counts what one flow carried in one interval ([`IntervalDelta`], from the flow meter's
+    /// interval fold) for its hosts, as [`BaselineMeter::on_packet`] would have counted its
+    /// packets one by one. For meters of bytes and packets only, without a filter (a peers
+    /// meter, or one with a filter, counts packets).
+    pub fn on_interval_delta(&mut self, d: &IntervalDelta) {
+        let packets = u64::from(d.packets[0]) + u64::from(d.packets[1]);
+        let route = self.route(d.interval);
+        if route == Route::Late {
+            self.late += packets;
+            return;
+        }
+        self.packets += packets;
+        let (fwd, rev) = (
+            (u64::from(d.bytes[0]), u64::from(d.packets[0])),
+            (u64::from(d.bytes[1]), u64::from(d.packets[1])),
+        );
+        let both = (fwd.0 + rev.0, fwd.1 + rev.1);
+        // Each host with what it sent (as source) or received (as destination) or both.
+        let counts = match self.host {
+            HostSide::Src => [(d.initiator, fwd), (d.responder, rev)],
+            HostSide::Dst => [(d.responder, fwd), (d.initiator, rev)],
+            HostSide::Both => [(d.initiator, both), (d.responder, both)],
+        };
+        for (host, (bytes, packets)) in counts {
+            if packets == 0 {
+                continue;
+            }
+            if route == Route::Older {
+                let t = self.older.entry(d.interval).or_default().entry(host).or_default();
+                t.bytes = t.bytes.saturating_add(bytes);
+                t.packets += packets;
+            } else {
+                self.table.add(host, bytes, packets, self.max_keys);
+            }
+        }
+    }
+
+    /// Counts one packet for its host(s) (the caller checked the filter).
+    pub fn on_packet(&mut self, m: &PacketMeta) {
+        let interval = match self.current {
+            Some(c) if m.ts.0 >= self.span.0 && m.ts.0 < self.span.1 => c,
+            _ => m.ts.0 / self.interval.as_nanos().max(1),
+        };
+        match self.route(interval) {
+            Route::Late => {
+                self.late += 1;
+                return;
+            }
+            Route::Older => {
+                self.packets += 1;
+                let hosts = self.older.entry(interval).or_default();
+                for (h, peer) in sides(self.host, m) {
+                    let t = hosts.entry(h).or_default();
+                    add(t, m, peer, self.peers);
+                }
+                return;
+            }
+            Route::Current => self.packets += 1,
         }
         if self.peers {
             for (h, peer) in sides(self.host, m) {
@@ -422,10 +493,10 @@ impl BaselineMeter {
         let (src, dst) = self.counts_sides();
         let bytes = u64::from(m.ip_len);
         if src {
-            self.table.add(m.src, bytes, self.max_keys);
+            self.table.add(m.src, bytes, 1, self.max_keys);
         }
         if dst {
-            self.table.add(m.dst, bytes, self.max_keys);
+            self.table.add(m.dst, bytes, 1, self.max_keys);
         }
     }
 
@@ -800,12 +871,12 @@ mod tests {
         // Enough hosts to make it double twice; each host twice, interleaved.
         for round in 0..2u64 {
             for n in 0..10_000u32 {
-                t.add(host(n), u64::from(n) + round, 20_000);
+                t.add(host(n), u64::from(n) + round, 1, 20_000);
             }
         }
         assert_eq!(t.len, 10_000);
-        t.add(host(10_000), 7, 10_000);
-        t.add(host(3), 1, 10_000);
+        t.add(host(10_000), 7, 1, 10_000);
+        t.add(host(3), 1, 1, 10_000);
         let mut hosts = StdHashMap::default();
         t.drain_into(&mut hosts);
         assert_eq!(t.len, 0);

@@ -183,6 +183,17 @@ struct SharedMeter {
     filter: outpost_filter::Filter,
     rules: Vec<RuleId>,
     meter: BaselineMeter,
+    /// Counted from the flow meter's interval fold ([`Detector::meter_from_flows`]), not
+    /// per packet.
+    from_flows: bool,
+}
+
+impl SharedMeter {
+    /// Whether flow hand-overs can stand for its packets: it counts bytes and packets of
+    /// every IP packet (no filter, no peers).
+    fn foldable(&self) -> bool {
+        self.filter.is_match_all() && !self.meter.measures_peers()
+    }
 }
 
 /// Groups the packet baseline rules into shared meters and points their states at them. A
@@ -210,6 +221,7 @@ fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMete
                         filter: b.filter.clone(),
                         rules: vec![id],
                         meter: BaselineMeter::new(b, peers),
+                        from_flows: false,
                     },
                 };
                 meters.push(meter);
@@ -623,7 +635,7 @@ impl Detector {
             }
             if m.is_ip() {
                 for &i in self.dispatch.meters_for(class) {
-                    if let Some(sm) = self.meters.get(usize::from(i)) {
+                    if let Some(sm) = self.meters.get(usize::from(i)).filter(|sm| !sm.from_flows) {
                         sm.meter.prefetch(m);
                     }
                 }
@@ -773,10 +785,42 @@ impl Detector {
         }
         for &i in self.dispatch.meters_for(class) {
             if let Some(sm) = self.meters.get_mut(usize::from(i))
+                && !sm.from_flows
                 && (sm.filter.is_match_all() || sm.filter.matches_class(class, m))
             {
                 sm.meter.on_packet(m);
             }
+        }
+    }
+
+    /// The interval the flow meter's interval fold should hand flows over in, for the packet
+    /// baselines that can be counted from flows ([`Detector::meter_from_flows`]): those
+    /// without a filter or peers, of the first such meter's interval. `None`: there are none.
+    #[must_use]
+    pub fn flow_fold_interval(&self) -> Option<Duration> {
+        self.meters.iter().find(|sm| sm.foldable()).map(|sm| sm.meter.interval())
+    }
+
+    /// Counts the packet baselines that can be, of interval `interval` (from
+    /// [`Detector::flow_fold_interval`]), from the flow meter's hand-overs
+    /// ([`Detector::on_interval_delta`]) instead of per packet; `None`: all per packet.
+    ///
+    /// The caller's flow meter must then meter exactly the packets this detector would have
+    /// counted (every decoded IP packet, once: in a pipeline, the packets of the worker's
+    /// pair role), hand flows over at that interval from now on, and pass every hand-over
+    /// on before the next [`Detector::on_clock`]. Per-host counts are then the same as per
+    /// packet, out-of-order packets included, at one hand-over per flow and interval instead
+    /// of two host lookups per packet.
+    pub fn meter_from_flows(&mut self, interval: Option<Duration>) {
+        for sm in &mut self.meters {
+            sm.from_flows = sm.foldable() && Some(sm.meter.interval()) == interval;
+        }
+    }
+
+    /// Counts one flow hand-over for the meters counted from flows.
+    pub fn on_interval_delta(&mut self, d: &outpost_flowmeter::IntervalDelta) {
+        for sm in self.meters.iter_mut().filter(|sm| sm.from_flows) {
+            sm.meter.on_interval_delta(d);
         }
     }
 

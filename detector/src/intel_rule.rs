@@ -26,6 +26,9 @@ pub struct IntelRule {
     pub direction: IntelDirection,
     /// The loaded lists.
     pub set: Arc<IntelSet>,
+    /// Where the lists came from (names, files): with the other fields, what defines the
+    /// rule — not the lists' entries, so a feed update keeps its state over a reload.
+    pub lists: Vec<IntelSource>,
     /// Alert at most once per address per this long, per worker.
     pub cooldown: Duration,
 }
@@ -78,7 +81,8 @@ impl IntelRule {
         let refs: Vec<(IntelSource, &[u8])> = texts.iter().map(|(s, t)| (s.clone(), t.as_slice())).collect();
         let set = IntelSet::from_bytes(&refs)
             .map_err(|e| src.error(c.name.span(), format!("{key}.lists"), e.to_string()))?;
-        Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), cooldown: c.cooldown.0 })
+        let lists = texts.into_iter().map(|(s, _)| s).collect();
+        Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), lists, cooldown: c.cooldown.0 })
     }
 
     /// The name of list `i`.
@@ -182,7 +186,8 @@ mod tests {
         IntelRule {
             filter: Filter::match_all(),
             direction: IntelDirection::Either,
-            set: Arc::new(IntelSet::from_texts(&[(src, entries)]).unwrap()),
+            set: Arc::new(IntelSet::from_texts(&[(src.clone(), entries)]).unwrap()),
+            lists: vec![src],
             cooldown: Duration::ZERO,
         }
     }

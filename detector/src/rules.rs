@@ -138,6 +138,11 @@ fn fingerprint(name: &str, kind: &RuleKind) -> u64 {
             sm.severity = Severity::Medium;
             format!("{:?}", RuleKind::StateMachine(sm)).hash(&mut h);
         }
+        // An intel rule is its lists' names and files, not their entries: a feed update
+        // (new file contents, then a reload) keeps its cooldowns and dedup intervals.
+        RuleKind::Intel(r) => {
+            format!("intel {:?} {:?} {:?} {:?}", r.filter, r.direction, r.cooldown, r.lists).hash(&mut h);
+        }
         other => format!("{other:?}").hash(&mut h),
     }
     h.finish()

@@ -424,3 +424,29 @@ fn a_million_entries_load() {
     }
     assert!(set.entry_description(0, 900_000).is_some_and(|d| d.starts_with("prefix 900000")));
 }
+
+#[test]
+fn a_feed_update_keeps_the_intel_rules_state_over_a_reload_and_a_new_list_file_does_not() {
+    let scratch = Scratch::new("feed-update");
+    let feed = scratch.0.join("feed.txt");
+    let rule = |path: &str, cooldown: &str| {
+        format!(
+            "[[intel]]\nname = \"feed\"\ncooldown = \"{cooldown}\"\nlists = [{{ name = \"f\", path = \"{path}\" }}]\n"
+        )
+    };
+    std::fs::write(&feed, "203.0.113.7\n").unwrap();
+    let before = compile_rules(&scratch.0, &rule("feed.txt", "5m")).expect("loads");
+    // The feed grows (a refresh), then the rules are reloaded: the same rule, with the new
+    // entries — its cooldowns and dedup intervals carry over.
+    std::fs::write(&feed, "203.0.113.7\n198.51.100.0/24\n2001:db8::/48\n").unwrap();
+    let after = compile_rules(&scratch.0, &rule("feed.txt", "5m")).expect("loads");
+    let outpost_detector::RuleKind::Intel(r) = &after.rules[0].kind else { panic!("an intel rule") };
+    assert!(r.set.lookup(&ip("198.51.100.9")).is_some(), "the reload read the new entries");
+    assert_eq!(after.carried_over_from(&before), [Some(outpost_detector::RuleId(0))]);
+    // Another list file, or another cooldown: another rule, which starts fresh.
+    std::fs::copy(&feed, scratch.0.join("other.txt")).unwrap();
+    let moved = compile_rules(&scratch.0, &rule("other.txt", "5m")).expect("loads");
+    assert_eq!(moved.carried_over_from(&before), [None]);
+    let cooler = compile_rules(&scratch.0, &rule("feed.txt", "10m")).expect("loads");
+    assert_eq!(cooler.carried_over_from(&before), [None]);
+}

@@ -540,8 +540,9 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
         None => None,
     };
     let flow_config = loaded.flows.filter(|_| wants_flows || loaded.rules.needs_flows());
+    // The workers and the collector take reloaded rule sets.
     if let Some(r) = &exec.reloads {
-        r.set_flows_metered(flow_config.is_some());
+        r.start(flow_config.is_some(), workers + 1);
     }
     // Flows need both directions of a conversation on one worker, detection each source on
     // one worker: with flows, frames go to both owners.
@@ -666,7 +667,7 @@ pub fn execute<Src: outpost_capture::PacketSource + 'static>(
             // counts of changed rules) is written with the old rule set.
             Merged::Record { record: SensorRecord::Reloaded(epoch), .. } if epoch > reloaded_epoch => {
                 reloaded_epoch = epoch;
-                if let Some(new) = exec.reloads.as_ref().and_then(|r| r.rules(epoch)) {
+                if let Some(new) = exec.reloads.as_ref().and_then(|r| r.rules(workers, epoch)) {
                     central.reload(new.clone(), &mut |o| {
                         take(o, &mut alerts_out, &mut windows, &mut snippets, &mut write_error)
                     });

@@ -263,12 +263,20 @@ fn open_af_packet(interface: &str, loaded: &Loaded) -> anyhow::Result<Box<dyn Pa
 
 /// Recompiles the rules on every SIGHUP until the signals are closed, and publishes each rule
 /// set that compiles for the pipeline to swap in; one that does not compile changes nothing.
+/// A SIGHUP that comes while the capture is still being set up waits for the pipeline.
 fn reload_on_hup(mut signals: Signals, reloads: &RuleReloads, config: Option<&std::path::Path>) {
+    let handle = signals.handle();
     for _ in signals.forever() {
         let started = Instant::now();
         match Loaded::load(config) {
             Err(e) => eprintln!("outpost run: SIGHUP: the running rules stay: {e}"),
             Ok(loaded) => {
+                while !reloads.started() {
+                    if handle.is_closed() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let count = loaded.rules.rules.len();
                 match reloads.publish(loaded.rules) {
                     Ok(epoch) => eprintln!(
@@ -294,6 +302,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         &std::collections::hash_map::RandomState::new(),
         std::process::id(),
     ));
+    // SIGHUP reloads the rules (below); from the start, so that one sent while the capture is
+    // being set up does not end the process (its default action) but waits.
+    let signals = Signals::new([signal_hook::consts::SIGHUP]).context("cannot install the SIGHUP handler")?;
     let loaded = Loaded::load(args.config.as_deref())?;
     let c = &loaded.config.capture;
     let Some(interface) = args.interface.clone().or_else(|| c.interface.clone()) else {
@@ -370,7 +381,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let stop = stop_on_signals()?;
     let reloads = Arc::new(RuleReloads::default());
-    let signals = Signals::new([signal_hook::consts::SIGHUP]).context("cannot install the SIGHUP handler")?;
     let hup = signals.handle();
     let reloader = {
         let (reloads, config) = (reloads.clone(), args.config.clone());

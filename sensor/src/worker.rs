@@ -96,6 +96,8 @@ pub struct StageSetup {
 /// One worker: a flow meter and a detector, both owned by the worker thread.
 #[derive(Debug)]
 pub struct SensorStage {
+    /// The worker's number.
+    index: usize,
     /// Decode outcomes, counted for the frames this worker owns by source (every input frame
     /// has exactly one such delivery, so the sum over workers counts each frame once).
     decode_stats: DecodeStats,
@@ -118,7 +120,8 @@ impl SensorStage {
     pub fn new(worker: usize, setup: &StageSetup) -> SensorStage {
         let worker_byte = u8::try_from(worker).unwrap_or(u8::MAX);
         let place = WorkerPlace { index: worker, count: setup.workers };
-        SensorStage {
+        let mut stage = SensorStage {
+            index: worker,
             decode_stats: DecodeStats::default(),
             flows: setup.flows.map(|c| FlowMeter::new(c, worker_byte)),
             detector: Detector::new(
@@ -137,6 +140,30 @@ impl SensorStage {
             }),
             rules: setup.rules.clone(),
             reloads: setup.reloads.clone(),
+        };
+        stage.fold_baselines();
+        stage
+    }
+
+    /// With a flow meter, the packet baselines that can be are counted from its per-interval
+    /// flow hand-overs instead of per packet (two host lookups a packet): the flow meter meters
+    /// this worker's pair-role packets, so across workers every packet counts once, as per
+    /// packet ([`Detector::meter_from_flows`]).
+    fn fold_baselines(&mut self) {
+        if let Some(f) = self.flows.as_mut() {
+            let interval = self.detector.flow_fold_interval();
+            f.fold_intervals(interval);
+            self.detector.meter_from_flows(interval);
+        }
+    }
+
+    /// Passes the flow meter's hand-overs to the detector's meters.
+    #[inline]
+    fn pass_intervals(&mut self) {
+        if let Some(f) = self.flows.as_mut() {
+            for d in f.drain_intervals() {
+                self.detector.on_interval_delta(&d);
+            }
         }
     }
 
@@ -193,6 +220,7 @@ impl SensorStage {
                 checked += 1;
             }
         }
+        self.pass_intervals();
         self.positions.clear();
     }
 }
@@ -250,6 +278,7 @@ impl WorkerStage for SensorStage {
         if let Some(f) = self.flows.as_mut() {
             f.on_clock(now, &mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
+        self.pass_intervals();
         let (history, rules) = (&mut self.history, &self.rules);
         self.detector.on_clock(now, seq, &mut |o| emit_detection(history, rules, seq, o, out));
         if let Some(h) = self.history.as_mut() {
@@ -260,9 +289,16 @@ impl WorkerStage for SensorStage {
     /// A reload: the new rule set goes into the detector between two batches, before any
     /// frame after the reload's place in the input.
     fn on_epoch(&mut self, epoch: u64, seq: u64, out: &mut Out) {
-        if let Some(rules) = self.reloads.as_ref().and_then(|r| r.rules(epoch)) {
+        if let Some(rules) = self.reloads.as_ref().and_then(|r| r.rules(self.index, epoch)) {
+            // What the flows carried so far goes to the meters of the old rules (kept by the
+            // reload when unchanged); the new rules' meters count from here on.
+            if let Some(f) = self.flows.as_mut() {
+                f.fold_intervals(None);
+            }
+            self.pass_intervals();
             self.detector.reload(rules.clone());
             self.rules = rules;
+            self.fold_baselines();
         }
         out.emit(seq, SensorRecord::Reloaded(epoch));
     }
@@ -271,6 +307,7 @@ impl WorkerStage for SensorStage {
         if let Some(f) = self.flows.as_mut() {
             f.finish(&mut |r| out.emit(seq, SensorRecord::Flow(r)));
         }
+        self.pass_intervals();
         let (history, rules) = (&mut self.history, &self.rules);
         self.detector.finish(&mut |o| emit_detection(history, rules, seq, o, out));
         if let Some(h) = self.history.as_mut() {

@@ -153,16 +153,22 @@ impl Sensor {
             }
         });
         let mut s = Sensor { child, stderr: rx, log: Vec::new() };
-        s.wait_for("capturing on");
+        s.wait_for(0, "capturing on");
         s
     }
 
-    /// Waits (up to 30 s) until a line of the log contains `needle`; returns that line.
-    fn wait_for(&mut self, needle: &str) -> String {
+    /// Where the log is now: [`Sensor::wait_for`] from here sees only what comes later.
+    fn mark(&mut self) -> usize {
+        self.log.extend(self.stderr.try_iter());
+        self.log.len()
+    }
+
+    /// Waits (up to 30 s) until a line of the log after `from` contains `needle`; returns
+    /// that line.
+    fn wait_for(&mut self, from: usize, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let seen = self.log.len();
         loop {
-            if let Some(l) = self.log.iter().skip(seen).find(|l| l.contains(needle)) {
+            if let Some(l) = self.log.iter().skip(from).find(|l| l.contains(needle)) {
                 return l.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -393,10 +399,11 @@ fn an_arp_sweep_is_captured_live_and_names_the_sweeper() {
 }
 
 /// SIGHUP while capturing: the rules are recompiled and swapped in without a restart. An
-/// intel rule that did not change keeps its state (its per-address cooldown: the second send
-/// of the same traffic raises nothing more), a rule added by the reload sees the traffic sent
-/// after it, and a configuration that no longer compiles leaves the running rules in place,
-/// with an error that names the file, line and key.
+/// intel rule that did not change keeps its state — its per-address cooldowns: the second send
+/// of the same traffic raises nothing more — also when its list file got new entries (a feed
+/// update), a rule added by the reload sees the traffic sent after it, and a configuration
+/// that no longer compiles leaves the running rules in place, with an error that names the
+/// file, line and key.
 #[test]
 fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     if !can_run() {
@@ -429,19 +436,23 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     );
     tcpreplay(&ns, &pcap);
     std::thread::sleep(Duration::from_millis(500));
-    // Add a second rule over the same list, then reload.
+    // A feed update (a new entry) and a second rule over the same list, then reload.
+    std::fs::write(intel.join("watch.txt"), "# every address of the scenario\n10.0.0.0/8\n192.0.2.99\n")
+        .expect("list");
     std::fs::write(&rules_file, watch("watch-a") + &watch("watch-b")).expect("rules");
+    let mark = sensor.mark();
     sensor.signal("-HUP");
-    sensor.wait_for("rules compiled");
+    sensor.wait_for(mark, "rules compiled");
     // The swap happens between two batches: an idle capture still ticks, so it comes soon.
-    sensor.wait_for("rules reloaded (reload 1): 2 rules");
+    sensor.wait_for(mark, "rules reloaded (reload 1): 2 rules");
     tcpreplay(&ns, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     // A broken rule file: the reload is refused, the running rules stay.
     std::fs::write(&rules_file, watch("watch-a") + "[[intel]]\nname = \"broken\"\nseverity = 7\n")
         .expect("rules");
+    let mark = sensor.mark();
     sensor.signal("-HUP");
-    let refused = sensor.wait_for("the running rules stay");
+    let refused = sensor.wait_for(mark, "the running rules stay");
     assert!(refused.contains("watch.toml") && refused.contains("severity"), "{refused}");
     sensor.signal("-TERM");
     let (status, log) = sensor.wait();
@@ -451,7 +462,8 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     let names: Vec<&str> =
         live["rules"].as_array().expect("rules").iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(names, ["watch-a", "watch-b"], "the reloaded rules run to the end");
-    let count = |rule: &str| read_lines(&alerts).iter().filter(|x| x["rule"] == rule).count();
+    let count =
+        |rule: &str| read_lines(&alerts).iter().filter(|x| x["type"] == "alert" && x["rule"] == rule).count();
     let (a_alerts, b_alerts) = (count("watch-a"), count("watch-b"));
     // Both sends carry the same addresses: watch-b (new) alerts for each once, watch-a for
     // each once in all — twice if the reload had reset its cooldowns.
