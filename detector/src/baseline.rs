@@ -459,6 +459,19 @@ impl BaselineMeter {
         }
     }
 
+    /// [`BaselineMeter::on_interval_delta`] for each of `deltas`, in order, loading the host
+    /// entries a few hand-overs ahead (a batch's misses overlap).
+    pub fn on_interval_deltas(&mut self, deltas: &[IntervalDelta]) {
+        const AHEAD: usize = 8;
+        for (i, d) in deltas.iter().enumerate() {
+            if let Some(next) = deltas.get(i + AHEAD) {
+                self.table.prefetch(&next.initiator);
+                self.table.prefetch(&next.responder);
+            }
+            self.on_interval_delta(d);
+        }
+    }
+
     /// Counts one packet for its host(s) (the caller checked the filter).
     pub fn on_packet(&mut self, m: &PacketMeta) {
         let interval = match self.current {

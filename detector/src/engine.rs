@@ -803,7 +803,7 @@ impl Detector {
 
     /// Counts the packet baselines that can be, of interval `interval` (from
     /// [`Detector::flow_fold_interval`]), from the flow meter's hand-overs
-    /// ([`Detector::on_interval_delta`]) instead of per packet; `None`: all per packet.
+    /// ([`Detector::on_interval_deltas`]) instead of per packet; `None`: all per packet.
     ///
     /// The caller's flow meter must then meter exactly the packets this detector would have
     /// counted (every decoded IP packet, once: in a pipeline, the packets of the worker's
@@ -817,10 +817,10 @@ impl Detector {
         }
     }
 
-    /// Counts one flow hand-over for the meters counted from flows.
-    pub fn on_interval_delta(&mut self, d: &outpost_flowmeter::IntervalDelta) {
+    /// Counts flow hand-overs, in order, for the meters counted from flows.
+    pub fn on_interval_deltas(&mut self, deltas: &[outpost_flowmeter::IntervalDelta]) {
         for sm in self.meters.iter_mut().filter(|sm| sm.from_flows) {
-            sm.meter.on_interval_delta(d);
+            sm.meter.on_interval_deltas(deltas);
         }
     }
 

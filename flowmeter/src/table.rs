@@ -48,6 +48,9 @@ mod st {
     /// Packets counted since the flow's counts were last handed over per interval (in the
     /// interval fold's list of such flows).
     pub(super) const DIRTY: u8 = 0x20;
+    /// Part of the period's counts was handed over already: the interval fold's `handed`
+    /// entry of the slot says how much (clear: nothing, and the entry is not read).
+    pub(super) const HANDED: u8 = 0x40;
     /// The slot is free (its flow ended): a slot hint pointing here is stale.
     pub(super) const FREE: u8 = 0x80;
 }
@@ -296,20 +299,34 @@ impl Fold {
 }
 
 /// Hands over the counts of slot `idx` not handed over yet, as interval `interval`'s, and
-/// clears its `DIRTY` bit.
-fn fold_slot(fold: &mut Fold, slots: &mut [Slot], idx: u32, interval: u64) {
-    let (Some(s), Some(h)) = (slots.get_mut(idx as usize), fold.handed.get_mut(idx as usize)) else {
-        return;
-    };
+/// clears its `DIRTY` bit. `restart`: the flow's counters restart next (its record goes
+/// out), so nothing of them needs remembering — a flow that never crossed an interval (most)
+/// never touches the `handed` table at all.
+fn fold_slot(fold: &mut Fold, slots: &mut [Slot], idx: u32, interval: u64, restart: bool) {
+    let Some(s) = slots.get_mut(idx as usize) else { return };
     s.state &= !st::DIRTY;
     let now = [s.bytes[0], s.bytes[1], s.packets[0], s.packets[1]];
+    let before = match fold.handed.get(idx as usize) {
+        Some(h) if s.state & st::HANDED != 0 => *h,
+        _ => [0; 4],
+    };
     let d = [
-        now[0].wrapping_sub(h[0]),
-        now[1].wrapping_sub(h[1]),
-        now[2].wrapping_sub(h[2]),
-        now[3].wrapping_sub(h[3]),
+        now[0].wrapping_sub(before[0]),
+        now[1].wrapping_sub(before[1]),
+        now[2].wrapping_sub(before[2]),
+        now[3].wrapping_sub(before[3]),
     ];
-    *h = now;
+    if restart {
+        s.state &= !st::HANDED;
+    } else if d != [0; 4] {
+        if fold.handed.len() <= idx as usize {
+            fold.handed.resize(idx as usize + 1, [0; 4]);
+        }
+        if let Some(h) = fold.handed.get_mut(idx as usize) {
+            *h = now;
+            s.state |= st::HANDED;
+        }
+    }
     if d[2] == 0 && d[3] == 0 {
         return;
     }
@@ -429,7 +446,7 @@ impl FlowTable {
         let handed =
             self.slots.iter().map(|s| [s.bytes[0], s.bytes[1], s.packets[0], s.packets[1]]).collect();
         for s in &mut self.slots {
-            s.state &= !st::DIRTY;
+            s.state = (s.state & !st::DIRTY) | st::HANDED;
         }
         self.fold = Some(Fold { width, current: None, handed, dirty: Vec::new(), out });
     }
@@ -448,7 +465,7 @@ impl FlowTable {
         let dirty = std::mem::take(&mut f.dirty);
         for &idx in &dirty {
             if slots.get(idx as usize).is_some_and(|s| s.state & (st::DIRTY | st::FREE) == st::DIRTY) {
-                fold_slot(f, slots, idx, interval);
+                fold_slot(f, slots, idx, interval, false);
             }
         }
         f.dirty = dirty;
@@ -572,9 +589,6 @@ impl FlowTable {
             self.stats.records[EndReason::ActiveTimeout.index()] += 1;
         }
         s.reset_period();
-        if let Some(h) = self.fold.as_mut().and_then(|f| f.handed.get_mut(idx as usize)) {
-            *h = [0; 4];
-        }
     }
 
     /// Before the counters of the flow in `idx` restart (its record goes out): hands over
@@ -585,7 +599,11 @@ impl FlowTable {
             && let Some((interval, ..)) = f.current
             && self.slots.get(idx as usize).is_some_and(|s| s.state & st::DIRTY != 0)
         {
-            fold_slot(f, &mut self.slots, idx, interval);
+            fold_slot(f, &mut self.slots, idx, interval, true);
+        }
+        // The counters restart: nothing of them was handed over.
+        if let Some(s) = self.slots.get_mut(idx as usize) {
+            s.state &= !st::HANDED;
         }
     }
 
@@ -667,11 +685,11 @@ impl FlowTable {
             None => self.count(idx, from, p, out),
             Some((current, interval)) => {
                 if let Some(f) = self.fold.as_mut() {
-                    fold_slot(f, &mut self.slots, idx, current);
+                    fold_slot(f, &mut self.slots, idx, current, false);
                 }
                 self.count(idx, from, p, out);
                 if let Some(f) = self.fold.as_mut() {
-                    fold_slot(f, &mut self.slots, idx, interval);
+                    fold_slot(f, &mut self.slots, idx, interval, false);
                 }
             }
         }
@@ -724,14 +742,6 @@ impl FlowTable {
                 u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
             }
         };
-        if let Some(f) = self.fold.as_mut().filter(|f| f.width != 0) {
-            if f.handed.len() <= idx as usize {
-                f.handed.resize(idx as usize + 1, [0; 4]);
-            }
-            if let Some(h) = f.handed.get_mut(idx as usize) {
-                *h = [0; 4];
-            }
-        }
         self.index.insert(hash, idx);
         let deadline = p.ts.saturating_add(self.idle.min(self.active));
         self.link(idx, deadline);
@@ -741,8 +751,10 @@ impl FlowTable {
         idx
     }
 
-    /// Adds the packet to the flow's counters.
-    #[inline]
+    /// Adds the packet to the flow's counters. Always inlined into
+    /// [`FlowTable::observe_hinted`]: it is most of the per-packet work, and as a call it costs
+    /// flows-only replay a few per cent.
+    #[inline(always)]
     fn count(&mut self, idx: u32, from: Side, p: &Observation, out: &mut impl FnMut(FlowRecord)) {
         let Some(s) = self.slots.get_mut(idx as usize) else { return };
         let mut d = s.direction(from);
@@ -757,7 +769,9 @@ impl FlowTable {
             s.tcp_flags.swap(0, 1);
             s.min_ttl.swap(0, 1);
             s.max_ttl.swap(0, 1);
-            if let Some(h) = self.fold.as_mut().and_then(|f| f.handed.get_mut(idx as usize)) {
+            if s.state & st::HANDED != 0
+                && let Some(h) = self.fold.as_mut().and_then(|f| f.handed.get_mut(idx as usize))
+            {
                 *h = [h[1], h[0], h[3], h[2]];
             }
             d = 0;

@@ -8,7 +8,7 @@ use outpost_decode::{DecodeStats, Duration, Nanos, PacketMeta, decode_into};
 use outpost_detector::baseline::BaselinePartial;
 use outpost_detector::threshold::Partial;
 use outpost_detector::{Alert, Detector, DetectorOutput, DetectorStats, NetworkMap, RuleSet, WorkerPlace};
-use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord};
+use outpost_flowmeter::{FlowConfig, FlowMeter, FlowMeterStats, FlowRecord, IntervalDelta};
 use outpost_snippet::{HistoryStats, PacketHistory, Snippet, SnippetConfig};
 
 /// What a worker emits.
@@ -112,6 +112,8 @@ pub struct SensorStage {
     history: Option<PacketHistory>,
     rules: Arc<RuleSet>,
     reloads: Option<Arc<RuleReloads>>,
+    /// The flow meter's hand-overs being passed on (reused).
+    deltas: Vec<IntervalDelta>,
 }
 
 impl SensorStage {
@@ -140,6 +142,7 @@ impl SensorStage {
             }),
             rules: setup.rules.clone(),
             reloads: setup.reloads.clone(),
+            deltas: Vec::new(),
         };
         stage.fold_baselines();
         stage
@@ -157,13 +160,13 @@ impl SensorStage {
         }
     }
 
-    /// Passes the flow meter's hand-overs to the detector's meters.
-    #[inline]
+    /// Passes the flow meter's hand-overs to the detector's meters — all at once, before
+    /// each clock tick (the meters hand intervals over only then): one batch a block.
     fn pass_intervals(&mut self) {
         if let Some(f) = self.flows.as_mut() {
-            for d in f.drain_intervals() {
-                self.detector.on_interval_delta(&d);
-            }
+            self.deltas.clear();
+            self.deltas.extend(f.drain_intervals());
+            self.detector.on_interval_deltas(&self.deltas);
         }
     }
 
@@ -220,7 +223,6 @@ impl SensorStage {
                 checked += 1;
             }
         }
-        self.pass_intervals();
         self.positions.clear();
     }
 }
