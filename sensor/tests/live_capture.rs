@@ -424,16 +424,22 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     };
     let rules_file = rules_d.join("watch.toml");
     std::fs::write(&rules_file, watch("watch-a")).expect("rules");
+    // A packet baseline without a filter: with flows metered it is counted from the flow
+    // table's hand-overs, which a reload turns off and on again around the swap.
+    std::fs::write(
+        rules_d.join("volume.toml"),
+        "[[baseline]]\nname = \"volume\"\nmetric = \"packets\"\nhost = \"both\"\ninterval = \"1s\"\n",
+    )
+    .expect("rules");
     let config = dir.path().join("outpost.toml");
     std::fs::write(&config, "rule_files = [\"rules.d/*.toml\"]\n").expect("config");
     let ns = new_netns("hup");
     let (alerts, summary) = (dir.path().join("alerts.jsonl"), dir.path().join("summary.json"));
     let (c, a, s) =
         (config.display().to_string(), alerts.display().to_string(), summary.display().to_string());
-    let mut sensor = Sensor::start(
-        &ns,
-        &["--config", &c, "--mode", "xdp", "--quiet", "--alerts", &a, "--summary-json", &s],
-    );
+    // Two workers, flows metered: each frame goes to its pair's and its source's worker.
+    let args = ["--config", &c, "--mode", "xdp", "--quiet", "--alerts", &a, "--summary-json", &s];
+    let mut sensor = Sensor::start(&ns, &[&args[..], &["--workers", "2", "--flows", "/dev/null"]].concat());
     tcpreplay(&ns, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     // A feed update (a new entry) and a second rule over the same list, then reload.
@@ -444,7 +450,7 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     sensor.signal("-HUP");
     sensor.wait_for(mark, "rules compiled");
     // The swap happens between two batches: an idle capture still ticks, so it comes soon.
-    sensor.wait_for(mark, "rules reloaded (reload 1): 2 rules");
+    sensor.wait_for(mark, "rules reloaded (reload 1): 3 rules");
     tcpreplay(&ns, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     // A broken rule file: the reload is refused, the running rules stay.
@@ -461,7 +467,12 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     assert_eq!(live["rule_reloads"], 1, "{live}");
     let names: Vec<&str> =
         live["rules"].as_array().expect("rules").iter().filter_map(|r| r["name"].as_str()).collect();
-    assert_eq!(names, ["watch-a", "watch-b"], "the reloaded rules run to the end");
+    assert_eq!(names, ["volume", "watch-a", "watch-b"], "the reloaded rules run to the end");
+    // Every IP packet measured once by the baseline, across the reload and both workers.
+    let volume = &live["rules"][0]["workers"];
+    let ip = live["decode"]["ipv4"].as_u64().unwrap_or(0) + live["decode"]["ipv6"].as_u64().unwrap_or(0);
+    assert!(ip > 0, "{live}");
+    assert_eq!(volume["packets"].as_u64().unwrap_or(0) + volume["late"].as_u64().unwrap_or(0), ip, "{live}");
     let count =
         |rule: &str| read_lines(&alerts).iter().filter(|x| x["type"] == "alert" && x["rule"] == rule).count();
     let (a_alerts, b_alerts) = (count("watch-a"), count("watch-b"));
