@@ -2,7 +2,8 @@
 //! of a veth pair, `tcpreplay` sending a generated capture into the other end, and the
 //! resulting flows and alerts held to `outpost replay` of the same capture — in XDP native
 //! mode, XDP generic mode and AF_PACKET mode. Also: the XDP blocklist drops and counts, and no
-//! XDP program stays attached after a normal exit or a SIGKILL.
+//! XDP program stays attached after a normal exit or a SIGKILL, and SIGHUP reloads the rules
+//! while capturing.
 //!
 //! Needs root (network namespaces, XDP) and tcpreplay; without root the tests say so and pass.
 
@@ -401,9 +402,10 @@ fn an_arp_sweep_is_captured_live_and_names_the_sweeper() {
 /// SIGHUP while capturing: the rules are recompiled and swapped in without a restart. An
 /// intel rule that did not change keeps its state — its per-address cooldowns: the second send
 /// of the same traffic raises nothing more — also when its list file got new entries (a feed
-/// update), a rule added by the reload sees the traffic sent after it, and a configuration
-/// that no longer compiles leaves the running rules in place, with an error that names the
-/// file, line and key.
+/// update), a rule added by the reload sees the traffic sent after it, a packet baseline
+/// counted from the flows (two workers) measures every packet once across the swap, and a
+/// configuration that no longer compiles leaves the running rules in place, with an error
+/// that names the file, line and key.
 #[test]
 fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     if !can_run() {
