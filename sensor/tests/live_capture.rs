@@ -1,9 +1,9 @@
 //! Live capture end to end, in network namespaces this test creates: `outpost run` on one end
 //! of a veth pair, `tcpreplay` sending a generated capture into the other end, and the
 //! resulting flows and alerts held to `outpost replay` of the same capture — in XDP native
-//! mode, XDP generic mode and AF_PACKET mode. Also: the XDP blocklist drops and counts, and no
-//! XDP program stays attached after a normal exit or a SIGKILL, and SIGHUP reloads the rules
-//! while capturing.
+//! mode, XDP generic mode and AF_PACKET mode. Also: the XDP blocklist drops and counts, no XDP
+//! program stays attached after a normal exit or a SIGKILL, and SIGHUP reloads the rules while
+//! capturing.
 //!
 //! Needs root (network namespaces, XDP) and tcpreplay; without root the tests say so and pass.
 
