@@ -265,8 +265,9 @@ pub struct IntervalDelta {
 /// The interval fold: every packet's bytes are handed over, per flow, in the interval its
 /// capture time falls in — exactly, also for packets out of order.
 ///
-/// A flow's counters accumulate as usual; `handed` remembers, per slot, how much of them was
-/// handed over already. The flows counted since their last hand-over are listed (`dirty`, with
+/// A flow's counters accumulate as usual; for a flow that was handed over before its counters
+/// restart (it crossed an interval: the slot's `HANDED` bit), `handed` remembers how much. The
+/// flows counted since their last hand-over are listed (`dirty`, with
 /// the slot's `DIRTY` bit) and handed over when event time leaves the interval (a packet or
 /// a clock tick of a later one), when the flow's record is emitted (its counters restart),
 /// and around a late packet, which is handed over on its own, in its own interval. A packet
@@ -278,7 +279,7 @@ struct Fold {
     /// The interval being filled, and its span `[start, end)` in ns.
     current: Option<(u64, u64, u64)>,
     /// Per slot: bytes and packets of the period already handed over (bytes forward, bytes
-    /// reverse, packets forward, packets reverse).
+    /// reverse, packets forward, packets reverse); read only for slots with `HANDED` set.
     handed: Vec<[u32; 4]>,
     /// Slots with their `DIRTY` bit set (may repeat, or name a slot reused since: the bit
     /// decides).
