@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+use common::{read_json_lines, run};
 use outpost_tools::attack::{AttackTruth, DetectionRule, read_attack_truth_file};
 use serde_json::Value;
 
@@ -36,24 +38,6 @@ fn config_dir(dir: &Path) -> PathBuf {
     std::fs::write(&main, "rule_files = [\"rules.d/*.toml\"]\n[sensor]\nname = \"attack-test\"\n")
         .expect("write outpost.toml");
     main
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::null()).output().expect("outpost runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn read_json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 /// Replays `pcap` with `config` on `workers` workers; returns the alerts (not the dedup

@@ -4,21 +4,13 @@
 //! same values, means and σ — in order and out of order, on one worker and on two.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+mod common;
+use common::{read_json_lines, run};
 use serde_json::Value;
 
 const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
-
-fn run(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::null()).output().expect("outpost runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Baselines that alert easily (1 s intervals, k = 1 after 3 intervals), for every host side
 /// and both volume metrics; `filter` is added to each.
@@ -95,11 +87,7 @@ fn replay(pcap: &Path, config: &Path, workers: usize, dir: &Path) -> (Vec<Value>
         .arg("--summary-json")
         .arg(&summary)
         .args(["--flows", "/dev/null", "--quiet", "--workers", &workers.to_string()]));
-    let mut got: Vec<Value> = std::fs::read_to_string(&alerts)
-        .expect("alerts")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let mut got = read_json_lines(&alerts);
     for a in &mut got {
         if let Some(o) = a.as_object_mut() {
             o.remove("id");

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::read_json_lines;
 use outpost_tools::netns::{Netns, is_root, run};
 use outpost_tools::seed::{SeedArgs, generate_seed};
 use serde_json::Value;
@@ -79,18 +81,10 @@ fn scenario(dir: &Path, events: u64, rate: u64) -> PathBuf {
     pcap
 }
 
-fn read_lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
 /// Alerts as comparable facts (ids and times differ between live and replay).
 fn alert_facts(p: &Path) -> BTreeMap<String, u32> {
     let mut m = BTreeMap::new();
-    for a in read_lines(p) {
+    for a in read_json_lines(p) {
         let f = ["rule", "src_ip", "dst_ip", "src_port", "dst_port", "state", "event"]
             .iter()
             .map(|k| a.get(*k).map(ToString::to_string).unwrap_or_default())
@@ -105,7 +99,7 @@ fn alert_facts(p: &Path) -> BTreeMap<String, u32> {
 /// join flows at idle timeouts differently; the sums per key may not differ).
 fn flow_sums(p: &Path) -> BTreeMap<String, (u64, u64)> {
     let mut m = BTreeMap::new();
-    for f in read_lines(p) {
+    for f in read_json_lines(p) {
         let g = |k: &str| f.get(k).map(ToString::to_string).unwrap_or_default();
         let key = format!(
             "{}{} {}{} {} {} {}",
@@ -227,7 +221,7 @@ fn replay_reference(dir: &Path, pcap: &Path) -> Value {
         .arg(dir.join("replay-flows.jsonl"))
         .arg("--summary-json")
         .arg(&summary));
-    read_lines(&summary).pop().expect("summary")
+    read_json_lines(&summary).pop().expect("summary")
 }
 
 /// Captures the scenario live in `mode_args` and holds flows and alerts to the replay's.
@@ -256,7 +250,7 @@ fn live_equals_replay(mode_args: &[&str], expect_mode: &str, queues: Queues) {
         assert!(!ns.link("cap0").contains("prog/xdp"), "XDP program left attached: {}", ns.link("cap0"));
     }
 
-    let live = read_lines(&summary).pop().expect("summary");
+    let live = read_json_lines(&summary).pop().expect("summary");
     let cap = &live["capture"];
     assert_eq!(cap["mode"], expect_mode, "{log:?}");
     assert_eq!(live["frames"], reference["frames"], "every frame captured once: {live}");
@@ -358,10 +352,10 @@ fn blocklisted_sources_are_dropped_in_xdp_and_counted() {
         &s,
     ];
     Sensor::capture(&ns, &args, &pcap, Duration::from_millis(1000), "-TERM");
-    let live = read_lines(&summary).pop().expect("summary");
+    let live = read_json_lines(&summary).pop().expect("summary");
     assert_eq!(live["capture"]["xdp"]["blocked"], blocked, "{live}");
     assert_eq!(live["frames"], total - blocked, "the rest arrives: {live}");
-    let from_blocked = read_lines(&flows)
+    let from_blocked = read_json_lines(&flows)
         .iter()
         .filter(|r| r["sourceIPv4Address"].as_str().is_some_and(|a| a.starts_with("10.1.")))
         .count();
@@ -386,14 +380,14 @@ fn an_arp_sweep_is_captured_live_and_names_the_sweeper() {
         let (a, s) = (alerts.display().to_string(), summary.display().to_string());
         let args = ["--mode", mode, "--quiet", "--alerts", &a, "--flows", "/dev/null", "--summary-json", &s];
         Sensor::capture(&ns, &args, &pcap, Duration::from_millis(1000), "-INT");
-        let live = read_lines(&summary).pop().expect("summary");
+        let live = read_json_lines(&summary).pop().expect("summary");
         assert_eq!(live["capture"]["mode"], expect_mode, "{live}");
         assert_eq!(live["frames"], 520, "{mode}: every ARP frame of the sweep: {live}");
         if mode == "xdp" {
             assert_eq!(live["capture"]["xdp"]["redirected"], 520, "{live}");
         }
         let sweeps: Vec<Value> =
-            read_lines(&alerts).into_iter().filter(|a| a["rule"] == "neighbor-sweep").collect();
+            read_json_lines(&alerts).into_iter().filter(|a| a["rule"] == "neighbor-sweep").collect();
         assert_eq!(sweeps.len(), 1, "{mode}: {sweeps:?}");
         assert_eq!(sweeps[0]["src_ip"], "10.66.0.2", "{mode}");
     }
@@ -465,7 +459,7 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     sensor.signal("-TERM");
     let (status, log) = sensor.wait();
     assert!(status.success(), "{log:?}");
-    let live = read_lines(&summary).pop().expect("summary");
+    let live = read_json_lines(&summary).pop().expect("summary");
     assert_eq!(live["rule_reloads"], 1, "{live}");
     let names: Vec<&str> =
         live["rules"].as_array().expect("rules").iter().filter_map(|r| r["name"].as_str()).collect();
@@ -475,8 +469,9 @@ fn sighup_reloads_the_rules_while_capturing_and_keeps_unchanged_rules_state() {
     let ip = live["decode"]["ipv4"].as_u64().unwrap_or(0) + live["decode"]["ipv6"].as_u64().unwrap_or(0);
     assert!(ip > 0, "{live}");
     assert_eq!(volume["packets"].as_u64().unwrap_or(0) + volume["late"].as_u64().unwrap_or(0), ip, "{live}");
-    let count =
-        |rule: &str| read_lines(&alerts).iter().filter(|x| x["type"] == "alert" && x["rule"] == rule).count();
+    let count = |rule: &str| {
+        read_json_lines(&alerts).iter().filter(|x| x["type"] == "alert" && x["rule"] == rule).count()
+    };
     let (a_alerts, b_alerts) = (count("watch-a"), count("watch-b"));
     // Both sends carry the same addresses: watch-b (new) alerts for each once, watch-a for
     // each once in all — twice if the reload had reset its cooldowns.

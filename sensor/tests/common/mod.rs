@@ -1,0 +1,28 @@
+//! Helpers shared by the sensor's end-to-end test files (`mod common;`).
+#![allow(dead_code, reason = "each test file uses a part of the helpers")]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// Runs `cmd` (an `outpost` command) with no input; a failure fails the test with its error
+/// output.
+pub fn run(cmd: &mut Command) {
+    let out = cmd.stdin(Stdio::null()).output().expect("outpost runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The JSON lines of `path`, each parsed.
+pub fn read_json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
