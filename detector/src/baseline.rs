@@ -478,21 +478,19 @@ impl BaselineMeter {
             Some(c) if m.ts.0 >= self.span.0 && m.ts.0 < self.span.1 => c,
             _ => m.ts.0 / self.interval.as_nanos().max(1),
         };
-        match self.route(interval) {
-            Route::Late => {
-                self.late += 1;
-                return;
+        let route = self.route(interval);
+        if route == Route::Late {
+            self.late += 1;
+            return;
+        }
+        self.packets += 1;
+        if route == Route::Older {
+            let hosts = self.older.entry(interval).or_default();
+            for (h, peer) in sides(self.host, m) {
+                let t = hosts.entry(h).or_default();
+                add(t, m, peer, self.peers);
             }
-            Route::Older => {
-                self.packets += 1;
-                let hosts = self.older.entry(interval).or_default();
-                for (h, peer) in sides(self.host, m) {
-                    let t = hosts.entry(h).or_default();
-                    add(t, m, peer, self.peers);
-                }
-                return;
-            }
-            Route::Current => self.packets += 1,
+            return;
         }
         if self.peers {
             for (h, peer) in sides(self.host, m) {
