@@ -529,11 +529,12 @@ struct Slot<V> {
 /// just freed is likely still in cache), so nothing allocates once the table has held its
 /// most keys. The index doubles when it passes its capacity.
 ///
-/// A table whose order is needed only to evict when it is full (a Merged rule's bucket) can
-/// keep it lazily ([`LruTable::new_stamped`], [`Order::Stamped`]): an update then only writes
-/// an increasing stamp into the key's own slot instead of relinking two neighbours — cache
-/// misses on most updates of a table larger than the caches — and the list is built from the
-/// stamps, in the same order, the first time the oldest key is asked for.
+/// A table whose order is needed only to evict when it is full (a Merged rule's bucket, an
+/// Immediate rule's keys, which find their idle keys by sweeping instead) keeps it lazily
+/// ([`LruTable::new_stamped`], [`Order::Stamped`]): an update then only writes an increasing
+/// stamp into the key's own slot instead of relinking two neighbours — cache misses on most
+/// updates of a table larger than the caches — and the list is built from the stamps, in the
+/// same order, the first time the oldest key is asked for.
 pub(crate) struct LruTable<V> {
     index: SlotIndex,
     /// How the update order is kept now, and how it is kept again after [`LruTable::drain`].
@@ -830,6 +831,20 @@ impl<V> LruTable<V> {
         s.value.take().map(|v| (key, v))
     }
 
+    /// True while the update order is kept as stamps ([`Order::Stamped`]), not as a list.
+    fn is_stamped(&self) -> bool {
+        self.order == Order::Stamped
+    }
+
+    /// Removes every key whose value `drop` selects, in one pass over the slots.
+    fn remove_where(&mut self, mut drop: impl FnMut(&V) -> bool) {
+        for i in 0..self.slots.len() {
+            if self.slots.get(i).and_then(|s| s.value.as_ref()).is_some_and(&mut drop) {
+                self.remove(i as u32);
+            }
+        }
+    }
+
     /// The value of the least recently updated key (only for tables in [`Order::Linked`]:
     /// `None` in a stamped one).
     fn oldest(&self) -> Option<&V> {
@@ -902,8 +917,12 @@ impl ThresholdStats {
 /// full state with its second input (see [`crate::first`]).
 #[derive(Debug)]
 pub struct ImmediateThreshold {
+    /// Kept in [`Order::Stamped`] (an update writes a stamp into the key's own slot) until
+    /// the first eviction needs the least recently updated key, then linked.
     keys: LruTable<KeyState>,
     first: Option<FirstSeen>,
+    /// When [`ImmediateThreshold::expire`] next sweeps a stamped table for idle keys.
+    next_sweep: Nanos,
     /// Counters.
     pub stats: ThresholdStats,
 }
@@ -926,7 +945,12 @@ impl ImmediateThreshold {
             matches!(rule.aggregate, Aggregate::Count | Aggregate::Distinct(_)) && rule.threshold > 1.0;
         let first = single_cannot_alert
             .then(|| FirstSeen::new(rule.bucket_len().as_nanos(), rule.buckets, rule.max_keys));
-        ImmediateThreshold { keys: LruTable::new(), first, stats: ThresholdStats::default() }
+        ImmediateThreshold {
+            keys: LruTable::new_stamped(),
+            first,
+            next_sweep: Nanos::ZERO,
+            stats: ThresholdStats::default(),
+        }
     }
 
     /// Adds one input for `key` at `now`; returns the crossing when the key reaches the
@@ -1064,10 +1088,23 @@ impl ImmediateThreshold {
         slot
     }
 
-    /// Drops keys whose window has emptied by `now`. They are found from the least recently
-    /// updated end, so this costs O(1) per call plus O(1) per key dropped. (A key whose last
-    /// input came out of order can stay behind an older key until that one empties too.)
-    pub fn expire(&mut self, _rule: &ThresholdRule, now: Nanos) {
+    /// Drops keys whose window has emptied by `now`.
+    ///
+    /// While the table keeps its order as stamps (no key evicted yet) it is swept whole once
+    /// per bucket of event time, so an idle key is dropped at most one bucket after its
+    /// window emptied, for O(keys) per bucket. A linked table (after an eviction) is walked
+    /// from its least recently updated end, O(1) per call plus O(1) per key dropped; a key
+    /// whose last input came out of order can then stay behind an older key until that one
+    /// empties too.
+    pub fn expire(&mut self, rule: &ThresholdRule, now: Nanos) {
+        if self.keys.is_stamped() {
+            if now >= self.next_sweep {
+                self.next_sweep = Nanos(now.0.saturating_add(rule.bucket_len().as_nanos()));
+                self.keys.remove_where(|s| s.counter.is_idle(now) && s.quiet_until <= now);
+                self.stats.keys = self.keys.len() as u64;
+            }
+            return;
+        }
         while let Some(s) = self.keys.oldest() {
             if !(s.counter.is_idle(now) && s.quiet_until <= now) {
                 break;
@@ -1165,8 +1202,11 @@ pub struct Partial {
 /// Per-worker bucket aggregates of a Merged rule.
 #[derive(Debug)]
 pub struct PartialThreshold {
-    /// Open buckets: bucket number → keys and values. Ordered so flushing is deterministic.
-    open: BTreeMap<u64, LruTable<PartialValue>>,
+    /// Open buckets (bucket number, keys and values), ascending by bucket: flushing takes
+    /// them from the front, and an input, nearly always of the newest bucket, finds its
+    /// table from the back in one comparison. (A few buckets are open at once: those of the
+    /// last `lateness`.)
+    open: Vec<(u64, LruTable<PartialValue>)>,
     /// A flushed bucket's table, kept for the next bucket so a new bucket allocates nothing.
     spare: Option<LruTable<PartialValue>>,
     /// Keys held over all open buckets.
@@ -1185,7 +1225,7 @@ impl PartialThreshold {
     #[must_use]
     pub fn new() -> PartialThreshold {
         PartialThreshold {
-            open: BTreeMap::new(),
+            open: Vec::new(),
             spare: None,
             held: 0,
             flushed_before: 0,
@@ -1204,7 +1244,8 @@ impl PartialThreshold {
     /// The table of the bucket holding `ts`, if it is open.
     #[inline]
     fn table_at(&self, rule: &ThresholdRule, ts: Nanos) -> Option<&LruTable<PartialValue>> {
-        self.open.get(&self.bucket_of(rule, ts))
+        let bucket = self.bucket_of(rule, ts);
+        self.open.iter().rev().find(|(b, _)| *b == bucket).map(|(_, t)| t)
     }
 
     /// This rule's hash of `key` for an input at `ts` (0 when its bucket is not open yet).
@@ -1271,9 +1312,16 @@ impl PartialThreshold {
             self.stats.late += 1;
             return;
         }
-        let spare = &mut self.spare;
-        let keys =
-            self.open.entry(bucket).or_insert_with(|| spare.take().unwrap_or_else(LruTable::new_stamped));
+        let at = match self.open.iter().rposition(|(b, _)| *b <= bucket) {
+            Some(i) if self.open.get(i).is_some_and(|(b, _)| *b == bucket) => i,
+            found => {
+                let i = found.map_or(0, |i| i + 1);
+                let table = self.spare.take().unwrap_or_else(LruTable::new_stamped);
+                self.open.insert(i, (bucket, table));
+                i
+            }
+        };
+        let Some((_, keys)) = self.open.get_mut(at) else { return };
         let (hash, hint) = match prepared {
             // A hash taken from this very table (a new bucket's table has another seed).
             Some((h, hint)) if h != 0 => (h, hint),
@@ -1303,8 +1351,9 @@ impl PartialThreshold {
         }
     }
 
-    /// Hands every bucket that ended at least `lateness` before `now` to `out`, keys in
-    /// sorted order (deterministic).
+    /// Hands every bucket that ended at least `lateness` before `now` to `out`, keys in the
+    /// order of their slots (deterministic for a given input; the collector orders what it
+    /// judges itself).
     pub fn flush(
         &mut self,
         rule_id: crate::rules::RuleId,
@@ -1316,15 +1365,10 @@ impl PartialThreshold {
         let len = rule.bucket_len().as_nanos();
         // Buckets whose end (start + len) + lateness ≤ now.
         let ready_before = now.0.saturating_sub(lateness.as_nanos()) / len;
-        while let Some(entry) = self.open.first_entry() {
-            if *entry.key() >= ready_before {
-                break;
-            }
-            let (bucket, mut table) = entry.remove_entry();
+        while self.open.first().is_some_and(|(b, _)| *b < ready_before) {
+            let (bucket, mut table) = self.open.remove(0);
             self.held -= table.len();
-            let mut keys: Vec<(KeyValue, PartialValue)> = table.drain().collect();
-            keys.sort_unstable_by_key(|k| k.0);
-            for (key, value) in keys {
+            for (key, value) in table.drain() {
                 out(Partial { rule: rule_id, bucket, key, value });
             }
             self.spare = Some(table);

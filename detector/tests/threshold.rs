@@ -1642,6 +1642,38 @@ fn counters_report_matched_crossed_keys_peak_evicted_and_late() {
     assert_eq!(run.alerts_of("three").len(), 1);
 }
 
+#[test]
+fn idle_keys_are_released_within_a_bucket_of_their_window_emptying_without_evictions() {
+    // No key is ever evicted, so the table keeps its order as stamps and is swept.
+    let rules = compile(&rule(
+        "three",
+        "filter = \"udp\"\nkey = [\"src_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3",
+    ));
+    let dst = ip("192.0.2.1");
+    let mut s = Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX);
+    let keys = |s: &Sensor| match s.worker_stats().rules.first() {
+        Some(RuleStats::Threshold(st)) => (st.keys, st.evicted),
+        other => panic!("{other:?}"),
+    };
+    // 100 sources, two inputs each in the first 2 s (buckets 0 and 1 of 2 s); source 0 goes on.
+    for n in 0..100u32 {
+        let src = v4(0x0a00_0000 + n);
+        s.packet(&udp_packet(src, dst, 53, 60, ms(u64::from(n))));
+        s.packet(&udp_packet(src, dst, 53, 60, ms(2_000 + u64::from(n))));
+    }
+    s.packet(&udp_packet(v4(0x0a00_0000), dst, 53, 60, ms(11_000)));
+    s.idle_until(ms(11_000));
+    assert_eq!(keys(&s), (100, 0), "every window still holds an input at 11 s");
+    // The inputs of bucket 1 leave the window at 12 s (bucket 6 begins); by the end of the
+    // next bucket every source but 0 is released, and 0 (input at 11 s) is kept.
+    s.idle_until(ms(14_000));
+    assert_eq!(keys(&s), (1, 0));
+    s.idle_until(ms(19_900));
+    assert_eq!(keys(&s), (1, 0), "source 0's input at 11 s is in the window until 20 s");
+    s.idle_until(ms(22_000));
+    assert_eq!(keys(&s), (0, 0));
+}
+
 // ---- configuration and the hot path -------------------------------------------------------
 
 #[test]
