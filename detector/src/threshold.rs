@@ -836,13 +836,16 @@ impl<V> LruTable<V> {
         self.order == Order::Stamped
     }
 
-    /// Removes every key whose value `drop` selects, in one pass over the slots.
-    fn remove_where(&mut self, mut drop: impl FnMut(&V) -> bool) {
-        for i in 0..self.slots.len() {
+    /// Removes the keys whose value `drop` selects among the slots `from..from + count`;
+    /// returns where the next slots start, or `None` past the last slot.
+    fn remove_where(&mut self, from: usize, count: usize, mut drop: impl FnMut(&V) -> bool) -> Option<usize> {
+        let end = from.saturating_add(count).min(self.slots.len());
+        for i in from..end {
             if self.slots.get(i).and_then(|s| s.value.as_ref()).is_some_and(&mut drop) {
                 self.remove(i as u32);
             }
         }
+        (end < self.slots.len()).then_some(end)
     }
 
     /// The value of the least recently updated key (only for tables in [`Order::Linked`]:
@@ -921,8 +924,10 @@ pub struct ImmediateThreshold {
     /// the first eviction needs the least recently updated key, then linked.
     keys: LruTable<KeyState>,
     first: Option<FirstSeen>,
-    /// When [`ImmediateThreshold::expire`] next sweeps a stamped table for idle keys.
+    /// When [`ImmediateThreshold::expire`] next starts a sweep of a stamped table for idle keys.
     next_sweep: Nanos,
+    /// The slot the sweep in progress goes on from (none: no sweep in progress).
+    sweep_from: Option<usize>,
     /// Counters.
     pub stats: ThresholdStats,
 }
@@ -949,6 +954,7 @@ impl ImmediateThreshold {
             keys: LruTable::new_stamped(),
             first,
             next_sweep: Nanos::ZERO,
+            sweep_from: None,
             stats: ThresholdStats::default(),
         }
     }
@@ -1090,17 +1096,24 @@ impl ImmediateThreshold {
 
     /// Drops keys whose window has emptied by `now`.
     ///
-    /// While the table keeps its order as stamps (no key evicted yet) it is swept whole once
-    /// per bucket of event time, so an idle key is dropped at most one bucket after its
-    /// window emptied, for O(keys) per bucket. A linked table (after an eviction) is walked
-    /// from its least recently updated end, O(1) per call plus O(1) per key dropped; a key
-    /// whose last input came out of order can then stay behind an older key until that one
-    /// empties too.
+    /// While the table keeps its order as stamps (no key evicted yet) it is swept for idle
+    /// keys: a sweep starts at most once per bucket of event time and goes over
+    /// [`SWEEP_SLOTS`] slots per call (a call per clock tick), so no call stalls the worker
+    /// however many keys the rule holds, and an idle key is dropped at most one bucket plus
+    /// one sweep after its window emptied. A linked table (after an eviction) is walked from
+    /// its least recently updated end, O(1) per call plus O(1) per key dropped; a key whose
+    /// last input came out of order can then stay behind an older key until that one empties
+    /// too.
     pub fn expire(&mut self, rule: &ThresholdRule, now: Nanos) {
         if self.keys.is_stamped() {
-            if now >= self.next_sweep {
+            if self.sweep_from.is_none() && now >= self.next_sweep {
                 self.next_sweep = Nanos(now.0.saturating_add(rule.bucket_len().as_nanos()));
-                self.keys.remove_where(|s| s.counter.is_idle(now) && s.quiet_until <= now);
+                self.sweep_from = Some(0);
+            }
+            if let Some(from) = self.sweep_from {
+                self.sweep_from = self
+                    .keys
+                    .remove_where(from, SWEEP_SLOTS, |s| s.counter.is_idle(now) && s.quiet_until <= now);
                 self.stats.keys = self.keys.len() as u64;
             }
             return;
@@ -1114,6 +1127,10 @@ impl ImmediateThreshold {
         self.stats.keys = self.keys.len() as u64;
     }
 }
+
+/// Slots an immediate rule's sweep for idle keys looks at per clock tick
+/// ([`ImmediateThreshold::expire`]): some 240 KB of key state, tens of microseconds.
+const SWEEP_SLOTS: usize = 1024;
 
 /// When a key that alerts with its newest input at `last` may alert again: once every bucket
 /// of the window it alerted on has left the window, that is when the bucket holding `last`

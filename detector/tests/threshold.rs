@@ -1674,6 +1674,44 @@ fn idle_keys_are_released_within_a_bucket_of_their_window_emptying_without_evict
     assert_eq!(keys(&s), (0, 0));
 }
 
+#[test]
+fn a_sweep_over_many_keys_spreads_over_ticks_and_releases_only_idle_keys() {
+    let rules = compile(&rule(
+        "three",
+        "filter = \"udp\"\nkey = [\"src_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3",
+    ));
+    let dst = ip("192.0.2.1");
+    let mut s = Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX);
+    let keys = |s: &Sensor| match s.worker_stats().rules.first() {
+        Some(RuleStats::Threshold(st)) => st.keys,
+        other => panic!("{other:?}"),
+    };
+    // 5,000 sources with inputs at 0–0.5 s and 2–2.5 s (window until 12 s); every tenth has a
+    // third input at 11 s (window until 20 s).
+    let n = 5_000u32;
+    for i in 0..n {
+        let src = v4(0x0a00_0000 + i);
+        s.packet(&udp_packet(src, dst, 53, 60, Nanos(u64::from(i) * 100_000)));
+        s.packet(&udp_packet(src, dst, 53, 60, Nanos(2_000_000_000 + u64::from(i) * 100_000)));
+    }
+    for i in (0..n).step_by(10) {
+        s.packet(&udp_packet(v4(0x0a00_0000 + i), dst, 53, 60, ms(11_000)));
+    }
+    assert_eq!(keys(&s), u64::from(n));
+    // The first tick starts a sweep; one tick does not get through every key, a few do, and
+    // only the sources seen at 11 s are left.
+    s.idle_until(ms(12_000));
+    assert!(keys(&s) > u64::from(n / 2), "one tick swept every key: {} left", keys(&s));
+    for t in 1..10 {
+        s.idle_until(ms(12_000 + t));
+    }
+    assert_eq!(keys(&s), u64::from(n / 10));
+    for t in 0..10 {
+        s.idle_until(ms(22_000 + t));
+    }
+    assert_eq!(keys(&s), 0);
+}
+
 // ---- configuration and the hot path -------------------------------------------------------
 
 #[test]
