@@ -1599,10 +1599,7 @@ fn counters_report_matched_crossed_keys_peak_evicted_and_late() {
     let mut s = Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX);
     let step = |s: &mut Sensor, m: PacketMeta, want: (u64, u64, u64, u64, u64, u64)| {
         s.packet(&m);
-        let st = match s.worker_stats().rules.first() {
-            Some(RuleStats::Threshold(st)) => st.clone(),
-            other => panic!("{other:?}"),
-        };
+        let st = first_rule_counters(s);
         assert_eq!(
             (st.matched, st.crossed, st.keys, st.peak_keys, st.evicted, st.late),
             want,
@@ -1642,18 +1639,33 @@ fn counters_report_matched_crossed_keys_peak_evicted_and_late() {
     assert_eq!(run.alerts_of("three").len(), 1);
 }
 
-#[test]
-fn idle_keys_are_released_within_a_bucket_of_their_window_emptying_without_evictions() {
-    // No key is ever evicted, so the table keeps its order as stamps and is swept.
+/// The workers' counters of the first rule (a threshold rule) of a sensor's set.
+fn first_rule_counters(s: &Sensor) -> ThresholdStats {
+    match s.worker_stats().rules.first() {
+        Some(RuleStats::Threshold(st)) => st.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One worker with a rule of three UDP packets per source in 10 s, of five 2-second buckets,
+/// and no `max_keys` pressure (its table keeps its order as stamps and is swept), ticking
+/// only when told.
+fn sweep_sensor() -> Sensor {
     let rules = compile(&rule(
         "three",
         "filter = \"udp\"\nkey = [\"src_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3",
     ));
+    Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX)
+}
+
+#[test]
+fn idle_keys_are_released_within_a_bucket_of_their_window_emptying_without_evictions() {
+    // No key is ever evicted, so the table keeps its order as stamps and is swept.
+    let mut s = sweep_sensor();
     let dst = ip("192.0.2.1");
-    let mut s = Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX);
-    let keys = |s: &Sensor| match s.worker_stats().rules.first() {
-        Some(RuleStats::Threshold(st)) => (st.keys, st.evicted),
-        other => panic!("{other:?}"),
+    let keys = |s: &Sensor| {
+        let st = first_rule_counters(s);
+        (st.keys, st.evicted)
     };
     // 100 sources, two inputs each in the first 2 s (buckets 0 and 1 of 2 s); source 0 goes on.
     for n in 0..100u32 {
@@ -1676,16 +1688,9 @@ fn idle_keys_are_released_within_a_bucket_of_their_window_emptying_without_evict
 
 #[test]
 fn a_sweep_over_many_keys_spreads_over_ticks_and_releases_only_idle_keys() {
-    let rules = compile(&rule(
-        "three",
-        "filter = \"udp\"\nkey = [\"src_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 3",
-    ));
+    let mut s = sweep_sensor();
     let dst = ip("192.0.2.1");
-    let mut s = Sensor::new(&rules, 1, Duration::ZERO).ticking_every(usize::MAX);
-    let keys = |s: &Sensor| match s.worker_stats().rules.first() {
-        Some(RuleStats::Threshold(st)) => st.keys,
-        other => panic!("{other:?}"),
-    };
+    let keys = |s: &Sensor| first_rule_counters(s).keys;
     // 5,000 sources with inputs at 0–0.5 s and 2–2.5 s (window until 12 s); every tenth has a
     // third input at 11 s (window until 20 s).
     let n = 5_000u32;
