@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{read_json_lines, run};
+use common::{read_json_lines, replay_with_config, run};
 use outpost_tools::attack::{AttackTruth, DetectionRule, read_attack_truth_file};
 use serde_json::Value;
 
@@ -43,22 +43,8 @@ fn config_dir(dir: &Path) -> PathBuf {
 /// Replays `pcap` with `config` on `workers` workers; returns the alerts (not the dedup
 /// summaries) and the summary.
 fn replay(pcap: &Path, config: &Path, workers: usize, dir: &Path) -> (Vec<Value>, Value) {
-    let alerts = dir.join(format!("alerts-{workers}.jsonl"));
-    let summary = dir.join(format!("summary-{workers}.json"));
-    run(Command::new(OUTPOST)
-        .arg("replay")
-        .arg(pcap)
-        .arg("--config")
-        .arg(config)
-        .arg("--alerts")
-        .arg(&alerts)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(["--quiet", "--workers", &workers.to_string()]));
-    let alerts = read_json_lines(&alerts).into_iter().filter(|a| a["type"] == "alert").collect();
-    let summary = serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
-        .expect("summary is JSON");
-    (alerts, summary)
+    let (lines, summary) = replay_with_config(pcap, config, workers, dir, &[]);
+    (lines.into_iter().filter(|a| a["type"] == "alert").collect(), summary)
 }
 
 fn addr(v: &Value) -> Option<IpAddr> {

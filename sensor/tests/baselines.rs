@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{read_json_lines, run};
+use common::{replay_with_config, run};
 use serde_json::Value;
 
 const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
@@ -75,26 +75,12 @@ fn reordered(pcap: &Path, out: &Path, delay_ms: u64) -> usize {
 /// Replays `pcap` (flows metered: `--flows /dev/null`); returns the alerts without their
 /// ids and the baseline rules' summaries.
 fn replay(pcap: &Path, config: &Path, workers: usize, dir: &Path) -> (Vec<Value>, Vec<Value>) {
-    let alerts = dir.join("alerts.jsonl");
-    let summary = dir.join("summary.json");
-    run(Command::new(OUTPOST)
-        .arg("replay")
-        .arg(pcap)
-        .arg("--config")
-        .arg(config)
-        .arg("--alerts")
-        .arg(&alerts)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(["--flows", "/dev/null", "--quiet", "--workers", &workers.to_string()]));
-    let mut got = read_json_lines(&alerts);
+    let (mut got, summary) = replay_with_config(pcap, config, workers, dir, &["--flows", "/dev/null"]);
     for a in &mut got {
         if let Some(o) = a.as_object_mut() {
             o.remove("id");
         }
     }
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("JSON");
     let rules = summary["rules"].as_array().expect("rules").iter().map(|r| r["workers"].clone()).collect();
     (got, rules)
 }
