@@ -383,6 +383,8 @@ struct Hint {
     /// The key's hash in the rule's table (for a Merged rule 0 when the bucket's table did not
     /// exist yet: then it is computed again).
     hash: u64,
+    /// The packet's key for the rule, computed once for the hash and the update.
+    key: KeyValue,
 }
 
 /// What [`Detector::run`] needs to run one rule over a packet (the detector's fields it
@@ -437,11 +439,9 @@ impl Visit<'_> {
             }
             (RuleKind::Threshold(t), State::Immediate(st)) => {
                 let crossing = match hint {
-                    Some(h) => {
-                        let key = t.key.of_packet(m, networks);
-                        st.add_prepared(t, key, h.hash, h.slot, m.ts, t.packet_contribution(m))
-                            .map(|c| (key, c))
-                    }
+                    Some(h) => st
+                        .add_prepared(t, h.key, h.hash, h.slot, m.ts, t.packet_contribution(m))
+                        .map(|c| (h.key, c)),
                     None if t.selects_packet_class(class, m) => {
                         let key = t.key.of_packet(m, networks);
                         st.add(t, key, m.ts, t.packet_contribution(m)).map(|c| (key, c))
@@ -456,8 +456,7 @@ impl Visit<'_> {
             }
             (RuleKind::Threshold(t), State::Partial(st)) => match hint {
                 Some(h) => {
-                    let key = t.key.of_packet(m, networks);
-                    st.add_prepared(t, key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
+                    st.add_prepared(t, h.key, Some((h.hash, h.slot)), m.ts, t.packet_contribution(m));
                 }
                 None if t.selects_packet_class(class, m) => {
                     st.add(t, t.key.of_packet(m, networks), m.ts, t.packet_contribution(m));
@@ -615,20 +614,22 @@ impl Detector {
                 };
                 match state {
                     State::Immediate(st) if t.selects_packet_class(class, m) => {
-                        let hash = st.hash(&t.key.of_packet(m, networks));
+                        let key = t.key.of_packet(m, networks);
+                        let hash = st.hash(&key);
                         let prefetch = st.len() >= PREFETCH_MIN_KEYS;
                         if prefetch {
                             st.prefetch_index(hash);
                         }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash });
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key });
                     }
                     State::Partial(st) if t.selects_packet_class(class, m) => {
-                        let hash = st.hash(t, &t.key.of_packet(m, networks), m.ts);
+                        let key = t.key.of_packet(m, networks);
+                        let hash = st.hash(t, &key, m.ts);
                         let prefetch = st.len() >= PREFETCH_MIN_KEYS;
                         if prefetch {
                             st.prefetch_index(t, m.ts, hash);
                         }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash });
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key });
                     }
                     _ => {}
                 }

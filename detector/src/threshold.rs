@@ -994,17 +994,23 @@ impl ImmediateThreshold {
     #[inline]
     pub fn prefetch_index(&self, hash: u64) {
         self.keys.prefetch_index(hash);
-        if let Some(f) = &self.first {
-            f.prefetch(hash);
-        }
     }
 
     /// Starts loading the key slot the index line of `hash` points to (second stage); returns
-    /// a hint for [`ImmediateThreshold::add_prepared`] (`u32::MAX`: none).
+    /// a hint for [`ImmediateThreshold::add_prepared`] (`u32::MAX`: none). When the index
+    /// holds no slot for `hash`, the key is new or parked: then the line of the first-sighting
+    /// table it will be looked up in is loaded instead — only then, so the updates of keys
+    /// already held (most of them) load no line they do not read.
     #[inline]
     #[must_use]
     pub fn prefetch_slot(&self, hash: u64) -> u32 {
-        self.keys.prefetch_slot(hash)
+        let slot = self.keys.prefetch_slot(hash);
+        if slot == NIL
+            && let Some(f) = &self.first
+        {
+            f.prefetch(hash);
+        }
+        slot
     }
 
     /// Starts loading what an update of the key in slot `slot` (a hint from
@@ -1111,9 +1117,11 @@ impl ImmediateThreshold {
                 self.sweep_from = Some(0);
             }
             if let Some(from) = self.sweep_from {
+                // The bucket of a key's newest input leaving the window empties it (every input
+                // is at most `last`): a test on the slot's first fields, not its counter's lines.
                 self.sweep_from = self
                     .keys
-                    .remove_where(from, SWEEP_SLOTS, |s| s.counter.is_idle(now) && s.quiet_until <= now);
+                    .remove_where(from, SWEEP_SLOTS, |s| quiet_until(rule, s.last) <= now && s.quiet_until <= now);
                 self.stats.keys = self.keys.len() as u64;
             }
             return;
