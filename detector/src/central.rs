@@ -311,13 +311,8 @@ impl CentralDetector {
 
     /// A worker's partial aggregate of a Merged threshold rule.
     pub fn on_partial(&mut self, p: Partial) {
-        let i = usize::from(p.rule.0);
-        if let (Some(rule), Some(CentralState::Merged(st))) =
-            (self.rules.rules.get(i), self.states.get_mut(i))
-        {
-            if let RuleKind::Threshold(t) = &rule.kind {
-                st.add(t, p);
-            }
+        if let Some(CentralState::Merged(st)) = self.states.get_mut(usize::from(p.rule.0)) {
+            st.add(p);
         }
     }
 

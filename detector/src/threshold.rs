@@ -18,8 +18,9 @@
 //!   and alert on the packet that crosses the threshold.
 //! - **Merged**: other packet rules (e.g. keyed by `dst_ip`) aggregate per worker per bucket;
 //!   when event time passes a bucket's end plus the lateness, each worker hands its partial
-//!   aggregates to the collector, which merges them, and judges each key whose window gained
-//!   data. Alerts come at bucket ends.
+//!   aggregates to the collector (one [`Partial`] per rule and bucket), which judges each key
+//!   of the bucket over its window — for counts and sums only the keys that bounds on the
+//!   window's amounts do not rule out, see [`MergedThreshold`]. Alerts come at bucket ends.
 //! - **Central**: flow rules run in the collector, which sees every flow record, and alert on
 //!   the record that crosses the threshold.
 //!
@@ -32,12 +33,14 @@
 //! input (or bucket end) after that. The alert policy deduplicates further.
 //!
 //! # `max_keys`
-//! A worker's table (a merged rule's: each open bucket's; the collector's) holds at most
-//! `max_keys` keys. A new key in a full table drops the least recently updated key, counted as
+//! A worker's table (a merged rule's: each open bucket's) holds at most `max_keys` keys; the
+//! collector holds what the workers hand over. A new key in a full table drops the least recently updated key, counted as
 //! `evicted`, so a flood of new keys (spoofed sources, a sweep) pushes out keys that went quiet
 //! and never the busy ones. Keys whose window has emptied are released at clock ticks.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use crate::hashing::TableHasher;
 
 use outpost_decode::{Duration, Nanos, PacketMeta};
 use outpost_filter::{Filter, PacketClass};
@@ -635,9 +638,15 @@ impl<V> LruTable<V> {
     }
 
     /// The slot of `key`.
-    #[inline]
+    #[cfg(test)]
     fn find(&self, key: &KeyValue) -> Option<u32> {
         self.find_hashed(self.hash(key), key)
+    }
+
+    /// Adds `key` (not in the table) as the most recently updated; returns its slot.
+    #[cfg(test)]
+    fn insert(&mut self, key: KeyValue, value: V) -> u32 {
+        self.insert_hashed(self.hash(&key), key, value)
     }
 
     /// The slot of `key`, whose hash is `hash`.
@@ -698,13 +707,6 @@ impl<V> LruTable<V> {
     #[inline]
     fn lookup(&self, hash: u64, key: &KeyValue, hint: u32) -> Option<u32> {
         self.hinted(key, hint).or_else(|| self.find_hashed(hash, key))
-    }
-
-    /// The slot of `key`: `hint` if it holds the key, else a search (hashing the key only
-    /// then).
-    #[inline]
-    fn lookup_unhashed(&self, key: &KeyValue, hint: u32) -> Option<u32> {
-        self.hinted(key, hint).or_else(|| self.find(key))
     }
 
     #[inline]
@@ -797,11 +799,6 @@ impl<V> LruTable<V> {
             self.link_newest(i);
         }
         i
-    }
-
-    /// Adds `key` (not in the table) as the most recently updated; returns its slot.
-    fn insert(&mut self, key: KeyValue, value: V) -> u32 {
-        self.insert_hashed(self.hash(&key), key, value)
     }
 
     /// Rebuilds the index at twice its capacity.
@@ -1119,9 +1116,9 @@ impl ImmediateThreshold {
             if let Some(from) = self.sweep_from {
                 // The bucket of a key's newest input leaving the window empties it (every input
                 // is at most `last`): a test on the slot's first fields, not its counter's lines.
-                self.sweep_from = self
-                    .keys
-                    .remove_where(from, SWEEP_SLOTS, |s| quiet_until(rule, s.last) <= now && s.quiet_until <= now);
+                self.sweep_from = self.keys.remove_where(from, SWEEP_SLOTS, |s| {
+                    quiet_until(rule, s.last) <= now && s.quiet_until <= now
+                });
                 self.stats.keys = self.keys.len() as u64;
             }
             return;
@@ -1191,6 +1188,15 @@ impl PartialValue {
         }
     }
 
+    /// The total of a count or sum (`None` for other aggregates).
+    #[inline]
+    fn amount(&self) -> Option<u64> {
+        match self {
+            PartialValue::Amount { total, .. } => Some(*total),
+            _ => None,
+        }
+    }
+
     /// Adds another part of the same bucket and key.
     pub fn merge(&mut self, o: &PartialValue) {
         match (self, o) {
@@ -1211,17 +1217,18 @@ impl PartialValue {
     }
 }
 
-/// Partial aggregates a worker hands to the collector at the end of a bucket.
+/// The partial aggregates a worker hands to the collector at the end of a bucket: one per key
+/// it counted in the bucket, in the order of its table's slots (deterministic for a given
+/// input; the collector orders what it judges itself). One message per rule and bucket, so
+/// the collector's work on arrival does not grow with the keys.
 #[derive(Debug, Clone)]
 pub struct Partial {
     /// Index of the rule among the rule set's rules.
     pub rule: crate::rules::RuleId,
     /// Bucket number (bucket start / bucket length).
     pub bucket: u64,
-    /// The key.
-    pub key: KeyValue,
-    /// Its partial aggregate.
-    pub value: PartialValue,
+    /// The keys and their partial aggregates.
+    pub entries: Vec<(KeyValue, PartialValue)>,
 }
 
 /// Per-worker bucket aggregates of a Merged rule.
@@ -1393,8 +1400,9 @@ impl PartialThreshold {
         while self.open.first().is_some_and(|(b, _)| *b < ready_before) {
             let (bucket, mut table) = self.open.remove(0);
             self.held -= table.len();
-            for (key, value) in table.drain() {
-                out(Partial { rule: rule_id, bucket, key, value });
+            let entries: Vec<(KeyValue, PartialValue)> = table.drain().collect();
+            if !entries.is_empty() {
+                out(Partial { rule: rule_id, bucket, entries });
             }
             self.spare = Some(table);
         }
@@ -1420,47 +1428,64 @@ impl Default for PartialThreshold {
 }
 
 /// The collector's merge of a Merged rule's partial aggregates.
+///
+/// It keeps each worker's [`Partial`] as it came, by bucket, for as long as some window still
+/// reads the bucket, and judges a bucket once the watermark passed its end plus the lateness:
+/// every key the bucket holds, over the window that ends with it. Nothing is looked up per
+/// partial aggregate on arrival.
+///
+/// **Bound first.** A count or sum can reach the threshold in a window only if the sum of the
+/// window's largest per-list amounts (each worker list's largest total, over the window's
+/// buckets) does; and a key of the judged bucket only if its own amount there plus that sum
+/// without its own list's largest does. Buckets and keys below these bounds are passed over
+/// without merging anything — in ordinary traffic, far below a flood threshold, that is every
+/// bucket — and only the keys above them are merged exactly (the bucket's lists indexed by key
+/// once, when a judged window first needs them). A bound is never below the exact value, so a
+/// key that reaches the threshold is always judged, and exactly: the alert's value and
+/// evidence are the exact merge. Distinct counts and ratios have no such bound: every key of
+/// the judged bucket is merged.
 #[derive(Debug)]
 pub struct MergedThreshold {
-    /// key → (bucket → merged value), only buckets still inside some window; at most
-    /// `max_keys`, the least recently updated dropped first.
-    keys: LruTable<MergedKey>,
-    /// Buckets that received partials and were not judged yet, with the keys they touched and
-    /// each key's slot when touched (a hint, checked before use: the key may have been
-    /// dropped and its slot reused since).
-    pending: BTreeMap<u64, Vec<(KeyValue, u32)>>,
-    /// Counters.
+    /// Buckets some window may still read, ascending by bucket number.
+    buckets: Vec<MergedBucket>,
+    /// Keys that alerted, with the first bucket whose window may alert for them again.
+    quiet: HashMap<KeyValue, u64, TableHasher>,
+    /// Partial aggregates held over all buckets.
+    held: usize,
+    /// Counters (`keys`, `peak_keys`: partial aggregates held).
     pub stats: ThresholdStats,
 }
 
+/// The partial aggregates of one bucket, from every worker that sent some.
 #[derive(Debug, Default)]
-struct MergedKey {
-    /// Merged values by bucket, in increasing bucket order, only buckets some window still
-    /// reads: a handful (at most the window's buckets, plus the lateness's), so a sorted
-    /// vector beats a tree — no node per key, and a window's sum is one pass over it.
-    buckets: Vec<(u64, PartialValue)>,
-    quiet_until_bucket: u64,
+struct MergedBucket {
+    bucket: u64,
+    /// The workers' lists as they came, each with its largest amount (count or sum; 0 for
+    /// other aggregates).
+    parts: Vec<(Vec<(KeyValue, PartialValue)>, u64)>,
+    /// Lists arrived since the bucket was last judged.
+    pending: bool,
+    /// The lists merged by key, built when a judged window first needs a key's exact value
+    /// (dropped when another list arrives).
+    merged: Option<HashMap<KeyValue, PartialValue, TableHasher>>,
 }
 
-impl MergedKey {
-    /// Merges `value` into bucket `bucket`'s entry (creating it in its place).
-    fn merge(&mut self, bucket: u64, value: PartialValue) {
-        // Partials come in bucket order but for lateness: search from the newest end.
-        let at = self.buckets.iter().rposition(|(b, _)| *b <= bucket);
-        match at {
-            Some(i) if self.buckets.get(i).is_some_and(|(b, _)| *b == bucket) => {
-                if let Some((_, v)) = self.buckets.get_mut(i) {
-                    v.merge(&value);
+impl MergedBucket {
+    /// The lists merged by key (built on first use).
+    fn merged(&mut self) -> &HashMap<KeyValue, PartialValue, TableHasher> {
+        let parts = &self.parts;
+        self.merged.get_or_insert_with(|| {
+            let n = parts.iter().map(|(e, _)| e.len()).sum();
+            let mut m = HashMap::with_capacity_and_hasher(n, TableHasher::default());
+            for (entries, _) in parts {
+                for (key, value) in entries {
+                    m.entry(*key)
+                        .and_modify(|v: &mut PartialValue| v.merge(value))
+                        .or_insert_with(|| value.clone());
                 }
             }
-            Some(i) => self.buckets.insert(i + 1, (bucket, value)),
-            None => self.buckets.insert(0, (bucket, value)),
-        }
-    }
-
-    /// The newest bucket held.
-    fn newest(&self) -> Option<u64> {
-        self.buckets.last().map(|(b, _)| *b)
+            m
+        })
     }
 }
 
@@ -1468,40 +1493,43 @@ impl MergedThreshold {
     /// Empty.
     #[must_use]
     pub fn new() -> MergedThreshold {
-        MergedThreshold { keys: LruTable::new(), pending: BTreeMap::new(), stats: ThresholdStats::default() }
+        MergedThreshold {
+            buckets: Vec::new(),
+            quiet: HashMap::with_hasher(TableHasher::default()),
+            held: 0,
+            stats: ThresholdStats::default(),
+        }
     }
 
-    /// Merges one worker's partial.
-    pub fn add(&mut self, rule: &ThresholdRule, p: Partial) {
-        let slot = match self.keys.find(&p.key) {
-            Some(slot) => {
-                self.keys.touch(slot);
-                slot
-            }
-            None => {
-                while self.keys.len() >= rule.max_keys {
-                    if self.keys.pop_oldest().is_none() {
-                        break;
-                    }
-                    self.stats.evicted += 1;
-                }
-                self.keys.insert(p.key, MergedKey::default())
+    /// Takes one worker's partial aggregates of a bucket.
+    pub fn add(&mut self, p: Partial) {
+        if p.entries.is_empty() {
+            return;
+        }
+        let largest = p.entries.iter().filter_map(|(_, v)| v.amount()).max().unwrap_or(0);
+        self.held += p.entries.len();
+        let at = match self.buckets.binary_search_by_key(&p.bucket, |b| b.bucket) {
+            Ok(i) => i,
+            Err(i) => {
+                self.buckets.insert(i, MergedBucket { bucket: p.bucket, ..MergedBucket::default() });
+                i
             }
         };
-        let Some(k) = self.keys.value_mut(slot) else { return };
-        k.merge(p.bucket, p.value);
-        let touched = self.pending.entry(p.bucket).or_default();
-        if touched.last().is_none_or(|(key, _)| *key != p.key) {
-            touched.push((p.key, slot));
+        if let Some(b) = self.buckets.get_mut(at) {
+            b.parts.push((p.entries, largest));
+            b.pending = true;
+            b.merged = None;
         }
-        self.stats.keys = self.keys.len() as u64;
+        self.stats.keys = self.held as u64;
         self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
     }
 
-    /// Judges every pending bucket that ended at least `lateness` before `watermark`:
-    /// `alert(key, bucket end, crossing)` for keys whose window reached the threshold. After an
-    /// alert a key is quiet for `window_buckets` buckets, so its next alert is over a window
-    /// that shares no bucket with the one that alerted.
+    /// Judges every bucket that received partials and ended at least `lateness` before
+    /// `watermark`: `alert(key, bucket end, crossing)` for keys whose window (the bucket and
+    /// the `window_buckets − 1` before it) reached the threshold, in key order. After an alert
+    /// a key is quiet for `window_buckets` buckets, so its next alert is over a window that
+    /// shares no bucket with the one that alerted. Then forgets the buckets no window still
+    /// reads.
     pub fn evaluate(
         &mut self,
         rule: &ThresholdRule,
@@ -1511,44 +1539,86 @@ impl MergedThreshold {
     ) {
         let len = rule.bucket_len().as_nanos();
         let ready_before = watermark.0.saturating_sub(lateness.as_nanos()) / len;
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() >= ready_before {
-                break;
-            }
-            let (bucket, mut touched) = entry.remove_entry();
-            touched.sort_unstable_by_key(|t| t.0);
-            touched.dedup_by(|a, b| a.0 == b.0);
-            for (key, hint) in touched {
-                let Some(slot) = self.keys.lookup_unhashed(&key, hint) else { continue };
-                let Some(k) = self.keys.value_mut(slot) else { continue };
-                let first = bucket.saturating_sub(u64::from(rule.buckets) - 1);
-                let window = k.buckets.iter().filter(|(b, _)| (first..=bucket).contains(b));
-                let crossing = window_value(rule, window.map(|(_, v)| v));
-                if let Some(c) = crossing {
-                    if c.value >= rule.threshold && bucket >= k.quiet_until_bucket {
-                        k.quiet_until_bucket = bucket + u64::from(rule.buckets);
-                        self.stats.crossed += 1;
-                        alert(key, Nanos(bucket.saturating_add(1).saturating_mul(len)), c);
-                    }
-                }
-                // Buckets that can no longer be in any window.
-                k.buckets.retain(|(b, _)| *b >= first);
+        for i in 0..self.buckets.len() {
+            match self.buckets.get(i) {
+                Some(b) if b.bucket >= ready_before => break,
+                Some(b) if b.pending => self.judge(rule, i, alert),
+                Some(_) => {}
+                None => break,
             }
         }
-        // Forget keys whose buckets all left the window, from the least recently updated end:
-        // O(1) per watermark plus O(1) per key forgotten (a scan of every key at every
-        // watermark cost the collector more than all the rest of its detection work). Partials
-        // arrive in bucket order but for lateness, so a key updated out of order may outlive
-        // its window a little; it holds no bucket any window still reads, and `max_keys`
-        // bounds the table regardless.
-        let oldest_live = ready_before.saturating_sub(u64::from(rule.buckets));
-        while let Some(k) = self.keys.oldest() {
-            if k.newest().is_some_and(|b| b >= oldest_live) {
-                break;
-            }
-            self.keys.pop_oldest();
+        // Every window judged from now on ends at `ready_before` or later.
+        let keep_from = ready_before.saturating_sub(u64::from(rule.buckets).saturating_sub(1));
+        let gone = self.buckets.partition_point(|b| b.bucket < keep_from);
+        for b in self.buckets.drain(..gone) {
+            self.held -= b.parts.iter().map(|(e, _)| e.len()).sum::<usize>();
         }
-        self.stats.keys = self.keys.len() as u64;
+        self.quiet.retain(|_, until| *until > keep_from);
+        self.stats.keys = self.held as u64;
+    }
+
+    /// Judges bucket `i` (of `self.buckets`).
+    fn judge(&mut self, rule: &ThresholdRule, i: usize, alert: &mut impl FnMut(KeyValue, Nanos, Crossing)) {
+        let Some(bucket) = self.buckets.get(i).map(|b| b.bucket) else { return };
+        let first = bucket.saturating_sub(u64::from(rule.buckets).saturating_sub(1));
+        let lo = self.buckets.partition_point(|b| b.bucket < first);
+        let window = lo..i + 1;
+        let mut candidates: Vec<KeyValue> = Vec::new();
+        if let Some(b) = self.buckets.get_mut(i) {
+            b.pending = false;
+        }
+        if matches!(rule.aggregate, Aggregate::Count | Aggregate::Sum(_)) {
+            let bound = self
+                .buckets
+                .get(window.clone())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|b| b.parts.iter().map(|(_, largest)| *largest))
+                .fold(0u64, u64::saturating_add);
+            if (bound as f64) < rule.threshold {
+                return;
+            }
+            for (entries, largest) in self.buckets.get(i).map(|b| b.parts.as_slice()).unwrap_or_default() {
+                let rest = bound - largest;
+                candidates.extend(
+                    entries
+                        .iter()
+                        .filter(|(_, v)| {
+                            (v.amount().unwrap_or(0).saturating_add(rest) as f64) >= rule.threshold
+                        })
+                        .map(|(k, _)| *k),
+                );
+            }
+        } else {
+            for (entries, _) in self.buckets.get(i).map(|b| b.parts.as_slice()).unwrap_or_default() {
+                candidates.extend(entries.iter().map(|(k, _)| *k));
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.retain(|k| self.quiet.get(k).is_none_or(|&until| bucket >= until));
+        if candidates.is_empty() {
+            return;
+        }
+        for b in self.buckets.get_mut(window.clone()).unwrap_or_default() {
+            b.merged();
+        }
+        let end = Nanos(bucket.saturating_add(1).saturating_mul(rule.bucket_len().as_nanos()));
+        for key in candidates {
+            let parts = self
+                .buckets
+                .get(window.clone())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| b.merged.as_ref().and_then(|m| m.get(&key)));
+            if let Some(c) = window_value(rule, parts)
+                && c.value >= rule.threshold
+            {
+                self.quiet.insert(key, bucket + u64::from(rule.buckets));
+                self.stats.crossed += 1;
+                alert(key, end, c);
+            }
+        }
     }
 }
 
@@ -1642,18 +1712,21 @@ mod tests {
     }
 
     #[test]
-    fn merged_buckets_stay_in_bucket_order_whatever_order_partials_come_in() {
+    fn merged_buckets_stay_in_bucket_order_and_merge_per_key_whatever_order_partials_come_in() {
         let amount = |total| PartialValue::Amount { total, events: total };
-        let mut k = MergedKey::default();
+        let mut m = MergedThreshold::new();
         for (bucket, total) in [(5, 1), (3, 2), (5, 4), (7, 8), (4, 16), (2, 32), (7, 64)] {
-            k.merge(bucket, amount(total));
+            let p = Partial { rule: crate::rules::RuleId(0), bucket, entries: vec![(key(1), amount(total))] };
+            m.add(p);
         }
-        let held: Vec<(u64, u64)> = k
+        let order: Vec<u64> = m.buckets.iter().map(|b| b.bucket).collect();
+        assert_eq!(order, [2, 3, 4, 5, 7]);
+        let merged: Vec<(u64, Option<u64>)> = m
             .buckets
-            .iter()
-            .map(|(b, v)| (*b, if let PartialValue::Amount { total, .. } = v { *total } else { 0 }))
+            .iter_mut()
+            .map(|b| (b.bucket, b.merged().get(&key(1)).and_then(PartialValue::amount)))
             .collect();
-        assert_eq!(held, [(2, 32), (3, 2), (4, 16), (5, 5), (7, 72)]);
-        assert_eq!(k.newest(), Some(7));
+        assert_eq!(merged, [(2, Some(32)), (3, Some(2)), (4, Some(16)), (5, Some(5)), (7, Some(72))]);
+        assert_eq!(m.stats.peak_keys, 7, "seven partial aggregates held");
     }
 }

@@ -1786,11 +1786,11 @@ fn packets_of_keys_already_held_allocate_nothing() {
 }
 
 #[test]
-fn the_collector_judges_a_key_whose_slot_was_reused_by_another_before_its_bucket_closed() {
-    // The collector holds at most two destinations. Worker 0 reports va and vb, worker 1 vc
-    // three times, all in the bucket [0, 2 s): vc's partial evicts va and takes its slot, so
-    // the bucket's list of keys to judge names va at a slot that now holds vc. The bucket must
-    // be judged for vc (three packets: an alert), and va must not get vc's count.
+fn the_collector_judges_every_key_each_worker_reported_for_a_bucket_together() {
+    // Worker 0 reports va and vb, worker 1 vc three times, all in the bucket [0, 2 s). The
+    // collector keeps what the workers hand over (each worker's bucket holds at most
+    // `max_keys` keys) and judges every key of the bucket: vc alerts with its three packets,
+    // va and vb do not, and nothing is dropped.
     let rules = small_flood();
     let (va, vb, vc) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
     let mut s = Sensor::new(&rules, 2, Duration::from_secs(1)).ticking_every(usize::MAX);
@@ -1810,5 +1810,49 @@ fn the_collector_judges_a_key_whose_slot_was_reused_by_another_before_its_bucket
     let alerts: Vec<(KeyValue, f64)> = s.alerts.iter().map(|a| (a.key, detail(a).0)).collect();
     assert_eq!(alerts, [(dst_key(vc), 3.0)]);
     let run = s.finish();
-    assert_eq!(run.collector("flood").evicted, 1, "va made room for vc");
+    let c = run.collector("flood");
+    assert_eq!((c.evicted, c.peak_keys, c.crossed), (0, 3, 1), "three partial aggregates held");
+}
+
+#[test]
+fn a_merged_count_spread_thin_over_workers_and_buckets_alerts_exactly_at_its_threshold() {
+    // Twelve packets to the victim, one per worker and bucket (three workers, four buckets of
+    // one window), beside a busier destination that stays below the threshold: no worker list
+    // holds more than one packet for the victim, so only the window's sum shows the flood. The
+    // collector's bounds must let it through, with the exact value; eleven packets must not
+    // alert.
+    let rules = compile(&rule(
+        "flood",
+        "filter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nwindow_buckets = 5\nthreshold = 12",
+    ));
+    let (victim, busy) = (ip("192.0.2.1"), ip("192.0.2.2"));
+    for (packets, alerts) in [(12, 1), (11, 0)] {
+        let mut s = Sensor::new(&rules, 3, Duration::from_secs(1)).ticking_every(usize::MAX);
+        let sources: Vec<IpAddr> = (0..3)
+            .map(|w| {
+                (1..500u32).map(|i| v4(0x0a00_0000 + i)).find(|a| s.owner(&addr(*a)) == w).expect("a source")
+            })
+            .collect();
+        let mut sent = 0;
+        for bucket in 0..4u64 {
+            for (w, src) in sources.iter().enumerate() {
+                if sent < packets {
+                    s.packet(&udp_packet(*src, victim, 53, 60, ms(bucket * 2_000 + 100 + w as u64)));
+                    sent += 1;
+                }
+            }
+            // Seven packets to the busy destination from one worker in this bucket: 7 < 12.
+            if bucket == 1 {
+                for k in 0..7 {
+                    s.packet(&udp_packet(sources[0], busy, 53, 60, ms(bucket * 2_000 + 500 + k)));
+                }
+            }
+        }
+        s.idle_until(secs(12));
+        let got: Vec<(KeyValue, (f64, u64), Nanos)> =
+            s.alerts.iter().map(|a| (a.key, detail(a), a.ts)).collect();
+        let want: Vec<(KeyValue, (f64, u64), Nanos)> =
+            (0..alerts).map(|_| (dst_key(victim), (12.0, 12), secs(8))).collect();
+        assert_eq!(got, want, "{packets} packets");
+    }
 }
