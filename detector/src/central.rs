@@ -29,7 +29,7 @@ use crate::config::{AlertPolicyConfig, InputKind};
 use crate::key::KeyValue;
 use crate::network::NetworkMap;
 use crate::policy::{AlertPolicy, DedupSummary, PolicyStats, Verdict};
-use crate::rules::{RuleId, RuleKind, RuleSet};
+use crate::rules::{Rule, RuleId, RuleKind, RuleSet};
 use crate::sequence::{SequenceStats, SequenceTracker};
 use crate::threshold::{
     Crossing, ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdRule, ThresholdStats,
@@ -311,8 +311,11 @@ impl CentralDetector {
 
     /// A worker's partial aggregate of a Merged threshold rule.
     pub fn on_partial(&mut self, p: Partial) {
-        if let Some(CentralState::Merged(st)) = self.states.get_mut(usize::from(p.rule.0)) {
-            st.add(p);
+        let i = usize::from(p.rule.0);
+        if let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(CentralState::Merged(st))) =
+            (self.rules.rules.get(i), self.states.get_mut(i))
+        {
+            st.add(t, p);
         }
     }
 

@@ -33,8 +33,9 @@
 //! input (or bucket end) after that. The alert policy deduplicates further.
 //!
 //! # `max_keys`
-//! A worker's table (a merged rule's: each open bucket's) holds at most `max_keys` keys; the
-//! collector holds what the workers hand over. A new key in a full table drops the least recently updated key, counted as
+//! A worker's table (a merged rule's: each open bucket's) holds at most `max_keys` keys, and
+//! the collector at most `max_keys` partial aggregates per bucket (see
+//! [`MergedThreshold::add`]). A new key in a full table drops the least recently updated key, counted as
 //! `evicted`, so a flood of new keys (spoofed sources, a sweep) pushes out keys that went quiet
 //! and never the busy ones. Keys whose window has emptied are released at clock ticks.
 
@@ -1188,6 +1189,14 @@ impl PartialValue {
         }
     }
 
+    /// The inputs counted.
+    fn events(&self) -> u64 {
+        match self {
+            PartialValue::Amount { events, .. } | PartialValue::Distinct { events, .. } => *events,
+            PartialValue::Ratio { all, .. } => *all,
+        }
+    }
+
     /// The total of a count or sum (`None` for other aggregates).
     #[inline]
     fn amount(&self) -> Option<u64> {
@@ -1471,6 +1480,23 @@ struct MergedBucket {
 }
 
 impl MergedBucket {
+    /// Replaces the lists by one, merged by key, of at most `max_keys` keys: the keys with the
+    /// most inputs (ties: the smaller key, so the outcome does not depend on hashing).
+    /// Returns the keys kept.
+    fn compact(&mut self, max_keys: usize) -> usize {
+        self.merged();
+        let mut entries: Vec<(KeyValue, PartialValue)> =
+            self.merged.take().unwrap_or_default().into_iter().collect();
+        if entries.len() > max_keys {
+            entries.sort_unstable_by(|a, b| b.1.events().cmp(&a.1.events()).then_with(|| a.0.cmp(&b.0)));
+            entries.truncate(max_keys);
+        }
+        let largest = entries.iter().filter_map(|(_, v)| v.amount()).max().unwrap_or(0);
+        let kept = entries.len();
+        self.parts = vec![(entries, largest)];
+        kept
+    }
+
     /// The lists merged by key (built on first use).
     fn merged(&mut self) -> &HashMap<KeyValue, PartialValue, TableHasher> {
         let parts = &self.parts;
@@ -1501,8 +1527,12 @@ impl MergedThreshold {
         }
     }
 
-    /// Takes one worker's partial aggregates of a bucket.
-    pub fn add(&mut self, p: Partial) {
+    /// Takes one worker's partial aggregates of a bucket. A bucket holds at most `max_keys`
+    /// of them: beyond that its lists are merged by key, and if still more keys remain, those
+    /// with the fewest inputs are dropped (counted as `evicted`). A flood of new destinations
+    /// spread over many workers so cannot make the collector hold more than the rule's
+    /// `max_keys` per bucket, and the busy keys stay.
+    pub fn add(&mut self, rule: &ThresholdRule, p: Partial) {
         if p.entries.is_empty() {
             return;
         }
@@ -1519,6 +1549,12 @@ impl MergedThreshold {
             b.parts.push((p.entries, largest));
             b.pending = true;
             b.merged = None;
+            let held: usize = b.parts.iter().map(|(e, _)| e.len()).sum();
+            if held > rule.max_keys {
+                let kept = b.compact(rule.max_keys);
+                self.held = self.held - held + kept;
+                self.stats.evicted += (held - kept) as u64;
+            }
         }
         self.stats.keys = self.held as u64;
         self.stats.peak_keys = self.stats.peak_keys.max(self.stats.keys);
@@ -1714,10 +1750,19 @@ mod tests {
     #[test]
     fn merged_buckets_stay_in_bucket_order_and_merge_per_key_whatever_order_partials_come_in() {
         let amount = |total| PartialValue::Amount { total, events: total };
+        let text = "[[threshold]]\nname = \"flood\"\nfilter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nthreshold = 100";
+        let src = crate::config::SourceText::new("t.toml", text);
+        let cfg: crate::config::RulesConfig = src.parse().expect("parses");
+        let rules = crate::rules::RuleSet::compile([(&cfg, &src, "")]).expect("compiles");
+        let Some(crate::rules::Rule { kind: crate::rules::RuleKind::Threshold(rule), .. }) =
+            rules.rules.first()
+        else {
+            panic!("a threshold rule")
+        };
         let mut m = MergedThreshold::new();
         for (bucket, total) in [(5, 1), (3, 2), (5, 4), (7, 8), (4, 16), (2, 32), (7, 64)] {
             let p = Partial { rule: crate::rules::RuleId(0), bucket, entries: vec![(key(1), amount(total))] };
-            m.add(p);
+            m.add(rule, p);
         }
         let order: Vec<u64> = m.buckets.iter().map(|b| b.bucket).collect();
         assert_eq!(order, [2, 3, 4, 5, 7]);
