@@ -90,6 +90,19 @@ impl IntelRule {
     pub fn list_name(&self, i: u16) -> &str {
         self.set.list_name(i)
     }
+
+    /// True when no address of `m` the rule looks up can be listed (the lists' occupancy
+    /// bits): [`IntelState::on_packet`] would then find nothing.
+    #[inline]
+    #[must_use]
+    pub fn surely_misses(&self, m: &PacketMeta) -> bool {
+        let (src, dst) = match self.direction {
+            IntelDirection::Either => (true, true),
+            IntelDirection::Src => (true, false),
+            IntelDirection::Dst => (false, true),
+        };
+        (!src || self.set.surely_misses(&m.src)) && (!dst || self.set.surely_misses(&m.dst))
+    }
 }
 
 /// A listed address seen in a packet.
