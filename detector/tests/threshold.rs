@@ -278,6 +278,11 @@ impl Sensor {
         owners[0]
     }
 
+    /// The first address of 10.0.0.1.. that worker `w` owns.
+    fn source_on(&self, w: usize) -> IpAddr {
+        (1..500u32).map(|i| v4(0x0a00_0000 + i)).find(|a| self.owner(&addr(*a)) == w).expect("a source")
+    }
+
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -1795,9 +1800,7 @@ fn the_collector_holds_at_most_max_keys_partials_per_bucket_and_keeps_the_busies
     let rules = small_flood();
     let (va, vb, vc) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
     let mut s = Sensor::new(&rules, 2, Duration::from_secs(1)).ticking_every(usize::MAX);
-    let source =
-        |w| (1..200u32).map(|i| v4(0x0a00_0000 + i)).find(|a| s.owner(&addr(*a)) == w).expect("a source");
-    let (s0, s1) = (source(0), source(1));
+    let (s0, s1) = (s.source_on(0), s.source_on(1));
     for m in [
         udp_packet(s0, va, 53, 60, ms(100)),
         udp_packet(s0, vb, 53, 60, ms(200)),
@@ -1829,11 +1832,7 @@ fn a_merged_count_spread_thin_over_workers_and_buckets_alerts_exactly_at_its_thr
     let (victim, busy) = (ip("192.0.2.1"), ip("192.0.2.2"));
     for (packets, alerts) in [(12, 1), (11, 0)] {
         let mut s = Sensor::new(&rules, 3, Duration::from_secs(1)).ticking_every(usize::MAX);
-        let sources: Vec<IpAddr> = (0..3)
-            .map(|w| {
-                (1..500u32).map(|i| v4(0x0a00_0000 + i)).find(|a| s.owner(&addr(*a)) == w).expect("a source")
-            })
-            .collect();
+        let sources: Vec<IpAddr> = (0..3).map(|w| s.source_on(w)).collect();
         let mut sent = 0;
         for bucket in 0..4u64 {
             for (w, src) in sources.iter().enumerate() {
