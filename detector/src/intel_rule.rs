@@ -96,12 +96,18 @@ impl IntelRule {
     #[inline]
     #[must_use]
     pub fn surely_misses(&self, m: &PacketMeta) -> bool {
-        let (src, dst) = match self.direction {
+        let (src, dst) = self.sides();
+        (!src || self.set.surely_misses(&m.src)) && (!dst || self.set.surely_misses(&m.dst))
+    }
+
+    /// Whether the rule looks up a packet's source and its destination (`direction`).
+    #[inline]
+    fn sides(&self) -> (bool, bool) {
+        match self.direction {
             IntelDirection::Either => (true, true),
             IntelDirection::Src => (true, false),
             IntelDirection::Dst => (false, true),
-        };
-        (!src || self.set.surely_misses(&m.src)) && (!dst || self.set.surely_misses(&m.dst))
+        }
     }
 }
 
@@ -174,10 +180,11 @@ impl IntelState {
                 }
             }
         };
-        if matches!(rule.direction, IntelDirection::Either | IntelDirection::Src) {
+        let (src, dst) = rule.sides();
+        if src {
             check(m.src, Matched::Src, self);
         }
-        if matches!(rule.direction, IntelDirection::Either | IntelDirection::Dst) {
+        if dst {
             check(m.dst, Matched::Dst, self);
         }
     }
