@@ -35,13 +35,11 @@
 //! # `max_keys`
 //! A worker's table (a merged rule's: each open bucket's) holds at most `max_keys` keys, and
 //! the collector at most `max_keys` partial aggregates per bucket (see
-//! [`MergedThreshold::add`]). A new key in a full table drops the least recently updated key, counted as
-//! `evicted`, so a flood of new keys (spoofed sources, a sweep) pushes out keys that went quiet
-//! and never the busy ones. Keys whose window has emptied are released at clock ticks.
+//! [`MergedThreshold::add`]). A new key in a full table drops the least recently updated key,
+//! counted as `evicted`, so a flood of new keys (spoofed sources, a sweep) pushes out keys that
+//! went quiet and never the busy ones. Keys whose window has emptied are released at clock ticks.
 
 use std::collections::HashMap;
-
-use crate::hashing::TableHasher;
 
 use outpost_decode::{Duration, Nanos, PacketMeta};
 use outpost_filter::{Filter, PacketClass};
@@ -51,6 +49,7 @@ use std::hash::BuildHasher as _;
 use outpost_flowmeter::index::SlotIndex;
 
 use crate::first::{FirstSeen, Seen};
+use crate::hashing::TableHasher;
 
 use crate::config::{
     AggregateKind, ConfigError, FieldName, InputKind, KeyField, SourceText, ThresholdConfig,
@@ -1578,7 +1577,7 @@ impl MergedThreshold {
         for i in 0..self.buckets.len() {
             match self.buckets.get(i) {
                 Some(b) if b.bucket >= ready_before => break,
-                Some(b) if b.pending => self.judge(rule, i, alert),
+                Some(b) if b.pending => self.judge(rule, i, len, alert),
                 Some(_) => {}
                 None => break,
             }
@@ -1593,8 +1592,14 @@ impl MergedThreshold {
         self.stats.keys = self.held as u64;
     }
 
-    /// Judges bucket `i` (of `self.buckets`).
-    fn judge(&mut self, rule: &ThresholdRule, i: usize, alert: &mut impl FnMut(KeyValue, Nanos, Crossing)) {
+    /// Judges bucket `i` (of `self.buckets`); `len` is the rule's bucket length in ns.
+    fn judge(
+        &mut self,
+        rule: &ThresholdRule,
+        i: usize,
+        len: u64,
+        alert: &mut impl FnMut(KeyValue, Nanos, Crossing),
+    ) {
         let Some(bucket) = self.buckets.get(i).map(|b| b.bucket) else { return };
         let first = bucket.saturating_sub(u64::from(rule.buckets).saturating_sub(1));
         let lo = self.buckets.partition_point(|b| b.bucket < first);
@@ -1639,7 +1644,7 @@ impl MergedThreshold {
         for b in self.buckets.get_mut(window.clone()).unwrap_or_default() {
             b.merged();
         }
-        let end = Nanos(bucket.saturating_add(1).saturating_mul(rule.bucket_len().as_nanos()));
+        let end = Nanos(bucket.saturating_add(1).saturating_mul(len));
         for key in candidates {
             let parts = self
                 .buckets
