@@ -2,7 +2,8 @@
 //! wheel's build, `make deps-kafka`) on free loopback ports with its own directory, killed
 //! when dropped — also on panic; a TCP relay in front of it that can be cut and restored (a
 //! network outage that keeps the broker's data: this tansu build stores in memory only, so a
-//! restarted broker is empty); and a consumer that reads a whole topic.
+//! restarted broker is empty); a consumer that reads a whole topic; and free loopback ports
+//! that no outgoing socket can take ([`free_port`], [`free_udp_port`]).
 //!
 //! The binary is `$TANSU` or `tansu` on `PATH`; without it [`Tansu::start`] panics with how
 //! to install it (tests that need a broker fail rather than skip).
@@ -11,10 +12,10 @@
 #![expect(clippy::missing_panics_doc, reason = "test harness: panics are test failures")]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -24,10 +25,48 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-/// A free TCP port on loopback (bound and released).
+/// A free TCP port on loopback, for a listener bound later (a broker, a relay, or one restarted
+/// after an outage). See [`free_udp_port`] for how it is chosen.
 #[must_use]
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_loopback_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A free UDP port on loopback, for a receiver bound later (an IPFIX collector).
+///
+/// It lies below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by
+/// default), so no outgoing socket — rdkafka's, an exporter's, another test's — can take it
+/// between this call and the bind that uses it, nor while its listener is down. (A port from
+/// binding `:0` is an ephemeral one and can be taken so: CI once failed with `AddrInUse`.)
+/// Each port is handed out once per process, from an offset derived from the process id so
+/// that test binaries running at once rarely try the same ones, and is checked free by
+/// binding it.
+#[must_use]
+pub fn free_udp_port() -> u16 {
+    free_loopback_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+fn free_loopback_port(is_free: impl Fn(u16) -> bool) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOW);
+    assert!(
+        span >= 1_000,
+        "the ephemeral port range starts at {ephemeral_low}: no room below it for test ports"
+    );
+    let base = std::process::id().wrapping_mul(7_919) % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free loopback port in {LOW}..{ephemeral_low}");
+        let port = u16::try_from(LOW + (base + n) % span).unwrap();
+        if is_free(port) {
+            return port;
+        }
+    }
 }
 
 /// The tansu binary: `$TANSU`, or `tansu` on `PATH`.

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -394,11 +394,7 @@ pub fn require_tool(program: &str, version_arg: &str, package: &str) -> String {
     }
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local address").port()
-}
+pub use outpost_export::test_broker::free_udp_port;
 
 /// A socket's line in /proc/net/udp for 127.0.0.1:`port`: (rx_queue bytes, drops).
 fn udp_socket_state(port: u16) -> Option<(u64, u64)> {
