@@ -46,13 +46,18 @@ pub fn free_udp_port() -> u16 {
     free_loopback_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
 }
 
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+}
+
 fn free_loopback_port(is_free: impl Fn(u16) -> bool) -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 10_000;
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
+    let ephemeral_low = ephemeral_low();
     let span = ephemeral_low.saturating_sub(LOW);
     assert!(
         span >= 1_000,
@@ -348,4 +353,22 @@ pub fn consume_all(brokers: &str, topic: &str, expect: usize) -> Vec<Consumed> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_ports_lie_below_the_ephemeral_range_are_handed_out_once_and_can_be_bound() {
+        let ports: Vec<u16> = (0..40).map(|_| free_port()).chain((0..40).map(|_| free_udp_port())).collect();
+        assert!(ports.iter().all(|&p| u32::from(p) < ephemeral_low()), "{ports:?}");
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice: {ports:?}");
+        let tcp = TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+        let udp = UdpSocket::bind(("127.0.0.1", free_udp_port())).unwrap();
+        drop((tcp, udp));
+    }
 }
