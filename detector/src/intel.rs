@@ -1086,64 +1086,94 @@ impl Builder {
         Some(())
     }
 
-    fn build(mut self) -> IntelSet {
-        let mut duplicates = 0;
+    /// Builds the tables: the IPv4 and the IPv6 ones on two threads when both are large
+    /// ([`PARALLEL_BUILD_ENTRIES`]), as they share nothing.
+    fn build(self) -> IntelSet {
+        let Builder { lists, list_starts, v4_hosts, v4_prefixes, v6_hosts, v6_prefixes, .. } = self;
+        let large = |n: usize| n >= PARALLEL_BUILD_ENTRIES;
+        let ((v4, v4_duplicates), (v6, v6_duplicates)) =
+            if large(v4_hosts.len() + v4_prefixes.len()) && large(v6_hosts.len() + v6_prefixes.len()) {
+                std::thread::scope(|scope| {
+                    let v6 = scope.spawn(|| build_v6(v6_hosts, v6_prefixes));
+                    let v4 = build_v4(v4_hosts, v4_prefixes);
+                    (v4, v6.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                })
+            } else {
+                (build_v4(v4_hosts, v4_prefixes), build_v6(v6_hosts, v6_prefixes))
+            };
+        IntelSet {
+            lists,
+            list_starts,
+            sources: Vec::new(),
+            v4,
+            v6,
+            duplicates: v4_duplicates + v6_duplicates,
+        }
+    }
+}
 
-        // IPv4 hosts: sort by address then global id, keep the first of each address.
-        self.v4_hosts.sort_unstable();
-        let before = self.v4_hosts.len();
-        self.v4_hosts.dedup_by(|later, earlier| *later >> 32 == *earlier >> 32);
-        duplicates += before - self.v4_hosts.len();
+/// The IPv4 and the IPv6 tables are built on two threads when each has at least this many
+/// entries ([`Builder::build`]).
+const PARALLEL_BUILD_ENTRIES: usize = 10_000;
 
-        // IPv4 prefixes: by network, shortest (outermost) first, then global id.
-        self.v4_prefixes.sort_unstable();
-        let before = self.v4_prefixes.len();
-        self.v4_prefixes.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
-        duplicates += before - self.v4_prefixes.len();
-        let v4_ranges = disjoint_ranges(self.v4_prefixes.iter().zip(0u32..).map(|(&(net, len, _), i)| {
-            let size = 1u128 << (32 - u32::from(len));
-            (u128::from(net), u128::from(net) + size - 1, i)
-        }));
-        let v4_records =
-            self.v4_prefixes.iter().map(|&(_, len, global)| PrefixRecord { global, len }).collect();
-        let v4 = V4Table::build(&self.v4_hosts, &v4_ranges, v4_records);
-        drop((self.v4_hosts, self.v4_prefixes, v4_ranges));
+/// The IPv4 table of `hosts` (`address << 32 | global id`) and `prefixes` (`(network, length,
+/// global id)`), and how many duplicates were dropped.
+fn build_v4(mut hosts: Vec<u64>, mut prefixes: Vec<(u32, u8, u32)>) -> (V4Table, usize) {
+    // Hosts: sort by address then global id, keep the first of each address.
+    hosts.sort_unstable();
+    let before = hosts.len();
+    hosts.dedup_by(|later, earlier| *later >> 32 == *earlier >> 32);
+    let mut duplicates = before - hosts.len();
 
-        // IPv6 hosts: in load order, so the first of each address wins.
-        let mut hosts =
-            HashMap::with_capacity_and_hasher(self.v6_hosts.len(), crate::hashing::TableHasher::default());
-        for &(addr, global) in &self.v6_hosts {
-            match hosts.entry(IpAddress::from_bits(addr)) {
-                Entry::Occupied(_) => duplicates += 1,
-                Entry::Vacant(v) => {
-                    v.insert(global);
-                }
+    // Prefixes: by network, shortest (outermost) first, then global id.
+    prefixes.sort_unstable();
+    let before = prefixes.len();
+    prefixes.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
+    duplicates += before - prefixes.len();
+    let ranges = disjoint_ranges(prefixes.iter().zip(0u32..).map(|(&(net, len, _), i)| {
+        let size = 1u128 << (32 - u32::from(len));
+        (u128::from(net), u128::from(net) + size - 1, i)
+    }));
+    let records = prefixes.iter().map(|&(_, len, global)| PrefixRecord { global, len }).collect();
+    (V4Table::build(&hosts, &ranges, records), duplicates)
+}
+
+/// The IPv6 table of `hosts` (`(address, global id)`) and `prefixes` (`(network, length,
+/// global id)`), and how many duplicates were dropped.
+fn build_v6(hosts: Vec<(u128, u32)>, mut prefixes: Vec<(u128, u8, u32)>) -> (V6Table, usize) {
+    // Hosts: in load order, so the first of each address wins.
+    let mut duplicates = 0;
+    let mut table = HashMap::with_capacity_and_hasher(hosts.len(), crate::hashing::TableHasher::default());
+    for &(addr, global) in &hosts {
+        match table.entry(IpAddress::from_bits(addr)) {
+            Entry::Occupied(_) => duplicates += 1,
+            Entry::Vacant(v) => {
+                v.insert(global);
             }
         }
-        hosts.shrink_to_fit();
-
-        self.v6_prefixes.sort_unstable();
-        let before = self.v6_prefixes.len();
-        self.v6_prefixes.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
-        duplicates += before - self.v6_prefixes.len();
-        let v6_ranges = disjoint_ranges(
-            self.v6_prefixes.iter().zip(0u32..).map(|(&(net, len, _), i)| (net, net | (u128::MAX >> len), i)),
-        );
-        let occupied = if self.v6_hosts.is_empty() && self.v6_prefixes.is_empty() {
-            Vec::new()
-        } else {
-            let hosts = self.v6_hosts.iter().map(|&(a, _)| (a, 128));
-            V6Table::occupancy(hosts.chain(self.v6_prefixes.iter().map(|&(n, l, _)| (n, l))))
-        };
-        let v6 = V6Table {
-            hosts,
-            ranges: V6Ranges::build(&v6_ranges),
-            prefixes: self.v6_prefixes.iter().map(|&(_, len, global)| PrefixRecord { global, len }).collect(),
-            occupied,
-        };
-
-        IntelSet { lists: self.lists, list_starts: self.list_starts, sources: Vec::new(), v4, v6, duplicates }
     }
+    table.shrink_to_fit();
+
+    prefixes.sort_unstable();
+    let before = prefixes.len();
+    prefixes.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
+    duplicates += before - prefixes.len();
+    let ranges = disjoint_ranges(
+        prefixes.iter().zip(0u32..).map(|(&(net, len, _), i)| (net, net | (u128::MAX >> len), i)),
+    );
+    let occupied = if hosts.is_empty() && prefixes.is_empty() {
+        Vec::new()
+    } else {
+        let marks = hosts.iter().map(|&(a, _)| (a, 128));
+        V6Table::occupancy(marks.chain(prefixes.iter().map(|&(n, l, _)| (n, l))))
+    };
+    let v6 = V6Table {
+        hosts: table,
+        ranges: V6Ranges::build(&ranges),
+        prefixes: prefixes.iter().map(|&(_, len, global)| PrefixRecord { global, len }).collect(),
+        occupied,
+    };
+    (v6, duplicates)
 }
 
 /// Lists of at least this many bytes are parsed on parallel threads ([`Builder::add_text`]).
