@@ -378,7 +378,7 @@ impl IntelSet {
     pub fn load(sources: &[IntelSource]) -> Result<IntelSet, IntelError> {
         let mut builder = Builder::default();
         for source in sources {
-            let bytes = std::fs::read(&source.path).map_err(|e| {
+            let bytes = read_list(&source.path).map_err(|e| {
                 IntelError::Unreadable(ConfigError::file(
                     &source.path,
                     format!("cannot read intel list `{}`: {e}", source.name),
@@ -1176,6 +1176,36 @@ fn build_v6(hosts: Vec<(u128, u32)>, mut prefixes: Vec<(u128, u8, u32)>) -> (V6T
     (v6, duplicates)
 }
 
+/// Reads a list file whole, as `std::fs::read` does. A file of [`PARALLEL_BYTES`] or more is
+/// read as two halves on two threads: most of a large read is the kernel faulting in the
+/// fresh buffer's pages, and two threads fault their halves at once. A file whose length
+/// changes while it is read is read again the plain way.
+///
+/// # Errors
+/// As `std::fs::read`.
+pub(crate) fn read_list(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if len < PARALLEL_BYTES {
+        return std::fs::read(path);
+    }
+    // Zeroed by the allocator's fresh mapping: its pages are faulted in by the reads.
+    let mut buf = vec![0u8; len];
+    let (head, tail) = buf.split_at_mut(len / 2);
+    let read = std::thread::scope(|scope| {
+        let tail_read = scope.spawn(|| file.read_exact_at(tail, (len / 2) as u64));
+        let head_read = file.read_exact_at(head, 0);
+        head_read.and(tail_read.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    // Still that long (nothing was appended while it was read)?
+    let mut probe = [0u8; 1];
+    match (read, file.read_at(&mut probe, len as u64)) {
+        (Ok(()), Ok(0)) => Ok(buf),
+        _ => std::fs::read(path),
+    }
+}
+
 /// Lists of at least this many bytes are parsed on parallel threads ([`Builder::add_text`]).
 const PARALLEL_BYTES: usize = 1 << 20;
 
@@ -1527,6 +1557,18 @@ mod tests {
         }
         assert!(parse_line(b"::ffff:10.0.0.0/95").is_err());
         assert!(parse_line(b"::ffff:10.0.0.0/129").is_err());
+    }
+
+    #[test]
+    fn a_large_list_read_on_two_threads_is_the_file_byte_for_byte() {
+        let path = std::env::temp_dir().join(format!("outpost-read-list-{}.txt", std::process::id()));
+        for len in [0, 10, PARALLEL_BYTES - 1, PARALLEL_BYTES, 3 * PARALLEL_BYTES + 7] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&path, &bytes).expect("write");
+            assert_eq!(read_list(&path).expect("read"), bytes, "{len} bytes");
+        }
+        std::fs::remove_file(&path).expect("remove");
+        assert!(read_list(&path).is_err());
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl IntelRule {
                     // Feeds are not always clean UTF-8: the lists are parsed as bytes, so a
                     // stray byte in a comment does not refuse the list, and a bad byte in an
                     // entry makes that line bad.
-                    let text = match std::fs::read(&path) {
+                    let text = match crate::intel::read_list(&path) {
                         Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                         r => r,
                     }
