@@ -80,8 +80,9 @@
 //! occupancy bits (when there is an IPv6 entry) and the descriptions' text;
 //! [`IntelSet::stats`] reports the total. The build sorts, so loading is `O(n log n)`; a file
 //! is read whole and parsed as bytes, without a `String` per line, canonical IPv4 and
-//! hexadecimal IPv6 entries by a byte-level parser; a list of a megabyte or more is parsed
-//! on one thread per core, in chunks of whole lines appended in order.
+//! hexadecimal IPv6 entries by a byte-level parser; a list of a megabyte or more is read as
+//! two halves on two threads and parsed on one thread per core, in chunks of whole lines
+//! appended in order, and large IPv4 and IPv6 tables are built on two threads.
 //!
 //! `cargo run -p outpost-detector --profile test-release --example intel_bench` measures a
 //! million mixed entries: on a 2-core AMD EPYC VM, 66–83 ms to load, 11.4 bytes per entry,
