@@ -1185,11 +1185,14 @@ fn build_v6(hosts: Vec<(u128, u32)>, mut prefixes: Vec<(u128, u8, u32)>) -> (V6T
 /// # Errors
 /// As `std::fs::read`.
 pub(crate) fn read_list(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path)?;
+    let mut file = std::fs::File::open(path)?;
     let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
     if len < PARALLEL_BYTES {
-        return std::fs::read(path);
+        let mut buf = Vec::with_capacity(len);
+        file.read_to_end(&mut buf)?;
+        return Ok(buf);
     }
     // Zeroed by the allocator's fresh mapping: its pages are faulted in by the reads.
     let mut buf = vec![0u8; len];
