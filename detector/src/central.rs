@@ -110,22 +110,6 @@ pub struct CentralDetector {
     pending: Vec<Alert>,
     /// Per rule, inputs offered to it (see [`CentralStats::evaluated`]).
     evaluated: Vec<u64>,
-    /// The rules offered flow records ([`flow_rules`]), in rule order.
-    flow_rules: Vec<usize>,
-}
-
-/// The rules of `rules` (with their collector `states`) that flow records are offered to:
-/// thresholds and baselines over flows, and sequences (whose steps may be flows).
-fn flow_rules(rules: &RuleSet, states: &[CentralState]) -> Vec<usize> {
-    let offered = |(i, (rule, state)): (usize, (&Rule, &CentralState))| {
-        let takes = match (&rule.kind, state) {
-            (RuleKind::Baseline(b), CentralState::Baseline(_)) => b.input == InputKind::Flows,
-            (_, CentralState::Flow(_) | CentralState::Sequence(_)) => true,
-            _ => false,
-        };
-        takes.then_some(i)
-    };
-    rules.rules.iter().zip(states).enumerate().filter_map(offered).collect()
 }
 
 impl CentralDetector {
@@ -138,11 +122,10 @@ impl CentralDetector {
         run_key: u64,
         lateness: Duration,
     ) -> CentralDetector {
-        let states: Vec<CentralState> = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
+        let states = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
         let evaluated = vec![0; rules.rules.len()];
         CentralDetector {
             evaluated,
-            flow_rules: flow_rules(&rules, &states),
             policy: AlertPolicy::new(policy, &rules),
             policy_config: policy.clone(),
             rules,
@@ -190,7 +173,6 @@ impl CentralDetector {
                     .unwrap_or_else(|| CentralState::new(&r.kind))
             })
             .collect();
-        self.flow_rules = flow_rules(&rules, &self.states);
         self.rules = rules;
     }
 
@@ -268,12 +250,14 @@ impl CentralDetector {
     pub fn on_flow(&mut self, _seq: u64, r: &FlowRecord, out: &mut impl FnMut(CentralOutput)) {
         let mut raised = Vec::new();
         let networks = &*self.networks;
-        for &i in &self.flow_rules {
-            let (Some(rule), Some(state)) = (self.rules.rules.get(i), self.states.get_mut(i)) else {
-                continue;
-            };
+        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
-            if let Some(e) = self.evaluated.get_mut(i) {
+            let offered = match (&rule.kind, &*state) {
+                (RuleKind::Baseline(b), CentralState::Baseline(_)) => b.input == InputKind::Flows,
+                (_, CentralState::Flow(_) | CentralState::Sequence(_)) => true,
+                _ => false,
+            };
+            if offered && let Some(e) = self.evaluated.get_mut(i) {
                 *e += 1;
             }
             match (&rule.kind, state) {
