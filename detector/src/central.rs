@@ -30,6 +30,7 @@ use crate::key::KeyValue;
 use crate::network::NetworkMap;
 use crate::policy::{AlertPolicy, DedupSummary, PolicyStats, Verdict};
 use crate::rules::{Rule, RuleId, RuleKind, RuleSet};
+use crate::select::FlowView;
 use crate::sequence::{SequenceStats, SequenceTracker};
 use crate::threshold::{
     Crossing, ImmediateThreshold, MergedThreshold, Partial, Placement, ThresholdRule, ThresholdStats,
@@ -250,6 +251,7 @@ impl CentralDetector {
     pub fn on_flow(&mut self, _seq: u64, r: &FlowRecord, out: &mut impl FnMut(CentralOutput)) {
         let mut raised = Vec::new();
         let networks = &*self.networks;
+        let view = FlowView::new(r);
         for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
             let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
             let offered = match (&rule.kind, &*state) {
@@ -262,11 +264,11 @@ impl CentralDetector {
             }
             match (&rule.kind, state) {
                 (RuleKind::Threshold(t), CentralState::Flow(st)) => {
-                    if !t.selects_flow(r) {
+                    if !t.selects_flow(&view) {
                         continue;
                     }
                     let key = t.key.of_flow(r, networks);
-                    if let Some(c) = st.add(t, key, r.end(), t.flow_contribution(r)) {
+                    if let Some(c) = st.add(t, key, r.end(), t.flow_contribution(&view)) {
                         raised.push(flow_alert(
                             self.run_key,
                             id,
@@ -277,18 +279,16 @@ impl CentralDetector {
                     }
                 }
                 (RuleKind::Baseline(b), CentralState::Baseline(j))
-                    if b.input == InputKind::Flows
-                        && (b.filter.is_match_all()
-                            || b.filter.matches(&crate::select::flow_as_packet(r))) =>
+                    if b.input == InputKind::Flows && view.matches(&b.filter) =>
                 {
                     j.on_flow(b, r);
                 }
                 (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
-                    if !(0..sq.steps.len()).any(|step| SequenceTracker::flow_matches(sq, step, r)) {
+                    if !(0..sq.steps.len()).any(|step| SequenceTracker::flow_matches(sq, step, &view)) {
                         continue;
                     }
                     let key = sq.key.of_flow(r, networks);
-                    let step_matches = |step: usize| SequenceTracker::flow_matches(sq, step, r);
+                    let step_matches = |step: usize| SequenceTracker::flow_matches(sq, step, &view);
                     if let Some(c) = tr.offer(sq, key, r.end(), step_matches) {
                         let mut a = flow_alert(
                             self.run_key,

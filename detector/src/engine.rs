@@ -244,6 +244,9 @@ struct Dispatch {
     /// `rules` without the threshold rules (a prepared packet visits those through its hints).
     others: Vec<Box<[u16]>>,
     meters: Vec<Box<[u16]>>,
+    /// `meters` without those counted from flows ([`SharedMeter::from_flows`]): the meters a
+    /// packet is measured by.
+    packet_meters: Vec<Box<[u16]>>,
 }
 
 impl Dispatch {
@@ -265,8 +268,15 @@ impl Dispatch {
             };
             d.others.push(ids.iter().copied().filter(|i| !threshold(i)).collect());
             d.rules.push(ids);
-            let ms = meters.iter().enumerate().filter(|(_, m)| m.filter.may_match_class(c));
-            d.meters.push(ms.filter_map(|(i, _)| u16::try_from(i).ok()).collect());
+            let ms: Box<[u16]> = meters
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.filter.may_match_class(c))
+                .filter_map(|(i, _)| u16::try_from(i).ok())
+                .collect();
+            let by_packet = |i: &u16| meters.get(usize::from(*i)).is_some_and(|m| !m.from_flows);
+            d.packet_meters.push(ms.iter().copied().filter(by_packet).collect());
+            d.meters.push(ms);
         }
         d
     }
@@ -282,8 +292,8 @@ impl Dispatch {
     }
 
     #[inline]
-    fn meters_for(&self, c: PacketClass) -> &[u16] {
-        self.meters.get(c.index()).map_or(&[], |l| l)
+    fn packet_meters_for(&self, c: PacketClass) -> &[u16] {
+        self.packet_meters.get(c.index()).map_or(&[], |l| l)
     }
 
     /// Per rule, the packets offered to it, from the packets seen per class
@@ -637,8 +647,8 @@ impl Detector {
                 }
             }
             if m.is_ip() {
-                for &i in self.dispatch.meters_for(class) {
-                    if let Some(sm) = self.meters.get(usize::from(i)).filter(|sm| !sm.from_flows) {
+                for &i in self.dispatch.packet_meters_for(class) {
+                    if let Some(sm) = self.meters.get(usize::from(i)) {
                         sm.meter.prefetch(m);
                     }
                 }
@@ -786,9 +796,8 @@ impl Detector {
         if !m.is_ip() {
             return;
         }
-        for &i in self.dispatch.meters_for(class) {
+        for &i in self.dispatch.packet_meters_for(class) {
             if let Some(sm) = self.meters.get_mut(usize::from(i))
-                && !sm.from_flows
                 && (sm.filter.is_match_all() || sm.filter.matches_class(class, m))
             {
                 sm.meter.on_packet(m);
@@ -818,6 +827,7 @@ impl Detector {
         for sm in &mut self.meters {
             sm.from_flows = sm.foldable() && Some(sm.meter.interval()) == interval;
         }
+        self.dispatch = Dispatch::new(&self.rules, &self.meters);
     }
 
     /// Counts flow hand-overs, in order, for the meters counted from flows.

@@ -9,7 +9,7 @@
 
 use outpost_decode::meta::{Network, Transport};
 use outpost_decode::{Duration, PacketMeta};
-use outpost_filter::Filter;
+use outpost_filter::{Filter, PacketClass};
 use outpost_flowmeter::FlowRecord;
 
 use crate::config::{ConfigError, FlowConditionsConfig, SourceText};
@@ -116,6 +116,33 @@ pub fn flow_as_packet(r: &FlowRecord) -> PacketMeta {
     }
 }
 
+/// A flow record with its packet form ([`flow_as_packet`]) and that form's class, made once
+/// per record and shared by every rule that reads it, so each filter is a class-table lookup
+/// or one program run.
+#[derive(Debug)]
+pub struct FlowView<'a> {
+    /// The record.
+    pub record: &'a FlowRecord,
+    packet: PacketMeta,
+    class: PacketClass,
+}
+
+impl<'a> FlowView<'a> {
+    /// The view of `record`.
+    #[must_use]
+    pub fn new(record: &'a FlowRecord) -> FlowView<'a> {
+        let packet = flow_as_packet(record);
+        FlowView { record, class: PacketClass::of(&packet), packet }
+    }
+
+    /// Whether `filter` matches the record seen as one packet.
+    #[inline]
+    #[must_use]
+    pub fn matches(&self, filter: &Filter) -> bool {
+        filter.is_match_all() || filter.matches_class(self.class, &self.packet)
+    }
+}
+
 /// Flow records a rule (or step) reads: a filter plus flow conditions.
 #[derive(Debug, Clone)]
 pub struct FlowSelector {
@@ -130,9 +157,9 @@ impl FlowSelector {
         FlowSelector { filter, conditions }
     }
 
-    /// Whether `r` is selected.
+    /// Whether the record of `v` is selected.
     #[must_use]
-    pub fn matches(&self, r: &FlowRecord) -> bool {
-        self.conditions.matches(r) && (self.filter.is_match_all() || self.filter.matches(&flow_as_packet(r)))
+    pub fn matches(&self, v: &FlowView<'_>) -> bool {
+        self.conditions.matches(v.record) && v.matches(&self.filter)
     }
 }

@@ -16,12 +16,11 @@
 use std::collections::HashMap as StdHashMap;
 
 use outpost_decode::{Duration, Nanos};
-use outpost_flowmeter::FlowRecord;
 
 use crate::config::{ConfigError, SequenceConfig, SourceText};
 use crate::key::{KeySpec, KeyValue};
 use crate::rules::RuleId;
-use crate::select::{FlowConditions, FlowSelector, compile_filter};
+use crate::select::{FlowConditions, FlowSelector, FlowView, compile_filter};
 use crate::wheel::TimerWheel;
 
 /// One step.
@@ -244,8 +243,8 @@ impl SequenceTracker {
 
     /// Whether a flow record matches step `i` of `rule`.
     #[must_use]
-    pub fn flow_matches(rule: &SequenceRule, i: usize, r: &FlowRecord) -> bool {
-        matches!(rule.steps.get(i), Some(Step::Flow(s)) if s.matches(r))
+    pub fn flow_matches(rule: &SequenceRule, i: usize, v: &FlowView<'_>) -> bool {
+        matches!(rule.steps.get(i), Some(Step::Flow(s)) if s.matches(v))
     }
 
     /// Whether an alert of rule `alert_rule` matches step `i` of `rule`.

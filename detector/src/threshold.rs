@@ -56,7 +56,7 @@ use crate::config::{
 };
 use crate::key::{KeySpec, KeyValue};
 use crate::network::NetworkMap;
-use crate::select::{FlowConditions, FlowSelector, compile_filter};
+use crate::select::{FlowConditions, FlowSelector, FlowView, compile_filter};
 use crate::sketch::{DistinctCounter, Late, WindowedCount, WindowedDistinct, fingerprint32};
 
 /// What a rule reads, compiled.
@@ -288,9 +288,9 @@ impl ThresholdRule {
 
     /// Whether a flow record is one of the rule's inputs.
     #[must_use]
-    pub fn selects_flow(&self, r: &FlowRecord) -> bool {
+    pub fn selects_flow(&self, v: &FlowView<'_>) -> bool {
         match &self.input {
-            Input::Flows(s) => s.matches(r),
+            Input::Flows(s) => s.matches(v),
             Input::Packets(_) => false,
         }
     }
@@ -358,13 +358,14 @@ impl ThresholdRule {
 
     /// What a selected flow record contributes.
     #[must_use]
-    pub fn flow_contribution(&self, r: &FlowRecord) -> Contribution {
+    pub fn flow_contribution(&self, v: &FlowView<'_>) -> Contribution {
+        let r = v.record;
         match &self.aggregate {
             Aggregate::Count => Contribution::Amount(1),
             Aggregate::Sum(f) => Contribution::Amount(flow_field(*f, r)),
             Aggregate::Distinct(f) => Contribution::Value(spread(flow_field(*f, r))),
             Aggregate::Ratio(subset) => match &**subset {
-                Subset::Flows(sub) => Contribution::RatioInput(sub.matches(r)),
+                Subset::Flows(sub) => Contribution::RatioInput(sub.matches(v)),
                 Subset::Packets(_) => Contribution::RatioInput(false),
             },
         }
