@@ -243,11 +243,6 @@ struct Dispatch {
     rules: Vec<Box<[u16]>>,
     /// `rules` without the threshold rules (a prepared packet visits those through its hints).
     others: Vec<Box<[u16]>>,
-    /// `others` without the intel rules, for a prepared packet that no intel list can hold
-    /// ([`Detector::prepare`] tests its addresses in a loop of its own).
-    others_unlisted: Vec<Box<[u16]>>,
-    /// The intel rules among `others`.
-    intel: Vec<Box<[u16]>>,
     meters: Vec<Box<[u16]>>,
     /// `meters` without those counted from flows ([`SharedMeter::from_flows`]): the meters a
     /// packet is measured by.
@@ -271,12 +266,7 @@ impl Dispatch {
             let threshold = |i: &u16| {
                 matches!(rules.rules.get(usize::from(*i)).map(|r| &r.kind), Some(RuleKind::Threshold(_)))
             };
-            let intel = |i: &u16| {
-                matches!(rules.rules.get(usize::from(*i)).map(|r| &r.kind), Some(RuleKind::Intel(_)))
-            };
             d.others.push(ids.iter().copied().filter(|i| !threshold(i)).collect());
-            d.others_unlisted.push(ids.iter().copied().filter(|i| !threshold(i) && !intel(i)).collect());
-            d.intel.push(ids.iter().copied().filter(intel).collect());
             d.rules.push(ids);
             let ms: Box<[u16]> = meters
                 .iter()
@@ -299,16 +289,6 @@ impl Dispatch {
     #[inline]
     fn others_for(&self, c: PacketClass) -> &[u16] {
         self.others.get(c.index()).map_or(&[], |l| l)
-    }
-
-    #[inline]
-    fn others_unlisted_for(&self, c: PacketClass) -> &[u16] {
-        self.others_unlisted.get(c.index()).map_or(&[], |l| l)
-    }
-
-    #[inline]
-    fn intel_for(&self, c: PacketClass) -> &[u16] {
-        self.intel.get(c.index()).map_or(&[], |l| l)
     }
 
     #[inline]
@@ -392,9 +372,9 @@ const VALUES_AHEAD: usize = 4;
 /// The work of one batch done ahead ([`Detector::prepare`]).
 #[derive(Debug, Default)]
 struct Prepared {
-    /// Per packet of the batch, its class, where its hints start in `hints`, and whether an
-    /// intel list may hold one of its addresses; one more at the end.
-    starts: Vec<(PacketClass, u32, bool)>,
+    /// Per packet of the batch, its class and where its hints start in `hints`; one more at
+    /// the end.
+    starts: Vec<(PacketClass, u32)>,
     /// In packet order, then in the order of the packet class's rule list.
     hints: Vec<Hint>,
 }
@@ -527,9 +507,8 @@ impl Visit<'_> {
 /// How `run` learns which threshold rules select a packet.
 #[derive(Debug, Clone, Copy)]
 enum Selection<'a> {
-    /// Prepared: exactly the rules with a hint select it; intel rules are visited only when
-    /// `listed` (some list may hold one of its addresses).
-    Prepared { hints: &'a [Hint], listed: bool },
+    /// Prepared: exactly the rules with a hint select it.
+    Prepared(&'a [Hint]),
     /// Not prepared: run the filters.
     Filters,
 }
@@ -638,14 +617,7 @@ impl Detector {
         let (rules, networks, states) = (&self.rules.rules, &self.networks, &self.states);
         for m in batch {
             let class = PacketClass::of(m);
-            // Most packets carry no listed address: the intel lists' occupancy bits say so
-            // here, in a loop of its own, and `run` then skips the intel rules.
-            let listed = m.is_ip()
-                && self.dispatch.intel_for(class).iter().any(|&i| {
-                    matches!(rules.get(usize::from(i)).map(|r| &r.kind),
-                        Some(RuleKind::Intel(ir)) if !ir.surely_misses(m))
-                });
-            starts.push((class, u32::try_from(hints.len()).unwrap_or(u32::MAX), listed));
+            starts.push((class, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
             for &i in self.dispatch.rules_for(class) {
                 let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(state)) =
                     (rules.get(usize::from(i)), states.get(usize::from(i)))
@@ -682,7 +654,7 @@ impl Detector {
                 }
             }
         }
-        starts.push((PacketClass::GENERAL, u32::try_from(hints.len()).unwrap_or(u32::MAX), false));
+        starts.push((PacketClass::GENERAL, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
     }
 
     /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now
@@ -693,7 +665,7 @@ impl Detector {
         let Prepared { starts, hints } = &mut self.prepared;
         let (rules, states) = (&self.rules.rules, &self.states);
         for (p, m) in batch.into_iter().enumerate() {
-            let (Some(&(_, a, _)), Some(&(_, b, _))) = (starts.get(p), starts.get(p + 1)) else { break };
+            let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { break };
             for h in hints.get_mut(a as usize..b as usize).unwrap_or_default() {
                 if !h.prefetch {
                     continue;
@@ -719,7 +691,7 @@ impl Detector {
     #[inline]
     fn prefetch_values(&self, p: usize) {
         let Prepared { starts, hints } = &self.prepared;
-        let (Some(&(_, a, _)), Some(&(_, b, _))) = (starts.get(p), starts.get(p + 1)) else { return };
+        let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { return };
         for h in hints.get(a as usize..b as usize).unwrap_or_default() {
             if h.slot != u32::MAX
                 && let Some(State::Immediate(st)) = self.states.get(usize::from(h.rule))
@@ -747,9 +719,9 @@ impl Detector {
         self.prefetch_values(i + VALUES_AHEAD);
         let prepared = std::mem::take(&mut self.prepared);
         match (prepared.starts.get(i), prepared.starts.get(i + 1)) {
-            (Some(&(class, a, listed)), Some(&(_, b, _))) => {
+            (Some(&(class, a)), Some(&(_, b))) => {
                 let hints = prepared.hints.get(a as usize..b as usize).unwrap_or_default();
-                self.run(m, class, frame, Selection::Prepared { hints, listed }, out);
+                self.run(m, class, frame, Selection::Prepared(hints), out);
             }
             // Not a packet of the prepared batch: the filters decide.
             _ => self.run(m, PacketClass::of(m), frame, Selection::Filters, out),
@@ -788,10 +760,8 @@ impl Detector {
             // The threshold rules with a hint (prepare found that they select the packet) and
             // the class's rules of other kinds, merged in rule order (both lists ascend): a
             // threshold rule that does not select the packet is not visited at all.
-            Selection::Prepared { hints, listed } => {
-                let others =
-                    if listed { dispatch.others_for(class) } else { dispatch.others_unlisted_for(class) };
-                let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
+            Selection::Prepared(hints) => {
+                let (mut h, mut o) = (hints.iter().peekable(), dispatch.others_for(class).iter().peekable());
                 loop {
                     let (rule, hint) = match (h.peek(), o.peek()) {
                         (Some(hh), Some(&&oo)) if oo < hh.rule => {
