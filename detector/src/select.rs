@@ -116,30 +116,37 @@ pub fn flow_as_packet(r: &FlowRecord) -> PacketMeta {
     }
 }
 
-/// A flow record with its packet form ([`flow_as_packet`]) and that form's class, made once
-/// per record and shared by every rule that reads it, so each filter is a class-table lookup
-/// or one program run.
+/// A flow record with its packet form ([`flow_as_packet`]) and that form's class, made at the
+/// first filter that needs them and then shared by every rule that reads the record, so each
+/// filter is a class-table lookup or one program run. A record no rule filters (no flow
+/// rules, or only match-all filters, or flow conditions that turn it away first) never builds
+/// them.
 #[derive(Debug)]
 pub struct FlowView<'a> {
     /// The record.
     pub record: &'a FlowRecord,
-    packet: PacketMeta,
-    class: PacketClass,
+    packet: std::cell::OnceCell<(PacketMeta, PacketClass)>,
 }
 
 impl<'a> FlowView<'a> {
     /// The view of `record`.
     #[must_use]
     pub fn new(record: &'a FlowRecord) -> FlowView<'a> {
-        let packet = flow_as_packet(record);
-        FlowView { record, class: PacketClass::of(&packet), packet }
+        FlowView { record, packet: std::cell::OnceCell::new() }
     }
 
     /// Whether `filter` matches the record seen as one packet.
     #[inline]
     #[must_use]
     pub fn matches(&self, filter: &Filter) -> bool {
-        filter.is_match_all() || filter.matches_class(self.class, &self.packet)
+        if filter.is_match_all() {
+            return true;
+        }
+        let (packet, class) = self.packet.get_or_init(|| {
+            let packet = flow_as_packet(self.record);
+            (packet, PacketClass::of(&packet))
+        });
+        filter.matches_class(*class, packet)
     }
 }
 
