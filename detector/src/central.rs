@@ -111,6 +111,30 @@ pub struct CentralDetector {
     pending: Vec<Alert>,
     /// Per rule, inputs offered to it (see [`CentralStats::evaluated`]).
     evaluated: Vec<u64>,
+    /// The ids of the rules that read flow records, ascending ([`takes_flows`]): a record
+    /// visits these, not every rule.
+    flow_rules: Vec<usize>,
+}
+
+/// Whether the rule reads flow records here: flow thresholds, flow baselines and sequences.
+fn takes_flows(kind: &RuleKind, state: &CentralState) -> bool {
+    match (kind, state) {
+        (RuleKind::Baseline(b), CentralState::Baseline(_)) => b.input == InputKind::Flows,
+        (_, CentralState::Flow(_) | CentralState::Sequence(_)) => true,
+        _ => false,
+    }
+}
+
+/// The ids of the rules of `rules` (with their states) that read flow records.
+fn flow_rules(rules: &RuleSet, states: &[CentralState]) -> Vec<usize> {
+    rules
+        .rules
+        .iter()
+        .zip(states)
+        .enumerate()
+        .filter(|(_, (r, s))| takes_flows(&r.kind, s))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl CentralDetector {
@@ -123,10 +147,11 @@ impl CentralDetector {
         run_key: u64,
         lateness: Duration,
     ) -> CentralDetector {
-        let states = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
+        let states: Vec<CentralState> = rules.rules.iter().map(|r| CentralState::new(&r.kind)).collect();
         let evaluated = vec![0; rules.rules.len()];
         CentralDetector {
             evaluated,
+            flow_rules: flow_rules(&rules, &states),
             policy: AlertPolicy::new(policy, &rules),
             policy_config: policy.clone(),
             rules,
@@ -174,6 +199,7 @@ impl CentralDetector {
                     .unwrap_or_else(|| CentralState::new(&r.kind))
             })
             .collect();
+        self.flow_rules = flow_rules(&rules, &self.states);
         self.rules = rules;
     }
 
@@ -252,14 +278,12 @@ impl CentralDetector {
         let mut raised = Vec::new();
         let networks = &*self.networks;
         let view = FlowView::new(r);
-        for (i, (rule, state)) in self.rules.rules.iter().zip(self.states.iter_mut()).enumerate() {
-            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
-            let offered = match (&rule.kind, &*state) {
-                (RuleKind::Baseline(b), CentralState::Baseline(_)) => b.input == InputKind::Flows,
-                (_, CentralState::Flow(_) | CentralState::Sequence(_)) => true,
-                _ => false,
+        for &i in &self.flow_rules {
+            let (Some(rule), Some(state)) = (self.rules.rules.get(i), self.states.get_mut(i)) else {
+                continue;
             };
-            if offered && let Some(e) = self.evaluated.get_mut(i) {
+            let id = RuleId(u16::try_from(i).unwrap_or(u16::MAX));
+            if let Some(e) = self.evaluated.get_mut(i) {
                 *e += 1;
             }
             match (&rule.kind, state) {
@@ -278,17 +302,18 @@ impl CentralDetector {
                         ));
                     }
                 }
-                (RuleKind::Baseline(b), CentralState::Baseline(j))
-                    if b.input == InputKind::Flows && view.matches(&b.filter) =>
-                {
+                (RuleKind::Baseline(b), CentralState::Baseline(j)) if view.matches(&b.filter) => {
                     j.on_flow(b, r);
                 }
                 (RuleKind::Sequence(sq), CentralState::Sequence(tr)) => {
-                    if !(0..sq.steps.len()).any(|step| SequenceTracker::flow_matches(sq, step, &view)) {
+                    // A record can only start a sequence (step 0) or take a key's next step:
+                    // with no key in progress, the later steps need not be tried.
+                    let step_matches = |step: usize| SequenceTracker::flow_matches(sq, step, &view);
+                    let later = || tr.in_progress() && (1..sq.steps.len()).any(step_matches);
+                    if !(step_matches(0) || later()) {
                         continue;
                     }
                     let key = sq.key.of_flow(r, networks);
-                    let step_matches = |step: usize| SequenceTracker::flow_matches(sq, step, &view);
                     if let Some(c) = tr.offer(sq, key, r.end(), step_matches) {
                         let mut a = flow_alert(
                             self.run_key,

@@ -688,11 +688,20 @@ impl Detector {
     /// [`VALUES_AHEAD`] packets ahead: starts loading what the updates of packet `p` of the
     /// batch read outside the key slots prefetched by [`Detector::prefetch_slots`] (which have
     /// arrived by then), such as a distinct counter's list of values.
-    #[inline]
+    #[inline(always)]
     fn prefetch_values(&self, p: usize) {
         let Prepared { starts, hints } = &self.prepared;
         let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { return };
-        for h in hints.get(a as usize..b as usize).unwrap_or_default() {
+        // Most packets have no hint (no threshold rule selects them): decided here, inline.
+        if a != b {
+            self.prefetch_hinted_values(hints.get(a as usize..b as usize).unwrap_or_default());
+        }
+    }
+
+    /// [`Detector::prefetch_values`] for one packet's hints.
+    #[inline(never)]
+    fn prefetch_hinted_values(&self, hints: &[Hint]) {
+        for h in hints {
             if h.slot != u32::MAX
                 && let Some(State::Immediate(st)) = self.states.get(usize::from(h.rule))
             {

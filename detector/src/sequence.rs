@@ -222,6 +222,13 @@ impl SequenceTracker {
         None
     }
 
+    /// True when some key has taken a step and not yet completed or expired: only then can
+    /// an input match anything but the first step.
+    #[must_use]
+    pub fn in_progress(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// Forgets the sequences whose time limit ended before `now` (counted as `expired`):
     /// no later step can complete them. The caller passes the event time before which no
     /// more input can arrive (the watermark less lateness and flow-record delay).

@@ -2,13 +2,14 @@
 //!
 //! Most packets a sensor sees are *plain*: IPv4 or IPv6, not a later fragment, the
 //! upper-layer protocol right after the IP header, the transport header read. For such a
-//! packet the network (v4 or v6), the protocol group (TCP, UDP, ICMP, ICMPv6, SCTP, other)
-//! and, for TCP, the eight flag bits — its [`PacketClass`], 522 values — decide many tests
-//! outright: `tcp`, `udp`, `ip6`, `icmp`, every test on TCP flags, and every port, field or
-//! protocol test of another protocol (false). When a filter is compiled, its expression is
-//! evaluated once per class in three-valued logic (true, false, unknown — the last for tests
-//! on addresses, ports, lengths, ICMP types, VLAN tags); the result is two bit sets over the
-//! classes, *may match* and *must match*.
+//! packet the network (v4 or v6), the protocol group (TCP, UDP, ICMP, ICMPv6, SCTP, other),
+//! for TCP the eight flag bits and for ICMP and ICMPv6 the type — its [`PacketClass`], 1,542
+//! values — decide many tests outright: `tcp`, `udp`, `ip6`, `icmp`, every test on TCP flags,
+//! every test on the ICMP or ICMPv6 type (`icmp[icmptype] == icmp-echo`), and every port,
+//! field or protocol test of another protocol (false). When a filter is compiled, its
+//! expression is evaluated once per class in three-valued logic (true, false, unknown — the
+//! last for tests on addresses, ports, lengths, ICMP codes, VLAN tags); the result is two bit
+//! sets over the classes, *may match* and *must match*.
 //!
 //! At run time a plain packet's class is computed once (a handful of loads and compares) and
 //! each filter costs one bit test when the class decides it — `tcp[tcpflags] & (tcp-syn|tcp-ack)
@@ -29,9 +30,16 @@ use outpost_decode::{Fragment, Network, PacketMeta, Transport};
 
 use crate::program::{ArithOp, Ast, BinOp, Field, Test, net, ports};
 
-/// Plain-packet classes per network: 256 TCP flag values, then UDP, ICMP, ICMPv6, SCTP and
-/// other protocols.
-const PER_NET: u16 = 256 + 5;
+/// Plain-packet classes per network: 256 TCP flag values, UDP, 256 ICMP types, 256 ICMPv6
+/// types, SCTP and other protocols.
+const PER_NET: u16 = OTHER + 1;
+/// Where UDP, the ICMP types, the ICMPv6 types, SCTP and other protocols start among a
+/// network's classes (TCP's flag values take the first 256).
+const UDP: u16 = 256;
+const ICMP: u16 = UDP + 1;
+const ICMPV6: u16 = ICMP + 256;
+const SCTP: u16 = ICMPV6 + 256;
+const OTHER: u16 = SCTP + 1;
 /// Number of plain-packet classes (IPv4 and IPv6).
 pub(crate) const CLASSES: usize = 2 * PER_NET as usize;
 const WORDS: usize = CLASSES.div_ceil(64);
@@ -58,20 +66,20 @@ impl PacketClass {
         if m.ip_proto != m.ip6_first_next_header {
             return PacketClass::GENERAL;
         }
-        let group = match m.ip_proto {
-            ip_proto::TCP => None,
-            ip_proto::UDP => Some(256),
-            ip_proto::ICMP => Some(257),
-            ip_proto::ICMPV6 => Some(258),
-            ip_proto::SCTP => Some(259),
+        let rest = match m.ip_proto {
+            ip_proto::TCP => m.tcp_flags & 0xff,
+            ip_proto::UDP => UDP,
+            ip_proto::ICMP => ICMP + u16::from(m.icmp_type),
+            ip_proto::ICMPV6 => ICMPV6 + u16::from(m.icmp_type),
+            ip_proto::SCTP => SCTP,
             // Other protocols have no ports or fields a filter reads: fragments and cut
             // headers change nothing for them.
-            _ => return PacketClass(base + 260),
+            _ => return PacketClass(base + OTHER),
         };
         if m.fragment == Fragment::Later || m.transport != Transport::Parsed {
             return PacketClass::GENERAL;
         }
-        PacketClass(base + group.unwrap_or(m.tcp_flags & 0xff))
+        PacketClass(base + rest)
     }
 
     /// Number of distinct classes, [`PacketClass::GENERAL`] included: [`PacketClass::index`]
@@ -95,16 +103,16 @@ impl PacketClass {
     fn all() -> impl Iterator<Item = (PacketClass, Facts)> {
         (0..CLASSES as u16).map(|c| {
             let (v6, rest) = (c >= PER_NET, c % PER_NET);
-            let proto = match rest {
-                0..=255 => Some(ip_proto::TCP),
-                256 => Some(ip_proto::UDP),
-                257 => Some(ip_proto::ICMP),
-                258 => Some(ip_proto::ICMPV6),
-                259 => Some(ip_proto::SCTP),
-                _ => None,
+            let (proto, flags, icmp_type) = match rest {
+                0..UDP => (Some(ip_proto::TCP), rest, 0),
+                UDP => (Some(ip_proto::UDP), 0, 0),
+                ICMP..ICMPV6 => (Some(ip_proto::ICMP), 0, rest - ICMP),
+                ICMPV6..SCTP => (Some(ip_proto::ICMPV6), 0, rest - ICMPV6),
+                SCTP => (Some(ip_proto::SCTP), 0, 0),
+                _ => (None, 0, 0),
             };
-            let flags = if rest < 256 { rest as u32 } else { 0 };
-            (PacketClass(c), Facts { net: if v6 { net::IPV6 } else { net::IPV4 }, proto, flags })
+            let net = if v6 { net::IPV6 } else { net::IPV4 };
+            (PacketClass(c), Facts { net, proto, flags: u32::from(flags), icmp_type: u32::from(icmp_type) })
         })
     }
 }
@@ -118,6 +126,8 @@ struct Facts {
     proto: Option<u8>,
     /// TCP flags (TCP only).
     flags: u32,
+    /// The ICMP or ICMPv6 type (those protocols only).
+    icmp_type: u32,
 }
 
 /// A three-valued truth.
@@ -210,6 +220,9 @@ impl Facts {
             Test::Cmp { field, mask, op, value } => match self.has_field(field) {
                 Some(false) => Tri::No,
                 Some(true) if field == Field::TcpFlags => Tri::of(op.apply(self.flags & mask, value)),
+                Some(true) if matches!(field, Field::IcmpType | Field::Icmp6Type) => {
+                    Tri::of(op.apply(self.icmp_type & mask, value))
+                }
                 _ => Tri::Maybe,
             },
             Test::Arith { lhs, rhs, .. } => {

@@ -523,8 +523,8 @@ fn emit(ast: &Ast, t: Target, f: Target, out: &mut Vec<Insn>) -> Option<Target> 
     }
 }
 
-/// Runs a compiled program.
-#[inline]
+/// Runs a compiled program (a call of its own: see [`crate::Filter::matches_class`]).
+#[inline(never)]
 pub(crate) fn run_program(program: &[Insn], arith: &[ArithOp], m: &PacketMeta) -> bool {
     let mut pc = 0usize;
     loop {

@@ -730,6 +730,9 @@ const CLASS_CORPUS: &[&str] = &[
     "ip6 and tcp[tcpflags] & tcp-fin != 0",
     "ip and not ip6 and tcp[14:2] > 1000",
     "icmp[0:2] = 0x0800 or icmp6",
+    "icmp[icmptype] & 0xf0 == 0 or icmp6[icmp6type] > 127",
+    "icmp[icmptype] != icmp-echo and icmp[icmptype] != icmp-echoreply",
+    "icmp6[icmp6type] == icmp6-neighborsolicit and not src host ::",
     "len / (tcp[13] - 2) > 0 or tcp",
     "udp[2:2] % (tcp[13]) = 0 or ip6",
     "not (udp or tcp or icmp or icmp6)",
@@ -746,7 +749,9 @@ fn class_packets() -> Vec<PacketMeta> {
         for (sp, dp) in [(5353, 53), (68, 67), (40000, 7001), (1, 40000)] {
             out.push(meta(&b(src, dst, udp(sp, dp))));
         }
-        for (ty, code) in [(0, 0), (3, 3), (8, 0), (1, 4), (128, 0), (129, 0)] {
+        for (ty, code) in
+            [(0, 0), (3, 3), (3, 1), (8, 0), (1, 4), (128, 0), (129, 0), (135, 0), (136, 0), (255, 9)]
+        {
             out.push(meta(&b(src, dst, icmp(ty, code, 7))));
         }
         for p in [47, 50, 132, 1, 58] {
@@ -795,14 +800,22 @@ fn classes_decide_protocol_and_tcp_flag_tests_without_the_program() {
     ] {
         assert_eq!(decided(e), all, "`{e}` is decided for every plain class");
     }
-    // Open only where the class cannot say: UDP for the port, ICMP for the type.
+    // Open only where the class cannot say: UDP for the port, ICMP for the code.
     assert_eq!(decided("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn or udp dst portrange 1-32767"), all - 2);
-    assert_eq!(decided("icmp[icmptype] == icmp-echo or icmp6[icmp6type] == icmp6-echo"), all - 2);
+    // The ICMP and ICMPv6 type is the class's: type tests never run the program.
+    assert_eq!(decided("icmp[icmptype] == icmp-echo or icmp6[icmp6type] == icmp6-echo"), all);
+    assert_eq!(decided("icmp and icmp[icmptype] != icmp-echoreply"), all);
+    assert_eq!(
+        decided("icmp[icmptype] == icmp-unreach and icmp[icmpcode] == 3"),
+        all - 1,
+        "type 3 leaves the code"
+    );
+    assert_eq!(decided("icmp6[icmp6type] == icmp6-neighborsolicit and not src host ::"), all - 1);
     // Addresses are decided only by their family.
     assert_eq!(decided("src net 10.0.0.0/8"), all / 2);
     assert_eq!(decided("src net 10.0.0.0/8 or host 2001:db8::1"), 0);
     // A division by a field may reject the packet outright: never decided as a match.
-    assert_eq!(decided("len / (tcp[13] - 2) > 0 or tcp"), 10, "only the ten classes without TCP");
+    assert_eq!(decided("len / (tcp[13] - 2) > 0 or tcp"), all - 512, "only the classes without TCP");
     // An ACK never runs the SYN filter's program; a SYN of either family matches outright.
     let syn = Filter::parse("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn").unwrap();
     assert_eq!(syn.classes.verdict(PacketClass::of(&syn_80())), crate::class::Verdict::Yes);
