@@ -241,8 +241,15 @@ fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMete
 #[derive(Debug, Default)]
 struct Dispatch {
     rules: Vec<Box<[u16]>>,
+    /// The threshold rules of `rules` (those [`Detector::prepare`] runs the filters of).
+    thresholds: Vec<Box<[u16]>>,
     /// `rules` without the threshold rules (a prepared packet visits those through its hints).
     others: Vec<Box<[u16]>>,
+    /// `others` without the intel rules, for the packets no intel list can hold
+    /// ([`Detector::maybe_listed`]): most packets then visit no rule but through hints.
+    unlisted: Vec<Box<[u16]>>,
+    /// The intel rules with entries, in rule order.
+    intel: Box<[u16]>,
     meters: Vec<Box<[u16]>>,
     /// `meters` without those counted from flows ([`SharedMeter::from_flows`]): the meters a
     /// packet is measured by.
@@ -263,10 +270,12 @@ impl Dispatch {
         for c in PacketClass::every() {
             let ids = rules.rules.iter().enumerate().filter(|(_, r)| may(&r.kind, c));
             let ids: Box<[u16]> = ids.filter_map(|(i, _)| u16::try_from(i).ok()).collect();
-            let threshold = |i: &u16| {
-                matches!(rules.rules.get(usize::from(*i)).map(|r| &r.kind), Some(RuleKind::Threshold(_)))
-            };
+            let kind = |i: &u16| rules.rules.get(usize::from(*i)).map(|r| &r.kind);
+            let threshold = |i: &u16| matches!(kind(i), Some(RuleKind::Threshold(_)));
+            let intel = |i: &u16| matches!(kind(i), Some(RuleKind::Intel(_)));
+            d.thresholds.push(ids.iter().copied().filter(threshold).collect());
             d.others.push(ids.iter().copied().filter(|i| !threshold(i)).collect());
+            d.unlisted.push(ids.iter().copied().filter(|i| !threshold(i) && !intel(i)).collect());
             d.rules.push(ids);
             let ms: Box<[u16]> = meters
                 .iter()
@@ -278,17 +287,29 @@ impl Dispatch {
             d.packet_meters.push(ms.iter().copied().filter(by_packet).collect());
             d.meters.push(ms);
         }
+        d.intel = (rules.rules.iter().enumerate())
+            .filter(|(_, r)| matches!(&r.kind, RuleKind::Intel(ir) if !ir.set.is_empty()))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
         d
+    }
+
+    #[inline]
+    fn thresholds_for(&self, c: PacketClass) -> &[u16] {
+        self.thresholds.get(c.index()).map_or(&[], |l| l)
+    }
+
+    /// The rules other than thresholds for a packet of class `c`; `listed`: whether an intel
+    /// list may hold one of its addresses (else the intel rules are left out).
+    #[inline]
+    fn others_for_packet(&self, c: PacketClass, listed: bool) -> &[u16] {
+        let lists = if listed { &self.others } else { &self.unlisted };
+        lists.get(c.index()).map_or(&[], |l| l)
     }
 
     #[inline]
     fn rules_for(&self, c: PacketClass) -> &[u16] {
         self.rules.get(c.index()).map_or(&[], |l| l)
-    }
-
-    #[inline]
-    fn others_for(&self, c: PacketClass) -> &[u16] {
-        self.others.get(c.index()).map_or(&[], |l| l)
     }
 
     #[inline]
@@ -504,6 +525,18 @@ impl Visit<'_> {
     }
 }
 
+/// Whether an intel rule of `intel` (rule ids) may find an address of `m` on its lists:
+/// false when every list surely misses both (the occupancy test, a load per address), so
+/// the packet's visit leaves the intel rules out — they would return at once.
+#[inline(always)]
+fn maybe_listed(rules: &RuleSet, intel: &[u16], m: &PacketMeta) -> bool {
+    m.is_ip()
+        && intel.iter().any(|&i| match rules.rules.get(usize::from(i)).map(|r| &r.kind) {
+            Some(RuleKind::Intel(ir)) => !ir.surely_misses(m),
+            _ => true,
+        })
+}
+
 /// How `run` learns which threshold rules select a packet.
 #[derive(Debug, Clone, Copy)]
 enum Selection<'a> {
@@ -618,7 +651,7 @@ impl Detector {
         for m in batch {
             let class = PacketClass::of(m);
             starts.push((class, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
-            for &i in self.dispatch.rules_for(class) {
+            for &i in self.dispatch.thresholds_for(class) {
                 let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(state)) =
                     (rules.get(usize::from(i)), states.get(usize::from(i)))
                 else {
@@ -770,7 +803,8 @@ impl Detector {
             // the class's rules of other kinds, merged in rule order (both lists ascend): a
             // threshold rule that does not select the packet is not visited at all.
             Selection::Prepared(hints) => {
-                let (mut h, mut o) = (hints.iter().peekable(), dispatch.others_for(class).iter().peekable());
+                let others = dispatch.others_for_packet(class, maybe_listed(rules, &dispatch.intel, m));
+                let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
                 loop {
                     let (rule, hint) = match (h.peek(), o.peek()) {
                         (Some(hh), Some(&&oo)) if oo < hh.rule => {
