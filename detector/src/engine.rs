@@ -530,7 +530,8 @@ impl Visit<'_> {
 /// the packet's visit leaves the intel rules out — they would return at once.
 #[inline(always)]
 fn maybe_listed(rules: &RuleSet, intel: &[u16], m: &PacketMeta) -> bool {
-    m.is_ip()
+    !intel.is_empty()
+        && m.is_ip()
         && intel.iter().any(|&i| match rules.rules.get(usize::from(i)).map(|r| &r.kind) {
             Some(RuleKind::Intel(ir)) => !ir.surely_misses(m),
             _ => true,
