@@ -653,13 +653,15 @@ impl Detector {
             let class = PacketClass::of(m);
             starts.push((class, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
             for &i in self.dispatch.thresholds_for(class) {
-                let (Some(Rule { kind: RuleKind::Threshold(t), .. }), Some(state)) =
-                    (rules.get(usize::from(i)), states.get(usize::from(i)))
-                else {
+                // The filter first: most rules of a packet's list turn it away.
+                let Some(Rule { kind: RuleKind::Threshold(t), .. }) = rules.get(usize::from(i)) else {
                     continue;
                 };
-                match state {
-                    State::Immediate(st) if t.selects_packet_class(class, m) => {
+                if !t.selects_packet_class(class, m) {
+                    continue;
+                }
+                match states.get(usize::from(i)) {
+                    Some(State::Immediate(st)) => {
                         let key = t.key.of_packet(m, networks);
                         let hash = st.hash(&key);
                         let prefetch = st.len() >= PREFETCH_MIN_KEYS;
@@ -668,7 +670,7 @@ impl Detector {
                         }
                         hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key });
                     }
-                    State::Partial(st) if t.selects_packet_class(class, m) => {
+                    Some(State::Partial(st)) => {
                         let key = t.key.of_packet(m, networks);
                         let hash = st.hash(t, &key, m.ts);
                         let prefetch = st.len() >= PREFETCH_MIN_KEYS;

@@ -360,11 +360,12 @@ impl Filter {
         match self.classes.verdict(class) {
             Verdict::No => false,
             Verdict::Yes => true,
-            // Two bit tests turn away packets of protocols the expression cannot match, two
-            // more those whose addresses' first octets it cannot match.
+            // Two bit tests turn away packets whose addresses' first octets the expression
+            // cannot match; for a packet of the general class (a plain class has said what
+            // its protocol allows already), two more those of protocols it cannot match.
             Verdict::Run => {
-                self.guard.admits(meta)
-                    && self.addrs.admits(meta)
+                self.addrs.admits(meta)
+                    && (class != PacketClass::GENERAL || self.guard.admits(meta))
                     && program::run_program(&self.program, &self.arith, meta)
             }
         }
