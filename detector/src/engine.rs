@@ -246,7 +246,7 @@ struct Dispatch {
     /// `rules` without the threshold rules (a prepared packet visits those through its hints).
     others: Vec<Box<[u16]>>,
     /// `others` without the intel rules, for the packets no intel list can hold
-    /// ([`Detector::maybe_listed`]): most packets then visit no rule but through hints.
+    /// ([`maybe_listed`]): most packets then visit no rule but through hints.
     unlisted: Vec<Box<[u16]>>,
     /// The intel rules with entries, in rule order.
     intel: Box<[u16]>,

@@ -1266,14 +1266,6 @@ impl Chunk {
             from = to + 1;
             chunk.lines = i + 1;
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-            // Most lines of a large feed are an entry alone: parsed straight from the bytes,
-            // as `parse_line` would (an entry, no description).
-            if let Some(cidr) = fast_v4_entry(line).or_else(|| fast_v6_entry(line)) {
-                let global = chunk.entries.next_global;
-                chunk.entries.next_global = global.saturating_add(1);
-                chunk.entries.push_numbered(cidr, global);
-                continue;
-            }
             match parse_line(line) {
                 Ok(Line::Blank) => {}
                 Ok(Line::Entry(cidr, description)) => {
@@ -1337,6 +1329,10 @@ enum Line<'a> {
 
 /// Parses one line (without its line break).
 fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
+    // Most lines of a large feed are an entry alone: parsed straight from the bytes.
+    if let Some(cidr) = fast_v4_entry(line).or_else(|| fast_v6_entry(line)) {
+        return Ok(Line::Entry(cidr, None));
+    }
     let Some(start) = line.iter().position(|b| !b.is_ascii_whitespace()) else {
         return Ok(Line::Blank);
     };

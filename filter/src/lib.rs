@@ -348,8 +348,8 @@ impl Filter {
 
     /// True when the packet matches; `class` must be `PacketClass::of(meta)` (or
     /// [`PacketClass::GENERAL`], which is always correct and slower). Where the class decides
-    /// the expression (`tcp`, TCP flag tests, another protocol's ports) this is one bit test;
-    /// otherwise the program runs.
+    /// the expression (`tcp`, TCP flag tests, ICMP type tests, another protocol's ports) this is
+    /// one bit test; otherwise the program runs.
     ///
     /// The table and pre-tests are inlined into the caller, the program is a call: most
     /// packets are decided before it, and a caller testing many filters per packet (the
