@@ -254,6 +254,8 @@ struct Dispatch {
     /// `meters` without those counted from flows ([`SharedMeter::from_flows`]): the meters a
     /// packet is measured by.
     packet_meters: Vec<Box<[u16]>>,
+    /// Some rule or meter is offered the packets of some class ([`Detector::takes_packets`]).
+    takes_packets: bool,
 }
 
 impl Dispatch {
@@ -287,6 +289,7 @@ impl Dispatch {
             d.packet_meters.push(ms.iter().copied().filter(by_packet).collect());
             d.meters.push(ms);
         }
+        d.takes_packets = d.rules.iter().chain(&d.packet_meters).any(|l| !l.is_empty());
         d.intel = (rules.rules.iter().enumerate())
             .filter(|(_, r)| matches!(&r.kind, RuleKind::Intel(ir) if !ir.set.is_empty()))
             .filter_map(|(i, _)| u16::try_from(i).ok())
@@ -416,6 +419,8 @@ struct Hint {
     hash: u64,
     /// The packet's key for the rule, computed once for the hash and the update.
     key: KeyValue,
+    /// The packet's event time (a Merged rule's bucket table is chosen by it).
+    ts: Nanos,
 }
 
 /// What [`Detector::run`] needs to run one rule over a packet (the detector's fields it
@@ -540,9 +545,10 @@ fn maybe_listed(rules: &RuleSet, intel: &[u16], m: &PacketMeta) -> bool {
 
 /// How `run` learns which threshold rules select a packet.
 #[derive(Debug, Clone, Copy)]
-enum Selection<'a> {
-    /// Prepared: exactly the rules with a hint select it.
-    Prepared(&'a [Hint]),
+enum Selection {
+    /// Prepared: exactly the rules with a hint select it, the hints `from..to` of
+    /// [`Detector::prepared`].
+    Prepared { from: u32, to: u32 },
     /// Not prepared: run the filters.
     Filters,
 }
@@ -635,6 +641,15 @@ impl Detector {
         }
     }
 
+    /// False when no rule is offered packets and no baseline meter measures them (no rules, or
+    /// only rules on flow records): then [`Detector::prepare`] and [`Detector::on_prepared`]
+    /// would change nothing, and a caller may skip them (a flow probe pays nothing per packet
+    /// for its idle detector). Changes only on [`Detector::reload`].
+    #[must_use]
+    pub fn takes_packets(&self) -> bool {
+        self.dispatch.takes_packets
+    }
+
     /// Starts loading, for a batch of packets, the state their threshold rules and baseline
     /// meters will update — the key tables' index lines and the meters' host entries — so
     /// the cache misses of the batch overlap instead of queueing one packet at a time. Each
@@ -668,7 +683,7 @@ impl Detector {
                         if prefetch {
                             st.prefetch_index(hash);
                         }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key });
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
                     }
                     Some(State::Partial(st)) => {
                         let key = t.key.of_packet(m, networks);
@@ -677,7 +692,7 @@ impl Detector {
                         if prefetch {
                             st.prefetch_index(t, m.ts, hash);
                         }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key });
+                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
                     }
                     _ => {}
                 }
@@ -695,28 +710,16 @@ impl Detector {
 
     /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now
     /// likely cached) index lines point to, and keeps them as hints, which are checked before
-    /// use.
-    /// `batch` is the one given to [`Detector::prepare`].
-    pub fn prefetch_slots<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
-        let Prepared { starts, hints } = &mut self.prepared;
+    /// use. Walks the hints only: a packet no threshold rule selects costs nothing here.
+    pub fn prefetch_slots(&mut self) {
         let (rules, states) = (&self.rules.rules, &self.states);
-        for (p, m) in batch.into_iter().enumerate() {
-            let (Some(&(_, a)), Some(&(_, b))) = (starts.get(p), starts.get(p + 1)) else { break };
-            for h in hints.get_mut(a as usize..b as usize).unwrap_or_default() {
-                if !h.prefetch {
-                    continue;
-                }
-                h.slot = match (
-                    rules.get(usize::from(h.rule)).map(|r| &r.kind),
-                    states.get(usize::from(h.rule)),
-                ) {
-                    (_, Some(State::Immediate(st))) => st.prefetch_slot(h.hash),
-                    (Some(RuleKind::Threshold(t)), Some(State::Partial(st))) => {
-                        st.prefetch_slot(t, m.ts, h.hash)
-                    }
-                    _ => u32::MAX,
-                };
-            }
+        for h in self.prepared.hints.iter_mut().filter(|h| h.prefetch) {
+            h.slot = match (rules.get(usize::from(h.rule)).map(|r| &r.kind), states.get(usize::from(h.rule)))
+            {
+                (_, Some(State::Immediate(st))) => st.prefetch_slot(h.hash),
+                (Some(RuleKind::Threshold(t)), Some(State::Partial(st))) => st.prefetch_slot(t, h.ts, h.hash),
+                _ => u32::MAX,
+            };
         }
     }
 
@@ -762,16 +765,13 @@ impl Detector {
             }
         }
         self.prefetch_values(i + VALUES_AHEAD);
-        let prepared = std::mem::take(&mut self.prepared);
-        match (prepared.starts.get(i), prepared.starts.get(i + 1)) {
+        match (self.prepared.starts.get(i), self.prepared.starts.get(i + 1)) {
             (Some(&(class, a)), Some(&(_, b))) => {
-                let hints = prepared.hints.get(a as usize..b as usize).unwrap_or_default();
-                self.run(m, class, frame, Selection::Prepared(hints), out);
+                self.run(m, class, frame, Selection::Prepared { from: a, to: b }, out);
             }
             // Not a packet of the prepared batch: the filters decide.
             _ => self.run(m, PacketClass::of(m), frame, Selection::Filters, out),
         }
-        self.prepared = prepared;
     }
 
     /// Runs every packet rule over one packet; `frame` is its input frame number.
@@ -787,7 +787,7 @@ impl Detector {
         m: &PacketMeta,
         class: PacketClass,
         frame: u64,
-        selection: Selection<'_>,
+        selection: Selection,
         out: &mut impl FnMut(DetectorOutput),
     ) {
         if !self.started {
@@ -799,13 +799,14 @@ impl Detector {
         if let Some(n) = self.per_class.get_mut(if m.is_ip() { class.index() } else { NON_IP }) {
             *n += 1;
         }
-        let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
+        let Detector { rules, networks, states, dispatch, run_key, alerts, prepared, .. } = self;
         let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
         match selection {
             // The threshold rules with a hint (prepare found that they select the packet) and
             // the class's rules of other kinds, merged in rule order (both lists ascend): a
             // threshold rule that does not select the packet is not visited at all.
-            Selection::Prepared(hints) => {
+            Selection::Prepared { from, to } => {
+                let hints = prepared.hints.get(from as usize..to as usize).unwrap_or_default();
                 let others = dispatch.others_for_packet(class, maybe_listed(rules, &dispatch.intel, m));
                 let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
                 loop {

@@ -91,7 +91,7 @@ fn prepared_batches_decide_as_packets_one_at_a_time() {
             one.on_packet(m, frame0 + i as u64, &mut record(&mut a));
         }
         batched.prepare(batch);
-        batched.prefetch_slots(batch);
+        batched.prefetch_slots();
         for (i, m) in batch.iter().enumerate() {
             batched.on_prepared(i, m, frame0 + i as u64, &mut record(&mut b));
         }
@@ -109,4 +109,30 @@ fn prepared_batches_decide_as_packets_one_at_a_time() {
         assert_eq!(x, y);
     }
     assert_eq!(one.stats(), batched.stats());
+}
+
+/// A detector whose rules take no packets says so, so that the worker can skip it; skipping it
+/// changes nothing (it raises and counts the same as one that is fed every packet).
+#[test]
+fn a_detector_without_packet_rules_takes_no_packets() {
+    let flow_rule = "[[threshold]]\nname = \"logins\"\nseverity = \"high\"\ncategory = \"credential-access\"\n\
+                     input = \"flows\"\nfilter = \"tcp dst port 22\"\nkey = [\"src_ip\"]\nwindow = \"5m\"\nthreshold = 10\n";
+    let packets = mix(2_000);
+    for text in ["", flow_rule] {
+        let set = rules(text);
+        let (mut fed, skipped) = (detector(&set), detector(&set));
+        assert!(!fed.takes_packets(), "{text:?}");
+        let mut out = Vec::new();
+        fed.prepare(&packets);
+        fed.prefetch_slots();
+        for (i, m) in packets.iter().enumerate() {
+            fed.on_prepared(i, m, i as u64, &mut record(&mut out));
+        }
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(fed.stats(), skipped.stats());
+    }
+    assert!(detector(&ruleset()).takes_packets());
+    let mut reloaded = detector(&rules(""));
+    reloaded.reload(ruleset());
+    assert!(reloaded.takes_packets(), "a reload that brings packet rules turns it on");
 }

@@ -201,11 +201,17 @@ impl SensorStage {
         // prepared; the flow meter's prepare runs between the detector's two stages, so the
         // detector's index lines have arrived when it looks into them.
         let with = |role| positions.iter().zip(metas).filter(move |(p, _)| p.roles.has(role)).map(|(_, m)| m);
-        self.detector.prepare(with(Roles::SOURCE));
+        // A detector whose rules take no packets (none, or only flow rules) is skipped.
+        let detecting = self.detector.takes_packets();
+        if detecting {
+            self.detector.prepare(with(Roles::SOURCE));
+        }
         if let Some(f) = self.flows.as_mut() {
             f.prepare(with(Roles::PAIR));
         }
-        self.detector.prefetch_slots(with(Roles::SOURCE));
+        if detecting {
+            self.detector.prefetch_slots();
+        }
         let (mut metered, mut checked) = (0, 0);
         for (pos, meta) in positions.iter().zip(metas) {
             let seq = pos.seq;
@@ -215,7 +221,7 @@ impl SensorStage {
                 }
                 metered += 1;
             }
-            if pos.roles.has(Roles::SOURCE) {
+            if detecting && pos.roles.has(Roles::SOURCE) {
                 let (history, rules) = (&mut self.history, &self.rules);
                 self.detector.on_prepared(checked, meta, pos.frame, &mut |o| {
                     emit_detection(history, rules, seq, o, out)

@@ -286,7 +286,7 @@ fn run_detect(metas: &[PacketMeta], mut d: Detector) -> u64 {
     let mut outputs = 0u64;
     for (b, batch) in metas.chunks(BATCH).enumerate() {
         d.prepare(batch);
-        d.prefetch_slots(batch);
+        d.prefetch_slots();
         for (i, m) in batch.iter().enumerate() {
             d.on_prepared(i, m, (b * BATCH + i) as u64, &mut |o| {
                 black_box(&o);
