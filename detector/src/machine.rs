@@ -359,6 +359,14 @@ impl StateMachine {
             && self.filters.iter().any(|f| f.may_match_class(class))
     }
 
+    /// False when no IPv4 packet whose source's first octet is `octet` can be one of the
+    /// machine's events (its scope's or every event filter's address table rules it out).
+    #[must_use]
+    pub fn may_classify_v4_source_octet(&self, octet: u8) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.may_match_v4_source_octet(octet))
+            && self.filters.iter().any(|f| f.may_match_v4_source_octet(octet))
+    }
+
     /// The state `event` leads to from `state`, or `None` for an invalid transition.
     #[inline]
     #[must_use]

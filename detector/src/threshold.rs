@@ -286,6 +286,16 @@ impl ThresholdRule {
         }
     }
 
+    /// False when no IPv4 packet whose source's first octet is `octet` can be one of the
+    /// rule's inputs (its filter's address table rules it out).
+    #[must_use]
+    pub fn may_select_v4_source_octet(&self, octet: u8) -> bool {
+        match &self.input {
+            Input::Packets(f) => f.may_match_v4_source_octet(octet),
+            Input::Flows(_) => false,
+        }
+    }
+
     /// Whether a flow record is one of the rule's inputs.
     #[must_use]
     pub fn selects_flow(&self, v: &FlowView<'_>) -> bool {

@@ -139,6 +139,11 @@ impl AddrTable {
         bit(0, &m.src) && bit(1, &m.dst)
     }
 
+    /// Whether an IPv4 packet whose source's first octet is `octet` may match.
+    pub(crate) fn may_v4_source(&self, octet: u8) -> bool {
+        self.may[0][0].get(usize::from(octet >> 6)).is_none_or(|w| w & (1 << (octet & 63)) != 0)
+    }
+
     /// How many (network, side, octet) cells the table rules out.
     #[cfg(test)]
     pub(crate) fn ruled_out(&self) -> u32 {

@@ -396,6 +396,14 @@ impl Filter {
         self.classes.verdict(class) != Verdict::No
     }
 
+    /// False when no IPv4 packet whose source address's first octet is `octet` can match
+    /// (the expression's address table rules it out); true otherwise. For dispatch tables: a
+    /// rule need not be visited for such packets.
+    #[must_use]
+    pub fn may_match_v4_source_octet(&self, octet: u8) -> bool {
+        self.addrs.may_v4_source(octet)
+    }
+
     /// The expression text, as given to [`Filter::parse`].
     #[must_use]
     pub fn source(&self) -> &str {
