@@ -257,6 +257,8 @@ struct Dispatch {
     packet_meters: Vec<Box<[u16]>>,
     /// Some rule or meter is offered the packets of some class ([`Detector::takes_packets`]).
     takes_packets: bool,
+    /// Some baseline meter measures packets one by one (none counted from flows).
+    packet_meters_any: bool,
     /// The lists are per class and source lane: at [`Dispatch::slot`].
     lanes: Lanes,
 }
@@ -285,6 +287,9 @@ impl Default for Lanes {
 
 /// The most source lanes ([`Lanes`]); each multiplies the dispatch lists.
 const MAX_LANES: usize = 8;
+
+// A list slot ([`Dispatch::slot`]) fits the `u16` a prepared packet keeps it in.
+const _: () = assert!(PacketClass::COUNT * MAX_LANES <= u16::MAX as usize);
 
 /// False when no IPv4 packet whose source's first octet is `octet` can concern a rule of
 /// `kind` (intel rules, which look their addresses up themselves, and rules on flow records
@@ -375,6 +380,7 @@ impl Dispatch {
             d.meters.push(ms);
         }
         d.takes_packets = d.rules.iter().chain(&d.packet_meters).any(|l| !l.is_empty());
+        d.packet_meters_any = d.packet_meters.iter().any(|l| !l.is_empty());
         d.intel = (rules.rules.iter().enumerate())
             .filter(|(_, r)| matches!(&r.kind, RuleKind::Intel(ir) if !ir.set.is_empty()))
             .filter_map(|(i, _)| u16::try_from(i).ok())
@@ -489,9 +495,9 @@ const VALUES_AHEAD: usize = 4;
 /// The work of one batch done ahead ([`Detector::prepare`]).
 #[derive(Debug, Default)]
 struct Prepared {
-    /// Per packet of the batch, its class, its source lane and where its hints start in
-    /// `hints`; one more at the end.
-    starts: Vec<(PacketClass, u8, u32)>,
+    /// Per packet of the batch, its class, its list slot ([`Dispatch::slot`]) and where its
+    /// hints start in `hints`; one more at the end.
+    starts: Vec<(PacketClass, u16, u32)>,
     /// In packet order, then in the order of the packet class's rule list.
     hints: Vec<Hint>,
 }
@@ -760,9 +766,9 @@ impl Detector {
         hints.clear();
         let (rules, networks, states) = (&self.rules.rules, &self.networks, &self.states);
         for m in batch {
-            let (class, lane) = (PacketClass::of(m), self.dispatch.lanes.of(m));
-            let slot = self.dispatch.slot(class, lane);
-            starts.push((class, lane, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
+            let class = PacketClass::of(m);
+            let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
+            starts.push((class, slot as u16, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
             for &i in self.dispatch.thresholds_for(slot) {
                 // The filter first: most rules of a packet's list turn it away.
                 let Some(Rule { kind: RuleKind::Threshold(t), .. }) = rules.get(usize::from(i)) else {
@@ -793,7 +799,7 @@ impl Detector {
                     _ => {}
                 }
             }
-            if m.is_ip() {
+            if self.dispatch.packet_meters_any && m.is_ip() {
                 for &i in self.dispatch.packet_meters_for(slot) {
                     if let Some(sm) = self.meters.get(usize::from(i)) {
                         sm.meter.prefetch(m);
@@ -862,8 +868,8 @@ impl Detector {
         }
         self.prefetch_values(i + VALUES_AHEAD);
         match (self.prepared.starts.get(i), self.prepared.starts.get(i + 1)) {
-            (Some(&(class, lane, a)), Some(&(_, _, b))) => {
-                self.run(m, class, lane, frame, Selection::Prepared { from: a, to: b }, out);
+            (Some(&(class, slot, a)), Some(&(_, _, b))) => {
+                self.run(m, class, usize::from(slot), frame, Selection::Prepared { from: a, to: b }, out);
             }
             // Not a packet of the prepared batch: the filters decide.
             _ => self.on_packet(m, frame, out),
@@ -873,17 +879,19 @@ impl Detector {
     /// Runs every packet rule over one packet; `frame` is its input frame number.
     #[inline]
     pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
-        let lane = self.dispatch.lanes.of(m);
-        self.run(m, PacketClass::of(m), lane, frame, Selection::Filters, out);
+        let class = PacketClass::of(m);
+        let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
+        self.run(m, class, slot, frame, Selection::Filters, out);
     }
 
-    /// Runs every packet rule over `m`, of class `class` and source lane `lane`, in rule order.
+    /// Runs every packet rule over `m`, of class `class` and list slot `slot`
+    /// ([`Dispatch::slot`]), in rule order.
     #[inline]
     fn run(
         &mut self,
         m: &PacketMeta,
         class: PacketClass,
-        lane: u8,
+        slot: usize,
         frame: u64,
         selection: Selection,
         out: &mut impl FnMut(DetectorOutput),
@@ -894,7 +902,6 @@ impl Detector {
         if m.ts > self.now {
             self.now = m.ts;
         }
-        let slot = self.dispatch.slot(class, lane);
         if let Some(n) = self.per_class.get_mut(if m.is_ip() { slot } else { self.dispatch.non_ip() }) {
             *n += 1;
         }
@@ -907,6 +914,19 @@ impl Detector {
             Selection::Prepared { from, to } => {
                 let hints = prepared.hints.get(from as usize..to as usize).unwrap_or_default();
                 let others = dispatch.others_for_packet(slot, maybe_listed(rules, &dispatch.intel, m));
+                // Most packets have no hint, or no rule of another kind, or neither.
+                if others.is_empty() {
+                    for &h in hints {
+                        visit.rule(h.rule, Some(h), class, m, frame, out);
+                    }
+                    return self.meter_baselines(class, slot, m);
+                }
+                if hints.is_empty() {
+                    for &o in others {
+                        visit.rule(o, None, class, m, frame, out);
+                    }
+                    return self.meter_baselines(class, slot, m);
+                }
                 let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
                 loop {
                     let (rule, hint) = match (h.peek(), o.peek()) {
@@ -939,7 +959,7 @@ impl Detector {
     /// Measures a packet for the shared baseline meters.
     #[inline]
     fn meter_baselines(&mut self, class: PacketClass, slot: usize, m: &PacketMeta) {
-        if !m.is_ip() {
+        if !self.dispatch.packet_meters_any || !m.is_ip() {
             return;
         }
         for &i in self.dispatch.packet_meters_for(slot) {
