@@ -14,7 +14,7 @@ use outpost_filter::Filter;
 
 use crate::alert::Matched;
 use crate::config::{ConfigError, IntelConfig, IntelDirection, SourceText};
-use crate::intel::{IntelMatch, IntelSet, IntelSource};
+use crate::intel::{IntelMatch, IntelSet, IntelSource, ListInput};
 use crate::select::compile_filter;
 
 /// A compiled intel rule.
@@ -48,40 +48,44 @@ impl IntelRule {
             ));
         }
         let base = src.path.parent().unwrap_or(Path::new(""));
-        let mut texts: Vec<(IntelSource, Vec<u8>)> = Vec::with_capacity(c.lists.len());
+        let mut inputs: Vec<(IntelSource, ListInput)> = Vec::with_capacity(c.lists.len());
         for (i, l) in c.lists.iter().enumerate() {
             let k = format!("{key}.lists[{i}]");
-            let (path, text) = match (&l.path, &l.entries) {
+            let (path, input) = match (&l.path, &l.entries) {
                 (Some(p), None) => {
                     let path = base.join(p.get_ref());
                     // Feeds are not always clean UTF-8: the lists are parsed as bytes, so a
                     // stray byte in a comment does not refuse the list, and a bad byte in an
-                    // entry makes that line bad.
-                    let text = match crate::intel::read_list(&path) {
-                        Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                        r => r,
-                    }
-                    .map_err(|e| {
-                        src.error(
-                            p.span(),
-                            format!("{k}.path"),
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?;
-                    (path, text)
+                    // entry makes that line bad. The file is read when the set is built; a
+                    // file that cannot be opened or read (a directory) is refused here.
+                    let opened = std::fs::File::open(&path)
+                        .and_then(|f| std::os::unix::fs::FileExt::read_at(&f, &mut [0u8; 1], 0).map(|_| f));
+                    let input = match opened {
+                        Ok(f) => ListInput::File(f),
+                        Err(e) if l.optional && e.kind() == std::io::ErrorKind::NotFound => {
+                            ListInput::Bytes(Vec::new())
+                        }
+                        Err(e) => {
+                            return Err(src.error(
+                                p.span(),
+                                format!("{k}.path"),
+                                format!("cannot read {}: {e}", path.display()),
+                            ));
+                        }
+                    };
+                    (path, input)
                 }
                 (None, Some(entries)) => (
                     PathBuf::from(format!("{}:{k}.entries", src.path.display())),
-                    entries.join("\n").into_bytes(),
+                    ListInput::Bytes(entries.join("\n").into_bytes()),
                 ),
                 _ => return Err(src.error(l.name.span(), k, "a list has either `path` or `entries`")),
             };
-            texts.push((IntelSource { name: l.name.get_ref().clone(), path, lenient: l.lenient }, text));
+            inputs.push((IntelSource { name: l.name.get_ref().clone(), path, lenient: l.lenient }, input));
         }
-        let refs: Vec<(IntelSource, &[u8])> = texts.iter().map(|(s, t)| (s.clone(), t.as_slice())).collect();
-        let set = IntelSet::from_bytes(&refs)
+        let set = IntelSet::from_inputs(&inputs)
             .map_err(|e| src.error(c.name.span(), format!("{key}.lists"), e.to_string()))?;
-        let lists = texts.into_iter().map(|(s, _)| s).collect();
+        let lists = inputs.into_iter().map(|(s, _)| s).collect();
         Ok(IntelRule { filter, direction: c.direction, set: Arc::new(set), lists, cooldown: c.cooldown.0 })
     }
 

@@ -371,6 +371,49 @@ fn load_reads_files_and_reload_picks_up_changes() {
     assert_eq!(in_memory.reload().err(), Some(IntelError::NotReloadable));
 }
 
+/// A list file too large to be read whole (over a megabyte: read in parts through small
+/// buffers, on every core) loads as its text does in memory: the same entries, descriptions,
+/// duplicates and bad lines, the first at its line number.
+#[test]
+fn a_large_list_file_loads_as_its_text_does() {
+    let dir = Scratch::new("large");
+    let mut rng = Rng(7);
+    let mut text = String::from("\u{feff}# a feed\r\n");
+    for i in 0..120_000u32 {
+        let r = rng.next_u64();
+        let [a, b, c, d] = (r as u32).to_be_bytes();
+        match i % 50 {
+            0 => writeln!(text, "{a}.{b}.0.0/16 ; campaign {i}").expect("write"),
+            1 => writeln!(text, "2001:db8:{:x}::/48", r >> 48).expect("write"),
+            2 => writeln!(text, "2001:db8::{:x}:{:x}\r", r >> 48, (r >> 32) & 0xffff).expect("write"),
+            3 if i % 7_000 == 3 => writeln!(text, "{a}.{b}.{c}.300 not an address").expect("write"),
+            _ => writeln!(text, "{a}.{b}.{c}.{d}").expect("write"),
+        }
+    }
+    text.push_str("192.0.2.77");
+    assert!(text.len() > 1 << 20, "{} bytes: read in parts", text.len());
+    let path = dir.write("large.txt", &text);
+    let source = IntelSource::lenient("large", &path);
+    let from_file = IntelSet::load(std::slice::from_ref(&source)).expect("load");
+    let in_memory = IntelSet::from_texts(&[(source, text.as_str())]).expect("from text");
+    assert_eq!(from_file.stats(), in_memory.stats());
+    let (f, m) = (&from_file.lists()[0], &in_memory.lists()[0]);
+    assert_eq!((f.len(), f.skipped_lines()), (m.len(), m.skipped_lines()));
+    assert!(f.skipped_lines() > 10);
+    assert_eq!(f.first_skipped(), m.first_skipped());
+    for line in text.trim_start_matches('\u{feff}').lines() {
+        let Some(Ok(prefix)) = line.split_whitespace().next().map(str::parse::<Cidr>) else { continue };
+        let (x, y) = (from_file.lookup(&prefix.network()), in_memory.lookup(&prefix.network()));
+        assert_eq!(x, y, "{line}");
+        let x = x.expect("listed");
+        assert_eq!(
+            from_file.entry_description(x.list, x.entry),
+            in_memory.entry_description(x.list, x.entry)
+        );
+    }
+    assert!(from_file.lookup(&ip("192.0.2.77")).is_some(), "the last line, without a line feed");
+}
+
 /// One line per entry: 900k IPv4 hosts, 50k IPv4 prefixes /8../30, 25k IPv6 hosts and 25k
 /// IPv6 prefixes. Returns the text and a sample of (address, expected prefix length).
 fn million_line_list(rng: &mut Rng) -> (String, Vec<(IpAddress, u8)>) {
