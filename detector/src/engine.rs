@@ -399,6 +399,11 @@ impl Dispatch {
         PacketClass::COUNT * self.lanes.count
     }
 
+    /// Zeroed counters for [`Detector::per_class`]: one per list slot, then non-IP frames.
+    fn counters(&self) -> Box<[u64]> {
+        vec![0; self.non_ip() + 1].into_boxed_slice()
+    }
+
     #[inline]
     fn thresholds_for(&self, slot: usize) -> &[u16] {
         self.thresholds.get(slot).map_or(&[], |l| l)
@@ -667,7 +672,7 @@ impl Detector {
         let mut states: Vec<State> = rules.rules.iter().map(|r| State::new(&r.kind)).collect();
         let meters = group_meters(&rules, &mut states, Vec::new());
         let dispatch = Dispatch::new(&rules, &meters);
-        let per_class = vec![0; dispatch.non_ip() + 1].into_boxed_slice();
+        let per_class = dispatch.counters();
         Detector {
             rules,
             networks,
@@ -694,7 +699,6 @@ impl Detector {
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
         let carried = rules.carried_over_from(&self.rules);
         self.evaluated_before = crate::rules::carry_counts(&carried, &self.evaluated());
-        self.per_class.fill(0);
         let mut old: Vec<Option<State>> = std::mem::take(&mut self.states).into_iter().map(Some).collect();
         let mut fresh = Vec::new();
         self.states = rules
@@ -714,7 +718,7 @@ impl Detector {
         let meters = std::mem::take(&mut self.meters);
         self.meters = group_meters(&rules, &mut self.states, meters);
         self.dispatch = Dispatch::new(&rules, &self.meters);
-        self.per_class = vec![0; self.dispatch.non_ip() + 1].into_boxed_slice();
+        self.per_class = self.dispatch.counters();
         self.rules = rules;
         self.prepared.starts.clear();
         self.prepared.hints.clear();
@@ -919,32 +923,30 @@ impl Detector {
                     for &h in hints {
                         visit.rule(h.rule, Some(h), class, m, frame, out);
                     }
-                    return self.meter_baselines(class, slot, m);
-                }
-                if hints.is_empty() {
+                } else if hints.is_empty() {
                     for &o in others {
                         visit.rule(o, None, class, m, frame, out);
                     }
-                    return self.meter_baselines(class, slot, m);
-                }
-                let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
-                loop {
-                    let (rule, hint) = match (h.peek(), o.peek()) {
-                        (Some(hh), Some(&&oo)) if oo < hh.rule => {
-                            o.next();
-                            (oo, None)
-                        }
-                        (Some(&&hh), _) => {
-                            h.next();
-                            (hh.rule, Some(hh))
-                        }
-                        (None, Some(&&oo)) => {
-                            o.next();
-                            (oo, None)
-                        }
-                        (None, None) => break,
-                    };
-                    visit.rule(rule, hint, class, m, frame, out);
+                } else {
+                    let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
+                    loop {
+                        let (rule, hint) = match (h.peek(), o.peek()) {
+                            (Some(hh), Some(&&oo)) if oo < hh.rule => {
+                                o.next();
+                                (oo, None)
+                            }
+                            (Some(&&hh), _) => {
+                                h.next();
+                                (hh.rule, Some(hh))
+                            }
+                            (None, Some(&&oo)) => {
+                                o.next();
+                                (oo, None)
+                            }
+                            (None, None) => break,
+                        };
+                        visit.rule(rule, hint, class, m, frame, out);
+                    }
                 }
             }
             Selection::Filters => {
@@ -1248,15 +1250,10 @@ mod tests {
         let (mut laned, mut plain) = (detector(&rules), detector(&rules));
         let every = vec![vec![true; rules.rules.len()]];
         plain.dispatch = Dispatch::with_lanes(&rules, &plain.meters, (Lanes::default(), every));
-        plain.per_class = vec![0; plain.dispatch.non_ip() + 1].into_boxed_slice();
+        plain.per_class = plain.dispatch.counters();
         assert!(laned.dispatch.lanes.count > 1 && plain.dispatch.lanes.count == 1);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut rng = outpost_tools::splitmix::SplitMix64(7);
+        let mut next = |m: u64| rng.next_u64() % m;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for i in 0..40_000u64 {
             // Sources from every first octet, spoofed ones (0/8, 240/4) and the seed's 10/8

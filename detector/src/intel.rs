@@ -1036,11 +1036,7 @@ impl Builder {
         bytes: &[u8],
         lenient: bool,
     ) -> Result<(), IntelError> {
-        let threads = if bytes.len() < PARALLEL_BYTES {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(PARSE_THREADS)
-        };
+        let threads = if bytes.len() < PARALLEL_BYTES { 1 } else { parse_threads() };
         self.add_text_on(name, path, shown, bytes, lenient, threads)
     }
 
@@ -1059,27 +1055,20 @@ impl Builder {
         // Several chunks per thread, taken in turn, so a thread that drew the slower lines
         // (IPv6, descriptions) does not hold the others up.
         let chunks = whole_line_chunks(text, if threads > 1 { threads * 4 } else { 1 });
-        let parsed: Vec<Chunk> = if let [only] = chunks.as_slice() {
-            vec![Chunk::parse(only, shown)]
-        } else {
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let mut done: Vec<(usize, Chunk)> = std::thread::scope(|scope| {
-                let work = || {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(c) = chunks.get(i) else { return mine };
-                        mine.push((i, Chunk::parse(c, shown)));
-                    }
-                };
-                let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            });
-            done.sort_unstable_by_key(|(i, _)| *i);
-            done.into_iter().map(|(_, c)| c).collect()
+        let parsed = in_turn(
+            chunks.len(),
+            threads,
+            || (),
+            |(), i| {
+                Ok::<_, std::convert::Infallible>(Chunk::parse(
+                    chunks.get(i).copied().unwrap_or_default(),
+                    shown,
+                ))
+            },
+        );
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(never) => match never {},
         };
         self.add_chunks(name, path, shown, start, parsed, lenient)
     }
@@ -1109,8 +1098,7 @@ impl Builder {
         if total < PARALLEL_BYTES as u64 {
             return self.add_text(name, path, shown, &whole(file).map_err(unreadable)?, lenient);
         }
-        let threads =
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(PARSE_THREADS);
+        let threads = parse_threads();
         let parsed =
             parse_file(file, total, shown, (threads * 4, threads, READ_BLOCK)).map_err(unreadable)?;
         // Still that long (nothing appended or cut while it was read)?
@@ -1285,6 +1273,7 @@ fn whole_line_chunks(text: &[u8], parts: usize) -> Vec<&[u8]> {
 }
 
 /// One chunk of a list's lines, parsed into a builder of its own (entries numbered from 0).
+#[derive(Default)]
 struct Chunk {
     entries: Builder,
     descriptions: Descriptions,
@@ -1298,17 +1287,6 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new() -> Chunk {
-        Chunk {
-            entries: Builder::default(),
-            descriptions: Descriptions::default(),
-            lines: 0,
-            bad: 0,
-            first_bad: None,
-            descriptions_overflow: false,
-        }
-    }
-
     /// Adds the chunk's next line (without its line feed).
     #[inline]
     fn add_line(&mut self, raw: &[u8], shown: &Path) {
@@ -1339,7 +1317,7 @@ impl Chunk {
     /// The pieces of `text` between line feeds, as `text.split(|&b| b == b'\n')` gives them
     /// (the last one after the last line feed, possibly empty), found with `memchr`.
     fn parse(text: &[u8], shown: &Path) -> Chunk {
-        let mut chunk = Chunk::new();
+        let mut chunk = Chunk::default();
         let mut from = 0;
         for to in memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len())) {
             chunk.add_line(text.get(from..to).unwrap_or_default(), shown);
@@ -1375,7 +1353,7 @@ fn parse_part(
     buf: &mut Vec<u8>,
     shown: &Path,
 ) -> std::io::Result<Chunk> {
-    let mut chunk = Chunk::new();
+    let mut chunk = Chunk::default();
     // `buf[..valid]` holds the file's bytes from `at`; the file ends within it when `eof`.
     let (mut at, mut valid, mut line);
     if start == 0 {
@@ -1439,27 +1417,52 @@ fn parse_file(
     shown: &Path,
     (parts, threads, block): (usize, usize, usize),
 ) -> std::io::Result<Vec<Chunk>> {
-    let bounds: Vec<u64> = (0..=parts as u64).map(|k| total * k / parts as u64).collect();
+    let bound = |k: usize| total * k as u64 / parts as u64;
+    in_turn(
+        parts,
+        threads,
+        || vec![0u8; block.max(4)],
+        |buf, i| parse_part(file, (bound(i), bound(i + 1), total, i + 1 == parts), buf, shown),
+    )
+}
+
+/// Runs `job(state, i)` for every `i` in `0..jobs` on `threads` threads, this one among them:
+/// each thread takes the next job in turn (so one that drew slow jobs does not hold the others
+/// up), with a `state` of its own made by `state` (a read buffer). Returns the results in job
+/// order, or the first error.
+fn in_turn<S, T: Send, E: Send>(
+    jobs: usize,
+    threads: usize,
+    state: impl Fn() -> S + Sync,
+    job: impl Fn(&mut S, usize) -> Result<T, E> + Sync,
+) -> Result<Vec<T>, E> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || -> std::io::Result<Vec<(usize, Chunk)>> {
-        let mut buf = vec![0u8; block.max(4)];
+    let work = || -> Result<Vec<(usize, T)>, E> {
+        let mut own = state();
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (Some(&a), Some(&b)) = (bounds.get(i), bounds.get(i + 1)) else { return Ok(mine) };
-            mine.push((i, parse_part(file, (a, b, total, i + 1 == parts), &mut buf, shown)?));
+            if i >= jobs {
+                return Ok(mine);
+            }
+            mine.push((i, job(&mut own, i)?));
         }
     };
-    let mut done: Vec<(usize, Chunk)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+    let mut done = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(jobs)).map(|_| scope.spawn(work)).collect();
         let mut all = work()?;
-        for h in handles {
+        for h in helpers {
             all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
         }
-        Ok::<_, std::io::Error>(all)
+        Ok(all)
     })?;
     done.sort_unstable_by_key(|(i, _)| *i);
-    Ok(done.into_iter().map(|(_, c)| c).collect())
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Threads a large list is parsed on: one per available core, up to [`PARSE_THREADS`].
+fn parse_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(PARSE_THREADS)
 }
 
 /// A bad line: where on it, the offending text, and what is wrong.
@@ -1763,6 +1766,23 @@ mod tests {
         assert!(parse_line(b"::ffff:10.0.0.0/129").is_err());
     }
 
+    /// `many` (a one-list set of `text` built another way) is `one`: the same counts, bad lines
+    /// and first bad line, and every entry of the text found with the same match and
+    /// description.
+    fn assert_same_list(one: &IntelSet, many: &IntelSet, text: &str, what: &str) {
+        assert_eq!(one.stats(), many.stats(), "{what}");
+        let (x, y) = (&one.lists()[0], &many.lists()[0]);
+        assert_eq!((x.len(), x.skipped_lines()), (y.len(), y.skipped_lines()), "{what}");
+        assert_eq!(x.first_skipped(), y.first_skipped(), "{what}");
+        for line in text.trim_start_matches('\u{feff}').lines() {
+            let Some(Ok(cidr)) = line.split_whitespace().next().map(parse_entry) else { continue };
+            let (p, q) = (one.lookup(&cidr.network()), many.lookup(&cidr.network()));
+            assert_eq!(p, q, "{what}: {line}");
+            let p = p.expect("listed");
+            assert_eq!(one.entry_description(p.list, p.entry), many.entry_description(p.list, p.entry));
+        }
+    }
+
     /// A list read from its file in parts, each through a small buffer, is the list parsed
     /// in one pass: the same entries in the same order, descriptions, bad lines and line
     /// numbers — whatever the parts and buffer sizes, lines longer than the buffer, a byte
@@ -1802,20 +1822,7 @@ mod tests {
                 b.add_chunks("l", None, &path, start, chunks, true).expect("lenient");
                 let many = b.build();
                 let what = format!("{} bytes, {parts} parts, {block}-byte buffer", text.len());
-                assert_eq!(one.stats(), many.stats(), "{what}");
-                let (x, y) = (&one.lists()[0], &many.lists()[0]);
-                assert_eq!((x.len(), x.skipped_lines()), (y.len(), y.skipped_lines()), "{what}");
-                assert_eq!(x.first_skipped(), y.first_skipped(), "{what}");
-                for line in text.trim_start_matches('\u{feff}').lines() {
-                    let Some(Ok(cidr)) = line.split_whitespace().next().map(parse_entry) else { continue };
-                    let (p, q) = (one.lookup(&cidr.network()), many.lookup(&cidr.network()));
-                    assert_eq!(p, q, "{what}: {line}");
-                    let p = p.expect("listed");
-                    assert_eq!(
-                        one.entry_description(p.list, p.entry),
-                        many.entry_description(p.list, p.entry)
-                    );
-                }
+                assert_same_list(&one, &many, text, &what);
             }
         }
         std::fs::remove_file(&path).expect("remove");
@@ -1925,18 +1932,9 @@ mod tests {
             b.build()
         };
         let (one, many) = (build(1), build(5));
-        assert_eq!(one.stats(), many.stats());
-        let (a, b) = (&one.lists()[0], &many.lists()[0]);
-        assert_eq!((a.len(), a.skipped_lines()), (b.len(), b.skipped_lines()));
-        assert_eq!(a.first_skipped().map(ToString::to_string), b.first_skipped().map(ToString::to_string));
-        assert!(a.first_skipped().is_some_and(|e| e.line > 1), "{:?}", a.first_skipped());
-        for line in text.lines() {
-            let Some(Ok(cidr)) = line.split_whitespace().next().map(parse_entry) else { continue };
-            let (x, y) = (one.lookup(&cidr.network()), many.lookup(&cidr.network()));
-            assert_eq!(x, y, "{line}");
-            let x = x.expect("listed");
-            assert_eq!(one.entry_description(x.list, x.entry), many.entry_description(x.list, x.entry));
-        }
+        assert_same_list(&one, &many, &text, "5 threads");
+        let first = one.lists()[0].first_skipped();
+        assert!(first.is_some_and(|e| e.line > 1), "{first:?}");
         assert!(whole_line_chunks(text.as_bytes(), 5).len() == 5);
 
         // A bad line in the last chunk is reported with its line number in the whole text.
