@@ -50,6 +50,14 @@ impl IpAddress {
         self.is_v4().then(|| [self.0[12], self.0[13], self.0[14], self.0[15]])
     }
 
+    /// The low 32 bits (an IPv4-mapped address's IPv4 address, big-endian), unchecked: for
+    /// callers that know the address is IPv4 (that of a packet decoded as IPv4).
+    #[inline]
+    #[must_use]
+    pub fn low_u32(&self) -> u32 {
+        u32::from_be_bytes([self.0[12], self.0[13], self.0[14], self.0[15]])
+    }
+
     /// The address as a big-endian 128-bit integer.
     #[must_use]
     pub const fn to_bits(self) -> u128 {

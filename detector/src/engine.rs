@@ -16,7 +16,7 @@ use crate::absence::{AbsenceState, AbsenceStats, Silence};
 use crate::alert::{Alert, AlertDetail, AlertId};
 use crate::baseline::{BaselineMeter, BaselinePartial};
 use crate::config::InputKind;
-use crate::intel_rule::IntelState;
+use crate::intel_rule::{IntelGate, IntelState};
 use crate::key::KeyValue;
 use crate::machine::{MachineRunner, MachineStats, StateTimeout};
 use crate::network::NetworkMap;
@@ -233,6 +233,26 @@ fn group_meters(rules: &RuleSet, states: &mut [State], mut reuse: Vec<SharedMete
     meters
 }
 
+/// Which of a list slot's lists are not empty (bits).
+#[derive(Debug, Default, Clone, Copy)]
+struct SlotHas(u8);
+
+impl SlotHas {
+    /// Threshold rules.
+    const THRESHOLDS: u8 = 1;
+    /// Rules other than threshold and intel rules.
+    const UNLISTED: u8 = 2;
+    /// Intel rules.
+    const INTEL: u8 = 4;
+    /// Meters that measure packets one by one.
+    const PACKET_METERS: u8 = 8;
+
+    #[inline(always)]
+    fn any(self, bits: u8) -> bool {
+        self.0 & bits != 0
+    }
+}
+
 /// For each [`PacketClass`], the rules that may act on a packet of that class, in rule order,
 /// and the baseline meters that may measure it: a packet visits only those. Built when the
 /// rules are compiled into a detector (and on reload) from the filters' class tables; a rule
@@ -250,11 +270,14 @@ struct Dispatch {
     /// ([`maybe_listed`]): most packets then visit no rule but through hints.
     unlisted: Vec<Box<[u16]>>,
     /// The intel rules with entries, in rule order.
-    intel: Box<[u16]>,
+    intel: Box<[IntelGate]>,
     meters: Vec<Box<[u16]>>,
     /// `meters` without those counted from flows ([`SharedMeter::from_flows`]): the meters a
     /// packet is measured by.
     packet_meters: Vec<Box<[u16]>>,
+    /// Per list slot, which of its lists are not empty ([`SlotHas`]): one load tells
+    /// [`Detector::prepare`] what a packet may need.
+    has: Vec<SlotHas>,
     /// Some rule or meter is offered the packets of some class ([`Detector::takes_packets`]).
     takes_packets: bool,
     /// Some baseline meter measures packets one by one (none counted from flows).
@@ -378,12 +401,27 @@ impl Dispatch {
             let by_packet = |i: &u16| meters.get(usize::from(*i)).is_some_and(|m| !m.from_flows);
             d.packet_meters.push(ms.iter().copied().filter(by_packet).collect());
             d.meters.push(ms);
+            let has =
+                |l: Option<&Box<[u16]>>, bit: u8| if l.is_some_and(|l| !l.is_empty()) { bit } else { 0 };
+            let intel = if d.others.last().map(|l| l.len()) != d.unlisted.last().map(|l| l.len()) {
+                SlotHas::INTEL
+            } else {
+                0
+            };
+            d.has.push(SlotHas(
+                has(d.thresholds.last(), SlotHas::THRESHOLDS)
+                    | has(d.unlisted.last(), SlotHas::UNLISTED)
+                    | has(d.packet_meters.last(), SlotHas::PACKET_METERS)
+                    | intel,
+            ));
         }
         d.takes_packets = d.rules.iter().chain(&d.packet_meters).any(|l| !l.is_empty());
         d.packet_meters_any = d.packet_meters.iter().any(|l| !l.is_empty());
-        d.intel = (rules.rules.iter().enumerate())
-            .filter(|(_, r)| matches!(&r.kind, RuleKind::Intel(ir) if !ir.set.is_empty()))
-            .filter_map(|(i, _)| u16::try_from(i).ok())
+        d.intel = (rules.rules.iter())
+            .filter_map(|r| match &r.kind {
+                RuleKind::Intel(ir) if !ir.set.is_empty() => Some(ir.gate()),
+                _ => None,
+            })
             .collect();
         d
     }
@@ -500,11 +538,36 @@ const VALUES_AHEAD: usize = 4;
 /// The work of one batch done ahead ([`Detector::prepare`]).
 #[derive(Debug, Default)]
 struct Prepared {
-    /// Per packet of the batch, its class, its list slot ([`Dispatch::slot`]) and where its
-    /// hints start in `hints`; one more at the end.
-    starts: Vec<(PacketClass, u16, u32)>,
-    /// In packet order, then in the order of the packet class's rule list.
+    /// Packets in the batch.
+    count: u32,
+    /// The batch's *busy* packets — those some rule or meter has work for — in batch order,
+    /// then an end marker (packet `u32::MAX`) whose `hints` is `hints.len()`. The others
+    /// were settled by `prepare`: [`Detector::on_prepared`] returns at once for them.
+    work: Vec<Work>,
+    /// Where in `work` the next busy packet is.
+    next: usize,
+    /// The batch index of that packet (`work[next].packet`).
+    next_packet: u32,
+    /// In packet order, then in the order of the packet's rule list.
     hints: Vec<Hint>,
+}
+
+/// A busy packet of a prepared batch.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    /// Its index in the batch.
+    packet: u32,
+    /// Where its hints start in [`Prepared::hints`] (they end where the next work's start).
+    hints: u32,
+    class: PacketClass,
+    /// Its list slot ([`Dispatch::slot`]).
+    slot: u16,
+    /// Whether an intel list may hold one of its addresses ([`maybe_listed`]).
+    listed: bool,
+}
+
+impl Work {
+    const END: u32 = u32::MAX;
 }
 
 /// A threshold rule's key lookup for one packet the rule selects, started ahead of time.
@@ -634,27 +697,12 @@ impl Visit<'_> {
     }
 }
 
-/// Whether an intel rule of `intel` (rule ids) may find an address of `m` on its lists:
+/// Whether an intel rule (its test among `intel`) may find an address of `m` on its lists:
 /// false when every list surely misses both (the occupancy test, a load per address), so
 /// the packet's visit leaves the intel rules out — they would return at once.
 #[inline(always)]
-fn maybe_listed(rules: &RuleSet, intel: &[u16], m: &PacketMeta) -> bool {
-    !intel.is_empty()
-        && m.is_ip()
-        && intel.iter().any(|&i| match rules.rules.get(usize::from(i)).map(|r| &r.kind) {
-            Some(RuleKind::Intel(ir)) => !ir.surely_misses(m),
-            _ => true,
-        })
-}
-
-/// How `run` learns which threshold rules select a packet.
-#[derive(Debug, Clone, Copy)]
-enum Selection {
-    /// Prepared: exactly the rules with a hint select it, the hints `from..to` of
-    /// [`Detector::prepared`].
-    Prepared { from: u32, to: u32 },
-    /// Not prepared: run the filters.
-    Filters,
+fn maybe_listed(intel: &[IntelGate], m: &PacketMeta) -> bool {
+    m.is_ip() && intel.iter().any(|g| !g.surely_misses(m))
 }
 
 impl Detector {
@@ -720,8 +768,7 @@ impl Detector {
         self.dispatch = Dispatch::new(&rules, &self.meters);
         self.per_class = self.dispatch.counters();
         self.rules = rules;
-        self.prepared.starts.clear();
-        self.prepared.hints.clear();
+        self.prepared = Prepared::default();
         if self.started {
             let (now, place) = (self.now, self.place);
             for i in fresh {
@@ -764,16 +811,35 @@ impl Detector {
     /// [`Detector::prefetch_slots`], and [`Detector::on_prepared`] for each packet of the
     /// batch, in order. Only key tables of at least [`PREFETCH_MIN_KEYS`] keys are
     /// prefetched; the rest stay in cache.
+    ///
+    /// Everything a packet that no rule or meter has work for needs (the clock, its
+    /// `evaluated` count) is done here too, so that most packets cost
+    /// [`Detector::on_prepared`] one compare.
     pub fn prepare<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
-        let Prepared { starts, hints } = &mut self.prepared;
-        starts.clear();
+        let mut batch = batch.into_iter().peekable();
+        if !self.started
+            && let Some(m) = batch.peek()
+        {
+            self.start(m.ts);
+        }
+        let Prepared { count, work, next, next_packet, hints } = &mut self.prepared;
+        work.clear();
         hints.clear();
-        let (rules, networks, states) = (&self.rules.rules, &self.networks, &self.states);
+        *next = 0;
+        let (rules, networks, states, dispatch) =
+            (&self.rules.rules, &self.networks, &self.states, &self.dispatch);
+        let (mut n, mut now) = (0u32, self.now);
         for m in batch {
             let class = PacketClass::of(m);
-            let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
-            starts.push((class, slot as u16, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
-            for &i in self.dispatch.thresholds_for(slot) {
+            let ip = m.is_ip();
+            let slot = dispatch.slot(class, dispatch.lanes.of(m));
+            now = now.max(m.ts);
+            if let Some(c) = self.per_class.get_mut(if ip { slot } else { dispatch.non_ip() }) {
+                *c += 1;
+            }
+            let has = dispatch.has.get(slot).copied().unwrap_or_default();
+            let first = hints.len();
+            for &i in if has.any(SlotHas::THRESHOLDS) { dispatch.thresholds_for(slot) } else { &[] } {
                 // The filter first: most rules of a packet's list turn it away.
                 let Some(Rule { kind: RuleKind::Threshold(t), .. }) = rules.get(usize::from(i)) else {
                     continue;
@@ -803,15 +869,32 @@ impl Detector {
                     _ => {}
                 }
             }
-            if self.dispatch.packet_meters_any && m.is_ip() {
-                for &i in self.dispatch.packet_meters_for(slot) {
+            let metered = ip && has.any(SlotHas::PACKET_METERS);
+            if metered {
+                for &i in dispatch.packet_meters_for(slot) {
                     if let Some(sm) = self.meters.get(usize::from(i)) {
                         sm.meter.prefetch(m);
                     }
                 }
             }
+            let listed = has.any(SlotHas::INTEL) && maybe_listed(&dispatch.intel, m);
+            if hints.len() != first || metered || listed || has.any(SlotHas::UNLISTED) {
+                let hints = u32::try_from(first).unwrap_or(u32::MAX);
+                work.push(Work { packet: n, hints, class, slot: slot as u16, listed });
+            }
+            n += 1;
         }
-        starts.push((PacketClass::GENERAL, 0, u32::try_from(hints.len()).unwrap_or(u32::MAX)));
+        let end = u32::try_from(hints.len()).unwrap_or(u32::MAX);
+        work.push(Work {
+            packet: Work::END,
+            hints: end,
+            class: PacketClass::GENERAL,
+            slot: 0,
+            listed: false,
+        });
+        *count = n;
+        *next_packet = work.first().map_or(Work::END, |w| w.packet);
+        self.now = now;
     }
 
     /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now
@@ -830,16 +913,15 @@ impl Detector {
     }
 
     /// The third stage of [`Detector::prepare`], run from [`Detector::on_prepared`]
-    /// [`VALUES_AHEAD`] packets ahead: starts loading what the updates of packet `p` of the
-    /// batch read outside the key slots prefetched by [`Detector::prefetch_slots`] (which have
-    /// arrived by then), such as a distinct counter's list of values.
+    /// [`VALUES_AHEAD`] busy packets ahead: starts loading what the updates of busy packet `k`
+    /// (`work[k]`) read outside the key slots prefetched by [`Detector::prefetch_slots`]
+    /// (which have arrived by then), such as a distinct counter's list of values.
     #[inline(always)]
-    fn prefetch_values(&self, p: usize) {
-        let Prepared { starts, hints } = &self.prepared;
-        let (Some(&(_, _, a)), Some(&(_, _, b))) = (starts.get(p), starts.get(p + 1)) else { return };
-        // Most packets have no hint (no threshold rule selects them): decided here, inline.
-        if a != b {
-            self.prefetch_hinted_values(hints.get(a as usize..b as usize).unwrap_or_default());
+    fn prefetch_values(&self, k: usize) {
+        let Prepared { work, hints, .. } = &self.prepared;
+        let (Some(a), Some(b)) = (work.get(k), work.get(k + 1)) else { return };
+        if a.hints != b.hints {
+            self.prefetch_hinted_values(hints.get(a.hints as usize..b.hints as usize).unwrap_or_default());
         }
     }
 
@@ -857,6 +939,8 @@ impl Detector {
 
     /// Runs every packet rule over packet `i` of the batch last given to
     /// [`Detector::prepare`] (`m` must be that packet); `frame` is its input frame number.
+    /// Call it for the batch's packets in order. A packet `prepare` found no work for
+    /// returns at once (its clock and counts were taken by `prepare`).
     #[inline]
     pub fn on_prepared(
         &mut self,
@@ -865,41 +949,90 @@ impl Detector {
         frame: u64,
         out: &mut impl FnMut(DetectorOutput),
     ) {
-        if i == 0 {
-            for p in 0..VALUES_AHEAD {
-                self.prefetch_values(p);
-            }
-        }
-        self.prefetch_values(i + VALUES_AHEAD);
-        match (self.prepared.starts.get(i), self.prepared.starts.get(i + 1)) {
-            (Some(&(class, slot, a)), Some(&(_, _, b))) => {
-                self.run(m, class, usize::from(slot), frame, Selection::Prepared { from: a, to: b }, out);
-            }
+        let p = &self.prepared;
+        if i as u64 >= u64::from(p.next_packet) {
+            self.run_prepared(i, m, frame, out);
+        } else if i >= p.count as usize {
             // Not a packet of the prepared batch: the filters decide.
-            _ => self.on_packet(m, frame, out),
+            self.on_packet(m, frame, out);
         }
     }
 
-    /// Runs every packet rule over one packet; `frame` is its input frame number.
+    /// [`Detector::on_prepared`] for a busy packet (the next of [`Prepared::work`], or a later
+    /// one when the caller skipped some).
+    #[inline(never)]
+    fn run_prepared(&mut self, i: usize, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
+        let mut k = self.prepared.next;
+        while self.prepared.work.get(k).is_some_and(|w| (w.packet as usize) < i) {
+            k += 1;
+        }
+        let (Some(&w), Some(end)) =
+            (self.prepared.work.get(k), self.prepared.work.get(k + 1).map(|e| e.hints))
+        else {
+            return;
+        };
+        if w.packet as usize != i {
+            // A packet prepare found no work for, after busy ones the caller skipped.
+            self.prepared.next = k;
+            self.prepared.next_packet = w.packet;
+            return;
+        }
+        if k == 0 {
+            for a in 0..VALUES_AHEAD {
+                self.prefetch_values(a);
+            }
+        }
+        self.prefetch_values(k + VALUES_AHEAD);
+        self.prepared.next = k + 1;
+        self.prepared.next_packet = self.prepared.work.get(k + 1).map_or(Work::END, |w| w.packet);
+        let slot = usize::from(w.slot);
+        let Detector { rules, networks, states, dispatch, run_key, alerts, prepared, .. } = self;
+        let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
+        let hints = prepared.hints.get(w.hints as usize..end as usize).unwrap_or_default();
+        let others = dispatch.others_for_packet(slot, w.listed);
+        // The threshold rules with a hint (prepare found that they select the packet) and
+        // the class's rules of other kinds, merged in rule order (both lists ascend): a
+        // threshold rule that does not select the packet is not visited at all. Most packets
+        // have no hint, or no rule of another kind.
+        let class = w.class;
+        if others.is_empty() {
+            for &h in hints {
+                visit.rule(h.rule, Some(h), class, m, frame, out);
+            }
+        } else if hints.is_empty() {
+            for &o in others {
+                visit.rule(o, None, class, m, frame, out);
+            }
+        } else {
+            let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
+            loop {
+                let (rule, hint) = match (h.peek(), o.peek()) {
+                    (Some(hh), Some(&&oo)) if oo < hh.rule => {
+                        o.next();
+                        (oo, None)
+                    }
+                    (Some(&&hh), _) => {
+                        h.next();
+                        (hh.rule, Some(hh))
+                    }
+                    (None, Some(&&oo)) => {
+                        o.next();
+                        (oo, None)
+                    }
+                    (None, None) => break,
+                };
+                visit.rule(rule, hint, class, m, frame, out);
+            }
+        }
+        self.meter_baselines(class, slot, m);
+    }
+
+    /// Runs every packet rule over one packet, each rule's filter deciding; `frame` is its
+    /// input frame number.
     #[inline]
     pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
         let class = PacketClass::of(m);
         let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
-        self.run(m, class, slot, frame, Selection::Filters, out);
-    }
-
-    /// Runs every packet rule over `m`, of class `class` and list slot `slot`
-    /// ([`Dispatch::slot`]), in rule order.
-    #[inline]
-    fn run(
-        &mut self,
-        m: &PacketMeta,
-        class: PacketClass,
-        slot: usize,
-        frame: u64,
-        selection: Selection,
-        out: &mut impl FnMut(DetectorOutput),
-    ) {
         if !self.started {
             self.start(m.ts);
         }
@@ -909,51 +1042,10 @@ impl Detector {
         if let Some(n) = self.per_class.get_mut(if m.is_ip() { slot } else { self.dispatch.non_ip() }) {
             *n += 1;
         }
-        let Detector { rules, networks, states, dispatch, run_key, alerts, prepared, .. } = self;
+        let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
         let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
-        match selection {
-            // The threshold rules with a hint (prepare found that they select the packet) and
-            // the class's rules of other kinds, merged in rule order (both lists ascend): a
-            // threshold rule that does not select the packet is not visited at all.
-            Selection::Prepared { from, to } => {
-                let hints = prepared.hints.get(from as usize..to as usize).unwrap_or_default();
-                let others = dispatch.others_for_packet(slot, maybe_listed(rules, &dispatch.intel, m));
-                // Most packets have no hint, or no rule of another kind, or neither.
-                if others.is_empty() {
-                    for &h in hints {
-                        visit.rule(h.rule, Some(h), class, m, frame, out);
-                    }
-                } else if hints.is_empty() {
-                    for &o in others {
-                        visit.rule(o, None, class, m, frame, out);
-                    }
-                } else {
-                    let (mut h, mut o) = (hints.iter().peekable(), others.iter().peekable());
-                    loop {
-                        let (rule, hint) = match (h.peek(), o.peek()) {
-                            (Some(hh), Some(&&oo)) if oo < hh.rule => {
-                                o.next();
-                                (oo, None)
-                            }
-                            (Some(&&hh), _) => {
-                                h.next();
-                                (hh.rule, Some(hh))
-                            }
-                            (None, Some(&&oo)) => {
-                                o.next();
-                                (oo, None)
-                            }
-                            (None, None) => break,
-                        };
-                        visit.rule(rule, hint, class, m, frame, out);
-                    }
-                }
-            }
-            Selection::Filters => {
-                for &i in dispatch.rules_for(slot) {
-                    visit.rule(i, None, class, m, frame, out);
-                }
-            }
+        for &i in dispatch.rules_for(slot) {
+            visit.rule(i, None, class, m, frame, out);
         }
         self.meter_baselines(class, slot, m);
     }

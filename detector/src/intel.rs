@@ -508,6 +508,13 @@ impl IntelSet {
         }
     }
 
+    /// [`IntelSet::surely_misses`] for an IPv4 address (as a big-endian `u32`).
+    #[inline]
+    #[must_use]
+    pub fn surely_misses_v4(&self, addr: u32) -> bool {
+        !self.v4.may_hold(addr)
+    }
+
     /// The name of list `list` (empty for an index not in this set).
     #[must_use]
     pub fn list_name(&self, list: u16) -> &str {

@@ -493,3 +493,45 @@ fn a_feed_update_keeps_the_intel_rules_state_over_a_reload_and_a_new_list_file_d
     let cooler = compile_rules(&scratch.0, &rule("feed.txt", "10m")).expect("loads");
     assert_eq!(cooler.carried_over_from(&before), [None]);
 }
+
+/// The occupancy test the detector runs on every packet reads an IPv4 packet's addresses as
+/// 32-bit numbers; it answers as the per-address test does, for each direction, on addresses
+/// in, beside and far from the listed ones.
+#[test]
+fn the_occupancy_test_of_an_ipv4_packet_is_that_of_its_addresses() {
+    let scratch = Scratch::new("gate");
+    let mut rng = Rng(11);
+    for direction in ["either", "src", "dst"] {
+        let text = format!(
+            "[[intel]]\nname = \"feed\"\ndirection = \"{direction}\"\n\
+             lists = [{{ name = \"f\", entries = [\"10.9.0.0/16\", \"192.0.2.7\", \"198.51.100.0/24\", \"2001:db8::/32\"] }}]\n"
+        );
+        let rules = compile_rules(&scratch.0, &text).expect("rules");
+        let Some(outpost_detector::RuleKind::Intel(rule)) = rules.rules.first().map(|r| &r.kind) else {
+            panic!("an intel rule");
+        };
+        let gate = rule.gate();
+        let near = [0x0a09_0000u32, 0xc000_0207, 0xc633_6400, 0x0a0a_0000, 0xc000_0300];
+        for _ in 0..20_000 {
+            let mut pick = || match rng.below(3) {
+                0 => near[rng.below_usize(near.len())] ^ (rng.below(1 << 12) as u32),
+                _ => rng.next_u64() as u32,
+            };
+            let (src, dst) = (v4(pick()), v4(pick()));
+            let m = outpost_decode::PacketMeta {
+                src,
+                dst,
+                network: outpost_decode::Network::Ipv4,
+                ..outpost_decode::PacketMeta::default()
+            };
+            let (s, d) = (rule.set.surely_misses(&src), rule.set.surely_misses(&dst));
+            let expected = match direction {
+                "either" => s && d,
+                "src" => s,
+                _ => d,
+            };
+            assert_eq!(gate.surely_misses(&m), expected, "{direction} {src:?} {dst:?}");
+            assert_eq!(rule.surely_misses(&m), expected, "{direction} {src:?} {dst:?}");
+        }
+    }
+}
