@@ -1013,17 +1013,20 @@ impl Builder {
         Some(global)
     }
 
+    /// Adds the IPv4 entry `addr/len` (network address, no host bits) with the id `global`.
+    #[inline]
+    fn push_v4(&mut self, addr: u32, len: u8, global: u32) {
+        match len {
+            32 => self.v4_hosts.push(u64::from(addr) << 32 | u64::from(global)),
+            len => self.v4_prefixes.push((addr, len, global)),
+        }
+    }
+
     /// Adds an entry with the id `global`.
     fn push_numbered(&mut self, cidr: Cidr, global: u32) {
         let network = cidr.network();
         match network.v4_octets() {
-            Some(o) => {
-                let addr = u32::from_be_bytes(o);
-                match cidr.family_len() {
-                    32 => self.v4_hosts.push(u64::from(addr) << 32 | u64::from(global)),
-                    len => self.v4_prefixes.push((addr, len, global)),
-                }
-            }
+            Some(o) => self.push_v4(u32::from_be_bytes(o), cidr.family_len(), global),
             None => match cidr.len128() {
                 128 => self.v6_hosts.push((network.to_bits(), global)),
                 len => self.v6_prefixes.push((network.to_bits(), len, global)),
@@ -1299,6 +1302,14 @@ impl Chunk {
     fn add_line(&mut self, raw: &[u8], shown: &Path) {
         self.lines += 1;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Most lines of a large feed are an IPv4 address or prefix alone: added without a
+        // `Cidr` in between.
+        if let Some((addr, len)) = fast_v4(line) {
+            let global = self.entries.next_global;
+            self.entries.next_global = global.saturating_add(1);
+            self.entries.push_v4(addr, len, global);
+            return;
+        }
         match parse_line(line) {
             Ok(Line::Blank) => {}
             Ok(Line::Entry(cidr, description)) => {
@@ -1573,32 +1584,44 @@ fn token_len(rest: &[u8]) -> usize {
 /// fraction of the cost: most of a large feed is such lines.
 #[inline]
 fn fast_v4_entry(token: &[u8]) -> Option<Cidr> {
-    let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (k, octet) in octets.iter_mut().enumerate() {
-        let digits = token.get(i..)?.iter().take(3).take_while(|b| b.is_ascii_digit()).count();
-        let text = token.get(i..i + digits)?;
-        if digits == 0 || (digits > 1 && text.first() == Some(&b'0')) {
+    let (addr, len) = fast_v4(token)?;
+    Cidr::new(IpAddress::from_v4(addr.to_be_bytes()), len)
+}
+
+/// [`fast_v4_entry`] as the network address (a big-endian `u32`) and prefix length, in one
+/// pass over the bytes: what a chunk adds to its IPv4 entries without building a [`Cidr`].
+#[inline]
+fn fast_v4(token: &[u8]) -> Option<(u32, u8)> {
+    let digit = |b: &u8| Some(u32::from(b.checked_sub(b'0')?)).filter(|&d| d <= 9);
+    let (mut addr, mut i) = (0u32, 0usize);
+    for k in 0..4 {
+        let start = i;
+        let mut value = 0u32;
+        while i - start < 3
+            && let Some(d) = token.get(i).and_then(digit)
+        {
+            value = value * 10 + d;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || value > 255 || (digits > 1 && token.get(start) == Some(&b'0')) {
             return None;
         }
-        let value = text.iter().fold(0u16, |v, &d| v * 10 + u16::from(d - b'0'));
-        *octet = u8::try_from(value).ok()?;
-        i += digits;
-        let sep = token.get(i).copied();
-        match (k, sep) {
+        addr = addr << 8 | value;
+        match (k, token.get(i)) {
             (0..=2, Some(b'.')) | (3, Some(b'/')) => i += 1,
-            (3, None) => return Cidr::new(IpAddress::from_v4(octets), 32),
+            (3, None) => return Some((addr, 32)),
             _ => return None,
         }
     }
-    let len_text = token.get(i..)?;
-    if len_text.is_empty() || len_text.len() > 2 || !len_text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let len = len_text.iter().fold(0u8, |v, &d| v * 10 + (d - b'0'));
-    let addr = IpAddress::from_v4(octets);
-    let cidr = Cidr::new(addr, len).filter(|_| len <= 32)?;
-    (cidr.network() == addr).then_some(cidr)
+    let len = match token.get(i..)? {
+        [a] => digit(a)?,
+        [a, b] => digit(a)? * 10 + digit(b)?,
+        _ => return None,
+    };
+    // No host bits (`checked_shr`: a /0 leaves every bit to the host part).
+    let host = u32::MAX.checked_shr(len).unwrap_or(0);
+    (len <= 32 && addr & host == 0).then_some((addr, len as u8))
 }
 
 /// An IPv6 address of hexadecimal groups only (no embedded IPv4, no zone): eight groups of
@@ -1607,42 +1630,58 @@ fn fast_v4_entry(token: &[u8]) -> Option<Cidr> {
 /// answers, the standard parser gives the same address (a test checks it).
 #[inline]
 fn fast_v6(text: &[u8]) -> Option<u128> {
-    fn groups(part: &[u8], out: &mut [u16; 8], at: usize) -> Option<usize> {
-        if part.is_empty() {
-            return Some(0);
-        }
-        let mut n = 0;
-        for g in part.split(|&b| b == b':') {
-            if g.is_empty() || g.len() > 4 {
-                return None;
-            }
-            let v = g
-                .iter()
-                .try_fold(0u16, |v, &d| Some(v << 4 | u16::try_from(char::from(d).to_digit(16)?).ok()?))?;
-            *out.get_mut(at + n)? = v;
-            n += 1;
-        }
-        Some(n)
+    // One pass: the groups in order, and where `::` stood among them.
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut groups = [0u16; 8];
+    let (mut n, mut gap, mut i) = (0usize, None, 0usize);
+    if text.starts_with(b"::") {
+        gap = Some(0);
+        i = 2;
     }
-    let mut head = [0u16; 8];
-    let double = text.windows(2).position(|w| w == b"::");
-    let bits = |g: &[u16; 8]| g.iter().fold(0u128, |acc, &v| acc << 16 | u128::from(v));
-    match double {
-        None => (groups(text, &mut head, 0)? == 8).then(|| bits(&head)),
-        Some(i) => {
-            let (before, after) = (text.get(..i)?, text.get(i + 2..)?);
-            let h = groups(before, &mut head, 0)?;
-            let mut tail = [0u16; 8];
-            let t = groups(after, &mut tail, 0)?;
-            if h + t > 7 {
-                return None;
+    while i < text.len() || gap != Some(n) {
+        let start = i;
+        let mut value = 0u16;
+        while i - start < 4
+            && let Some(d) = text.get(i).copied().and_then(hex)
+        {
+            value = value << 4 | u16::from(d);
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        *groups.get_mut(n)? = value;
+        n += 1;
+        match text.get(i) {
+            None => break,
+            Some(b':') if text.get(i + 1) == Some(&b':') => {
+                if gap.is_some() {
+                    return None;
+                }
+                gap = Some(n);
+                i += 2;
             }
-            for (k, v) in tail.iter().take(t).enumerate() {
-                *head.get_mut(8 - t + k)? = *v;
-            }
-            Some(bits(&head))
+            Some(b':') => i += 1,
+            Some(_) => return None,
         }
     }
+    let mut bits = [0u16; 8];
+    match gap {
+        None if n == 8 => bits = groups,
+        // `::` stands for at least one zero group.
+        Some(g) if n <= 7 => {
+            let (head, tail) = (groups.get(..g)?, groups.get(g..n)?);
+            bits.get_mut(..g)?.copy_from_slice(head);
+            bits.get_mut(8 - tail.len()..)?.copy_from_slice(tail);
+        }
+        _ => return None,
+    }
+    Some(bits.iter().fold(0u128, |acc, &v| acc << 16 | u128::from(v)))
 }
 
 /// The common IPv6 entry, `ADDRESS` or `ADDRESS/LEN` with an address [`fast_v6`] reads
