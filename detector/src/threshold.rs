@@ -1127,9 +1127,11 @@ impl ImmediateThreshold {
             if let Some(from) = self.sweep_from {
                 // The bucket of a key's newest input leaving the window empties it (every input
                 // is at most `last`): a test on the slot's first fields, not its counter's lines.
-                self.sweep_from = self.keys.remove_where(from, SWEEP_SLOTS, |s| {
-                    quiet_until(rule, s.last) <= now && s.quiet_until <= now
-                });
+                // `quiet_until(rule, last) <= now` as one compare per slot, not a division.
+                let emptied_before = emptied_before(rule, now);
+                self.sweep_from = self
+                    .keys
+                    .remove_where(from, SWEEP_SLOTS, |s| s.last < emptied_before && s.quiet_until <= now);
                 self.stats.keys = self.keys.len() as u64;
             }
             return;
@@ -1157,6 +1159,21 @@ const SWEEP_SLOTS: usize = 1024;
 fn quiet_until(rule: &ThresholdRule, last: Nanos) -> Nanos {
     let width = rule.bucket_len().as_nanos();
     Nanos((last.0 / width).saturating_add(u64::from(rule.buckets)).saturating_mul(width))
+}
+
+/// The time before which a key's newest input must lie for its window to be empty at `now`:
+/// `last < emptied_before(rule, now)` exactly when `quiet_until(rule, last) <= now` (a test
+/// checks it), so a sweep compares instead of dividing per key.
+fn emptied_before(rule: &ThresholdRule, now: Nanos) -> Nanos {
+    let width = rule.bucket_len().as_nanos();
+    let buckets = u64::from(rule.buckets);
+    // quiet_until(last) = (last / width + buckets) * width <= now
+    //   <=> last / width <= now / width - buckets  (no saturation for times below u64::MAX)
+    //   <=> last < (now / width - buckets + 1) * width
+    match (now.0 / width).checked_sub(buckets) {
+        Some(b) => Nanos((b + 1).saturating_mul(width)),
+        None => Nanos::ZERO,
+    }
 }
 
 /// A partial aggregate of one key in one bucket, from one worker.
@@ -1789,5 +1806,51 @@ mod tests {
             .collect();
         assert_eq!(merged, [(2, Some(32)), (3, Some(2)), (4, Some(16)), (5, Some(5)), (7, Some(72))]);
         assert_eq!(m.stats.peak_keys, 7, "seven partial aggregates held");
+    }
+
+    /// The sweep's cut-off is the division it replaces: a key is idle by `now` exactly when its
+    /// newest input lies before it, for windows of one to many buckets and times around the
+    /// buckets' edges.
+    #[test]
+    fn the_sweep_cut_off_agrees_with_the_quiet_time() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for (window, buckets) in [("10s", 1), ("60s", 6), ("5m", 10), ("7s", 3), ("1ms", 64)] {
+            let text = format!(
+                "[[threshold]]\nname = \"t\"\nkey = [\"src_ip\"]\nwindow = \"{window}\"\nwindow_buckets = {buckets}\nthreshold = 5"
+            );
+            let src = crate::config::SourceText::new("t.toml", &text);
+            let cfg: crate::config::RulesConfig = src.parse().expect("parses");
+            let rules = crate::rules::RuleSet::compile([(&cfg, &src, "")]).expect("compiles");
+            let Some(crate::rules::Rule { kind: crate::rules::RuleKind::Threshold(rule), .. }) =
+                rules.rules.first()
+            else {
+                panic!("a threshold rule")
+            };
+            let width = rule.bucket_len().as_nanos();
+            let base = 1_767_225_600_000_000_000u64;
+            for _ in 0..100_000 {
+                let now = Nanos(match next(3) {
+                    0 => next(width * 20),
+                    1 => base + next(width * 20),
+                    _ => (base / width + next(40)) * width + next(3) - 1,
+                });
+                let last = Nanos(now.0.saturating_sub(next(width * (u64::from(rule.buckets) + 3))));
+                for last in
+                    [last, Nanos(last.0 / width * width), Nanos((last.0 / width * width).saturating_sub(1))]
+                {
+                    assert_eq!(
+                        last < emptied_before(rule, now),
+                        quiet_until(rule, last) <= now,
+                        "{window}/{buckets}: last {last:?} now {now:?}"
+                    );
+                }
+            }
+        }
     }
 }
