@@ -210,7 +210,7 @@ impl Facts {
                     Tri::Maybe
                 }
             }
-            Test::Port { protos, .. } => {
+            Test::Port { protos, .. } | Test::Ports { protos, .. } => {
                 let carries =
                     [(ports::TCP, ip_proto::TCP), (ports::UDP, ip_proto::UDP), (ports::SCTP, ip_proto::SCTP)]
                         .iter()

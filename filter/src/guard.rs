@@ -101,7 +101,7 @@ impl ProtoGuard {
             }
             Test::EtherType(_) => ProtoGuard::NON_IP,
             Test::Proto { proto, .. } => ProtoGuard::protos(&[proto]),
-            Test::Port { protos, .. } => {
+            Test::Port { protos, .. } | Test::Ports { protos, .. } => {
                 let mut list = Vec::with_capacity(3);
                 for (bit, p) in [(ports::TCP, TCP), (ports::UDP, UDP), (ports::SCTP, SCTP)] {
                     if protos & bit != 0 {

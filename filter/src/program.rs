@@ -321,6 +321,11 @@ pub(crate) enum Test {
     Addr { nets: u8, dir: Dir, net: u128, mask: u128 },
     /// `port`, `portrange`: a transport in the set, not a later fragment, port(s) in `lo..=hi`.
     Port { protos: u8, dir: Dir, lo: u16, hi: u16 },
+    /// Single-port tests of one transport set and one direction (`src`, `dst` or either)
+    /// joined by `or` — `tcp dst port 21 or 23 or 110` — folded into one test by
+    /// [`fold_port_chains`]: the port(s) among the first `len` of `ports`. Only in compiled
+    /// programs, never in a parsed expression.
+    Ports { protos: u8, dir: Dir, len: u8, ports: [u16; PORTS_MAX] },
     /// The `position`-th `vlan` primitive of the expression (1-based): the frame has at least
     /// that many tags, and that tag has `id` when given.
     Vlan { position: u8, id: Option<u16> },
@@ -371,6 +376,14 @@ impl Test {
                 None => Outcome::Unknown,
                 Some(true) => {
                     dir.apply(|| (lo..=hi).contains(&m.src_port), || (lo..=hi).contains(&m.dst_port)).into()
+                }
+            },
+            Test::Ports { protos, dir, len, ports } => match port_candidate(protos, m) {
+                Some(false) => Outcome::False,
+                None => Outcome::Unknown,
+                Some(true) => {
+                    let list = ports.get(..usize::from(len)).unwrap_or_default();
+                    dir.apply(|| list.contains(&m.src_port), || list.contains(&m.dst_port)).into()
                 }
             },
             Test::Vlan { position, id } => {
@@ -484,9 +497,119 @@ pub(crate) enum Ast {
     Or(Box<Ast>, Box<Ast>),
 }
 
+/// Most ports one [`Test::Ports`] holds (the size of the largest other test: no instruction
+/// grows).
+pub(crate) const PORTS_MAX: usize = 16;
+const _: () = assert!(size_of::<Test>() <= 48, "a folded port test must not make every instruction larger");
+
+/// The ports a test of `protos` and `dir` matches when it is a single port or a folded list
+/// of them, with its transports and direction; `None` for any other test (a range, `src and
+/// dst port`).
+fn single_ports(t: &Test) -> Option<(u8, Dir, &[u16])> {
+    match t {
+        Test::Port { protos, dir, lo, hi } if lo == hi && *dir != Dir::Both => {
+            Some((*protos, *dir, std::slice::from_ref(lo)))
+        }
+        Test::Ports { protos, dir, len, ports } => Some((*protos, *dir, ports.get(..usize::from(*len))?)),
+        _ => None,
+    }
+}
+
+/// Folds chains of single-port tests joined by `or` into [`Test::Ports`] tests: where test
+/// `a` (a single port, or a fold) goes on failure to test `b` of the same transports and
+/// direction, both go to the same place on success, `b` is reached from `a` only, and
+/// neither test appears anywhere else in the program, `a` becomes the union of both and
+/// fails where `b` fails. The folded program matches exactly the packets the chain matched:
+/// for a packet with ports it is true exactly when one of the ports is its port; for one
+/// whose transport header was cut, the fold is one unknown test standing for the chain's
+/// several, and since the rest of the program sees only whether any of them held, every way
+/// the unknown tests can go is still covered ([`resolve_missing`]). So `tcp dst port 21 or
+/// 23 or … or 5900` is two tests, not thirteen.
+fn fold_port_chains(program: Vec<Insn>) -> Vec<Insn> {
+    let mut program = program;
+    let n = program.len();
+    let mut preds = vec![0usize; n];
+    for insn in &program {
+        for t in [insn.on_true, insn.on_false] {
+            if let Some(p) = preds.get_mut(usize::from(t)) {
+                *p += 1;
+            }
+        }
+    }
+    let once = |program: &[Insn], t: &Test| program.iter().filter(|i| i.test == *t).count() == 1;
+    let mut dead = vec![false; n];
+    for a in 0..n {
+        if dead.get(a).copied().unwrap_or(true) {
+            continue;
+        }
+        while let Some(&ia) = program.get(a) {
+            let b = usize::from(ia.on_false);
+            let Some(&ib) = program.get(b) else { break };
+            let (Some((pa, da, la)), Some((pb, db, lb))) = (single_ports(&ia.test), single_ports(&ib.test))
+            else {
+                break;
+            };
+            if pa != pb
+                || da != db
+                || ia.on_true != ib.on_true
+                || preds.get(b) != Some(&1)
+                || la.len() + lb.len() > PORTS_MAX
+                || !once(&program, &ia.test)
+                || !once(&program, &ib.test)
+            {
+                break;
+            }
+            let mut ports = [0u16; PORTS_MAX];
+            for (slot, &p) in ports.iter_mut().zip(la.iter().chain(lb)) {
+                *slot = p;
+            }
+            let len = (la.len() + lb.len()) as u8;
+            if let Some(x) = program.get_mut(a) {
+                x.test = Test::Ports { protos: pa, dir: da, len, ports };
+                x.on_false = ib.on_false;
+            }
+            if let Some(d) = dead.get_mut(b) {
+                *d = true;
+            }
+            // `b` is gone: where it went on success has one predecessor fewer (where it went
+            // on failure has `a` in its place).
+            if let Some(p) = preds.get_mut(usize::from(ib.on_true)) {
+                *p = p.saturating_sub(1);
+            }
+        }
+    }
+    if !dead.contains(&true) {
+        return program;
+    }
+    // Drop the folded-away instructions and renumber the jumps (still forward).
+    let mut new_index = vec![0 as Target; n];
+    let mut next: Target = 0;
+    for (i, d) in dead.iter().enumerate() {
+        if let Some(x) = new_index.get_mut(i) {
+            *x = next;
+        }
+        if !d {
+            next += 1;
+        }
+    }
+    let map = |t: Target| if t >= REJECT { t } else { new_index.get(usize::from(t)).copied().unwrap_or(t) };
+    program
+        .into_iter()
+        .zip(dead)
+        .filter(|(_, d)| !d)
+        .map(|(i, _)| Insn { test: i.test, on_true: map(i.on_true), on_false: map(i.on_false) })
+        .collect()
+}
+
 /// Compiles `ast` into instructions whose entry point is index 0 and whose jumps all point
-/// forward. Returns `None` when the program would exceed [`MAX_INSNS`].
+/// forward, single-port tests joined by `or` folded ([`fold_port_chains`]). Returns `None`
+/// when the program would exceed [`MAX_INSNS`].
 pub(crate) fn compile(ast: &Ast) -> Option<Vec<Insn>> {
+    compile_unfolded(ast).map(fold_port_chains)
+}
+
+/// [`compile`] without folding.
+pub(crate) fn compile_unfolded(ast: &Ast) -> Option<Vec<Insn>> {
     // Emit backwards (the continuation of a node is emitted before the node), then reverse:
     // the entry of every subtree is the last instruction it emitted.
     let mut out = Vec::new();

@@ -161,7 +161,8 @@ fn primitives_compile_to_resolved_constants() {
     let f = Filter::parse("tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn").unwrap();
     assert_eq!(f.instructions(), 1);
     assert!(f.arith.is_empty(), "the common relation shape needs no arithmetic program");
-    assert_eq!(Filter::parse("port 80 or 443 and not tcp").unwrap().instructions(), 3);
+    // The two ports are one folded test, then `not tcp`.
+    assert_eq!(Filter::parse("port 80 or 443 and not tcp").unwrap().instructions(), 2);
 }
 
 #[test]
@@ -975,4 +976,67 @@ proptest! {
             prop_assert_ne!(f.matches(&p), n.matches(&p), "{}", e);
         }
     }
+}
+
+/// Single-port tests joined by `or` are folded into one test: the folded program answers as
+/// the unfolded one on packets of every transport, on ports in and out of the lists, and on
+/// packets whose transport header was cut (whose port tests are unknown) — also where a
+/// port repeats, directions mix, a range or `src and dst` stands in the chain, or the list
+/// outgrows one folded test.
+#[test]
+fn folded_port_lists_answer_as_the_chains_they_replace() {
+    let many: Vec<String> = (1..=20).map(|p| p.to_string()).collect();
+    let exprs = [
+        "tcp dst port 21 or 23 or 110 or 143 or 587 or 993 or 995 or 1433 or 3306 or 5432 or 445 or 5900"
+            .to_string(),
+        "port 22 or 80 or 443".to_string(),
+        "not (udp dst port 53 or 67 or 68)".to_string(),
+        "tcp and (src port 1 or 2 or 3) and dst port 4".to_string(),
+        "(dst port 1 or 2) and (dst port 1 or 3)".to_string(),
+        "dst port 1 or src port 1 or dst port 2 or dst port 3".to_string(),
+        "src and dst port 5 or dst port 6 or dst port 7".to_string(),
+        "portrange 1-10 or port 20 or 30".to_string(),
+        "(tcp dst port 1 or 2) or (udp dst port 1 or 2)".to_string(),
+        "host 10.0.0.1 or dst port 1 or 2 or 3".to_string(),
+        "not dst port 4 or 5 and src port 6".to_string(),
+        format!("dst port {}", many.join(" or ")),
+    ];
+    let pool = [1u16, 2, 3, 4, 5, 6, 7, 10, 11, 20, 21, 22, 23, 30, 53, 67, 68, 80, 443, 445, 5900, 9];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut packets = Vec::new();
+    for _ in 0..3_000 {
+        let (sp, dp) = (pool[next(pool.len())], pool[next(pool.len())]);
+        let src = if next(4) == 0 { "10.0.0.1" } else { "10.0.0.2" };
+        let builder = match next(3) {
+            0 => b(src, "10.9.9.9", tcp(sp, dp, SYN, 1, 0)),
+            1 => b(src, "10.9.9.9", udp(sp, dp)),
+            _ => b(src, "10.9.9.9", icmp(8, 0, 0)),
+        };
+        packets.push(meta(&builder));
+        packets.push(cut(&builder));
+    }
+    for expr in &exprs {
+        let parsed = crate::parser::parse(expr).unwrap_or_else(|e| panic!("{e}"));
+        let ast = parsed.ast.as_ref().expect("an expression");
+        let folded = crate::program::compile(ast).expect("compiles");
+        let unfolded = crate::program::compile_unfolded(ast).expect("compiles");
+        for p in &packets {
+            assert_eq!(
+                crate::program::run_program(&folded, &parsed.arith, p),
+                crate::program::run_program(&unfolded, &parsed.arith, p),
+                "`{expr}` on {p:?}"
+            );
+        }
+    }
+    let login = Filter::parse(&exprs[0]).unwrap();
+    assert_eq!(login.instructions(), 1, "one folded list of twelve TCP ports");
+    let twenty = Filter::parse(&exprs[11]).unwrap();
+    assert_eq!(twenty.instructions(), 2, "sixteen ports, then four");
+    assert_eq!(Filter::parse(&exprs[4]).unwrap().instructions(), 4, "a repeated port is not folded");
 }
