@@ -819,74 +819,101 @@ impl Detector {
     /// `evaluated` count) is done here too, so that most packets cost
     /// [`Detector::on_prepared`] one compare.
     pub fn prepare<'a>(&mut self, batch: impl IntoIterator<Item = &'a PacketMeta>) {
-        let mut batch = batch.into_iter().peekable();
-        if !self.started
-            && let Some(m) = batch.peek()
-        {
-            self.start(m.ts);
+        self.begin_prepare();
+        for m in batch {
+            self.prepare_packet(m);
         }
+        self.end_prepare();
+    }
+
+    /// [`Detector::prepare`] a packet at a time, for a caller that decodes its batch packet by
+    /// packet (so the first stage's loads start while the rest of the batch is decoded):
+    /// `begin_prepare`, [`Detector::prepare_packet`] for each packet, [`Detector::end_prepare`].
+    pub fn begin_prepare(&mut self) {
         let Prepared { count, work, next, next_packet, hints } = &mut self.prepared;
         work.clear();
         hints.clear();
         *next = 0;
+        *count = 0;
+        *next_packet = Work::END;
+    }
+
+    /// The packets [`Detector::prepare_packet`] took since [`Detector::begin_prepare`].
+    #[must_use]
+    pub fn prepared_packets(&self) -> usize {
+        self.prepared.count as usize
+    }
+
+    /// Adds the next packet of the batch being prepared ([`Detector::begin_prepare`]).
+    #[inline]
+    pub fn prepare_packet(&mut self, m: &PacketMeta) {
+        if !self.started {
+            self.start(m.ts);
+        }
+        let Prepared { count, work, hints, .. } = &mut self.prepared;
         let (rules, networks, states, dispatch) =
             (&self.rules.rules, &self.networks, &self.states, &self.dispatch);
-        let (mut n, mut now) = (0u32, self.now);
-        for m in batch {
-            let class = PacketClass::of(m);
-            let ip = m.is_ip();
-            let slot = dispatch.slot(class, dispatch.lanes.of(m));
-            now = now.max(m.ts);
-            if let Some(c) = self.per_class.get_mut(if ip { slot } else { dispatch.non_ip() }) {
-                *c += 1;
-            }
-            let has = dispatch.has.get(slot).copied().unwrap_or_default();
-            let first = hints.len();
-            for &i in if has.any(SlotHas::THRESHOLDS) { dispatch.thresholds_for(slot) } else { &[] } {
-                // The filter first: most rules of a packet's list turn it away.
-                let Some(Rule { kind: RuleKind::Threshold(t), .. }) = rules.get(usize::from(i)) else {
-                    continue;
-                };
-                if !t.selects_packet_class(class, m) {
-                    continue;
-                }
-                match states.get(usize::from(i)) {
-                    Some(State::Immediate(st)) => {
-                        let key = t.key.of_packet(m, networks);
-                        let hash = st.hash(&key);
-                        let prefetch = st.len() >= PREFETCH_MIN_KEYS;
-                        if prefetch {
-                            st.prefetch_index(hash);
-                        }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
-                    }
-                    Some(State::Partial(st)) => {
-                        let key = t.key.of_packet(m, networks);
-                        let hash = st.hash(t, &key, m.ts);
-                        let prefetch = st.len() >= PREFETCH_MIN_KEYS;
-                        if prefetch {
-                            st.prefetch_index(t, m.ts, hash);
-                        }
-                        hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
-                    }
-                    _ => {}
-                }
-            }
-            let metered = ip && has.any(SlotHas::PACKET_METERS);
-            if metered {
-                for &i in dispatch.packet_meters_for(slot) {
-                    if let Some(sm) = self.meters.get(usize::from(i)) {
-                        sm.meter.prefetch(m);
-                    }
-                }
-            }
-            let listed = has.any(SlotHas::INTEL) && maybe_listed(&dispatch.intel, m);
-            if hints.len() != first || metered || listed || has.any(SlotHas::UNLISTED) {
-                let hints = u32::try_from(first).unwrap_or(u32::MAX);
-                work.push(Work { packet: n, hints, class, slot: slot as u16, listed });
-            }
-            n += 1;
+        let n = *count;
+        let class = PacketClass::of(m);
+        let ip = m.is_ip();
+        let slot = dispatch.slot(class, dispatch.lanes.of(m));
+        if m.ts > self.now {
+            self.now = m.ts;
         }
+        if let Some(c) = self.per_class.get_mut(if ip { slot } else { dispatch.non_ip() }) {
+            *c += 1;
+        }
+        let has = dispatch.has.get(slot).copied().unwrap_or_default();
+        let first = hints.len();
+        for &i in if has.any(SlotHas::THRESHOLDS) { dispatch.thresholds_for(slot) } else { &[] } {
+            // The filter first: most rules of a packet's list turn it away.
+            let Some(Rule { kind: RuleKind::Threshold(t), .. }) = rules.get(usize::from(i)) else {
+                continue;
+            };
+            if !t.selects_packet_class(class, m) {
+                continue;
+            }
+            match states.get(usize::from(i)) {
+                Some(State::Immediate(st)) => {
+                    let key = t.key.of_packet(m, networks);
+                    let hash = st.hash(&key);
+                    let prefetch = st.len() >= PREFETCH_MIN_KEYS;
+                    if prefetch {
+                        st.prefetch_index(hash);
+                    }
+                    hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
+                }
+                Some(State::Partial(st)) => {
+                    let key = t.key.of_packet(m, networks);
+                    let hash = st.hash(t, &key, m.ts);
+                    let prefetch = st.len() >= PREFETCH_MIN_KEYS;
+                    if prefetch {
+                        st.prefetch_index(t, m.ts, hash);
+                    }
+                    hints.push(Hint { rule: i, prefetch, slot: u32::MAX, hash, key, ts: m.ts });
+                }
+                _ => {}
+            }
+        }
+        let metered = ip && has.any(SlotHas::PACKET_METERS);
+        if metered {
+            for &i in dispatch.packet_meters_for(slot) {
+                if let Some(sm) = self.meters.get(usize::from(i)) {
+                    sm.meter.prefetch(m);
+                }
+            }
+        }
+        let listed = has.any(SlotHas::INTEL) && maybe_listed(&dispatch.intel, m);
+        if hints.len() != first || metered || listed || has.any(SlotHas::UNLISTED) {
+            let hints = u32::try_from(first).unwrap_or(u32::MAX);
+            work.push(Work { packet: n, hints, class, slot: slot as u16, listed });
+        }
+        *count = n + 1;
+    }
+
+    /// Ends the batch begun with [`Detector::begin_prepare`].
+    pub fn end_prepare(&mut self) {
+        let Prepared { work, next_packet, hints, .. } = &mut self.prepared;
         let end = u32::try_from(hints.len()).unwrap_or(u32::MAX);
         work.push(Work {
             packet: Work::END,
@@ -895,9 +922,7 @@ impl Detector {
             slot: 0,
             listed: false,
         });
-        *count = n;
         *next_packet = work.first().map_or(Work::END, |w| w.packet);
-        self.now = now;
     }
 
     /// The second stage of [`Detector::prepare`]: starts loading the key slots the (by now

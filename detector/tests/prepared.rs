@@ -83,8 +83,8 @@ fn record(out: &mut Vec<String>) -> impl FnMut(DetectorOutput) + '_ {
 fn prepared_batches_decide_as_packets_one_at_a_time() {
     let set = ruleset();
     let packets = mix(60_000);
-    let (mut one, mut batched) = (detector(&set), detector(&set));
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut one, mut batched, mut fed) = (detector(&set), detector(&set), detector(&set));
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for (n, batch) in packets.chunks(32).enumerate() {
         let frame0 = (n * 32) as u64;
         for (i, m) in batch.iter().enumerate() {
@@ -95,12 +95,27 @@ fn prepared_batches_decide_as_packets_one_at_a_time() {
         for (i, m) in batch.iter().enumerate() {
             batched.on_prepared(i, m, frame0 + i as u64, &mut record(&mut b));
         }
+        // A packet at a time, as the worker prepares while it decodes.
+        fed.begin_prepare();
+        for m in batch {
+            fed.prepare_packet(m);
+        }
+        assert_eq!(fed.prepared_packets(), batch.len());
+        fed.end_prepare();
+        fed.prefetch_slots();
+        for (i, m) in batch.iter().enumerate() {
+            fed.on_prepared(i, m, frame0 + i as u64, &mut record(&mut c));
+        }
         let now = batch.last().map_or(Nanos::ZERO, |m| m.ts);
         one.on_clock(now, n as u64, &mut record(&mut a));
         batched.on_clock(now, n as u64, &mut record(&mut b));
+        fed.on_clock(now, n as u64, &mut record(&mut c));
     }
     one.finish(&mut record(&mut a));
     batched.finish(&mut record(&mut b));
+    fed.finish(&mut record(&mut c));
+    assert_eq!(b, c, "prepared a packet at a time or a batch at once");
+    assert_eq!(batched.stats(), fed.stats());
     let alerts = |v: &[String]| v.iter().filter(|o| o.starts_with("Alert")).count();
     let intel = |v: &[String]| v.iter().filter(|o| o.contains("Intel")).count();
     assert!(alerts(&a) > 0 && intel(&a) > 0, "the mix raises alerts, intel ones among them");

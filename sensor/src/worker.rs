@@ -179,6 +179,11 @@ impl SensorStage {
         let result = decode_into(meta, frame.link, frame.data, frame.ts, frame.wire_len);
         if pos.roles.has(Roles::SOURCE) {
             self.decode_stats.record_ref(frame.wire_len, result.map(|()| &*meta));
+            // The detector's first stage as each packet is decoded: its loads start while the
+            // rest of the batch is decoded, not after.
+            if result.is_ok() && self.detector.takes_packets() {
+                self.detector.prepare_packet(meta);
+            }
             // The source's packets are kept for snippets — before detection, so the packet
             // that raises an alert is in the alert's snippet.
             if let (Some(h), Ok(())) = (self.history.as_mut(), result) {
@@ -204,7 +209,15 @@ impl SensorStage {
         // A detector whose rules take no packets (none, or only flow rules) is skipped.
         let detecting = self.detector.takes_packets();
         if detecting {
-            self.detector.prepare(with(Roles::SOURCE));
+            // Prepared as decoded (`decode`); the batch again in the rare case that does not
+            // add up (a reload that turned the detector on between its packets).
+            if self.detector.prepared_packets()
+                == positions.iter().filter(|p| p.roles.has(Roles::SOURCE)).count()
+            {
+                self.detector.end_prepare();
+            } else {
+                self.detector.prepare(with(Roles::SOURCE));
+            }
         }
         if let Some(f) = self.flows.as_mut() {
             f.prepare(with(Roles::PAIR));
@@ -230,6 +243,7 @@ impl SensorStage {
             }
         }
         self.positions.clear();
+        self.detector.begin_prepare();
     }
 }
 
