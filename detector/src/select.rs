@@ -68,17 +68,18 @@ impl FlowConditions {
     /// Whether `r` meets every condition.
     #[must_use]
     pub fn matches(&self, r: &FlowRecord) -> bool {
-        let packets = r.fwd.packets + r.rev.packets;
-        let bytes = r.fwd.bytes + r.rev.bytes;
-        let duration = r.end().since(r.start());
         let within =
             |v: u64, lo: Option<u64>, hi: Option<u64>| lo.is_none_or(|l| v >= l) && hi.is_none_or(|h| v <= h);
-        within(packets, self.min_packets, self.max_packets)
-            && within(bytes, self.min_bytes, self.max_bytes)
-            && self.min_duration.is_none_or(|d| duration >= d)
-            && self.max_duration.is_none_or(|d| duration <= d)
-            && self.handshake.is_none_or(|h| handshake_completed(r) == h)
+        // The flag tests first: they turn most records away (a login rule's `handshake`
+        // every record that is not a completed TCP connection) before any sum.
+        self.handshake.is_none_or(|h| handshake_completed(r) == h)
             && self.replied.is_none_or(|h| (r.rev.packets > 0) == h)
+            && within(r.fwd.packets + r.rev.packets, self.min_packets, self.max_packets)
+            && within(r.fwd.bytes + r.rev.bytes, self.min_bytes, self.max_bytes)
+            && (self.min_duration.is_none() && self.max_duration.is_none() || {
+                let duration = r.end().since(r.start());
+                self.min_duration.is_none_or(|d| duration >= d) && self.max_duration.is_none_or(|d| duration <= d)
+            })
     }
 }
 
