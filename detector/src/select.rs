@@ -78,7 +78,8 @@ impl FlowConditions {
             && within(r.fwd.bytes + r.rev.bytes, self.min_bytes, self.max_bytes)
             && (self.min_duration.is_none() && self.max_duration.is_none() || {
                 let duration = r.end().since(r.start());
-                self.min_duration.is_none_or(|d| duration >= d) && self.max_duration.is_none_or(|d| duration <= d)
+                self.min_duration.is_none_or(|d| duration >= d)
+                    && self.max_duration.is_none_or(|d| duration <= d)
             })
     }
 }
