@@ -847,22 +847,12 @@ impl Detector {
     /// Adds the next packet of the batch being prepared ([`Detector::begin_prepare`]).
     #[inline]
     pub fn prepare_packet(&mut self, m: &PacketMeta) {
-        if !self.started {
-            self.start(m.ts);
-        }
+        let (class, slot) = self.account(m);
         let Prepared { count, work, hints, .. } = &mut self.prepared;
         let (rules, networks, states, dispatch) =
             (&self.rules.rules, &self.networks, &self.states, &self.dispatch);
         let n = *count;
-        let class = PacketClass::of(m);
         let ip = m.is_ip();
-        let slot = dispatch.slot(class, dispatch.lanes.of(m));
-        if m.ts > self.now {
-            self.now = m.ts;
-        }
-        if let Some(c) = self.per_class.get_mut(if ip { slot } else { dispatch.non_ip() }) {
-            *c += 1;
-        }
         let has = dispatch.has.get(slot).copied().unwrap_or_default();
         let first = hints.len();
         for &i in if has.any(SlotHas::THRESHOLDS) { dispatch.thresholds_for(slot) } else { &[] } {
@@ -1055,21 +1045,30 @@ impl Detector {
         self.meter_baselines(class, slot, m);
     }
 
-    /// Runs every packet rule over one packet, each rule's filter deciding; `frame` is its
-    /// input frame number.
-    #[inline]
-    pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
-        let class = PacketClass::of(m);
-        let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
+    /// What every packet costs before its rules, whichever path it takes: input starts, the
+    /// clock advances, the packet is counted for its list slot (`evaluated`). Returns its class
+    /// and list slot ([`Dispatch::slot`]).
+    #[inline(always)]
+    fn account(&mut self, m: &PacketMeta) -> (PacketClass, usize) {
         if !self.started {
             self.start(m.ts);
         }
         if m.ts > self.now {
             self.now = m.ts;
         }
+        let class = PacketClass::of(m);
+        let slot = self.dispatch.slot(class, self.dispatch.lanes.of(m));
         if let Some(n) = self.per_class.get_mut(if m.is_ip() { slot } else { self.dispatch.non_ip() }) {
             *n += 1;
         }
+        (class, slot)
+    }
+
+    /// Runs every packet rule over one packet, each rule's filter deciding; `frame` is its
+    /// input frame number.
+    #[inline]
+    pub fn on_packet(&mut self, m: &PacketMeta, frame: u64, out: &mut impl FnMut(DetectorOutput)) {
+        let (class, slot) = self.account(m);
         let Detector { rules, networks, states, dispatch, run_key, alerts, .. } = self;
         let mut visit = Visit { rules, networks, states, run_key: *run_key, alerts };
         for &i in dispatch.rules_for(slot) {
