@@ -209,15 +209,13 @@ impl SensorStage {
         // A detector whose rules take no packets (none, or only flow rules) is skipped.
         let detecting = self.detector.takes_packets();
         if detecting {
-            // Prepared as decoded (`decode`); the batch again in the rare case that does not
-            // add up (a reload that turned the detector on between its packets).
-            if self.detector.prepared_packets()
-                == positions.iter().filter(|p| p.roles.has(Roles::SOURCE)).count()
-            {
-                self.detector.end_prepare();
-            } else {
-                self.detector.prepare(with(Roles::SOURCE));
-            }
+            // Each SOURCE packet was prepared as it was decoded (`decode`): a reload, the only
+            // thing that turns the detector on or off, comes between batches.
+            debug_assert_eq!(
+                self.detector.prepared_packets(),
+                positions.iter().filter(|p| p.roles.has(Roles::SOURCE)).count()
+            );
+            self.detector.end_prepare();
         }
         if let Some(f) = self.flows.as_mut() {
             f.prepare(with(Roles::PAIR));
