@@ -1729,6 +1729,21 @@ mod tests {
         KeyValue { src: IpAddress::from_v4(n.to_be_bytes()), ..KeyValue::default() }
     }
 
+    /// The rules of one rule file's text.
+    fn compile(text: &str) -> crate::rules::RuleSet {
+        let src = crate::config::SourceText::new("t.toml", text);
+        let cfg: crate::config::RulesConfig = src.parse().expect("parses");
+        crate::rules::RuleSet::compile([(&cfg, &src, "")]).expect("compiles")
+    }
+
+    /// The first rule of `rules`, a threshold rule.
+    fn first_threshold(rules: &crate::rules::RuleSet) -> &ThresholdRule {
+        match rules.rules.first() {
+            Some(crate::rules::Rule { kind: crate::rules::RuleKind::Threshold(rule), .. }) => rule,
+            _ => panic!("a threshold rule"),
+        }
+    }
+
     /// Applies the same updates to a linked and a stamped table.
     fn update(tables: &mut [&mut LruTable<u32>; 2], n: u32) {
         for t in tables.iter_mut() {
@@ -1784,14 +1799,8 @@ mod tests {
     fn merged_buckets_stay_in_bucket_order_and_merge_per_key_whatever_order_partials_come_in() {
         let amount = |total| PartialValue::Amount { total, events: total };
         let text = "[[threshold]]\nname = \"flood\"\nfilter = \"udp\"\nkey = [\"dst_ip\"]\nwindow = \"10s\"\nthreshold = 100";
-        let src = crate::config::SourceText::new("t.toml", text);
-        let cfg: crate::config::RulesConfig = src.parse().expect("parses");
-        let rules = crate::rules::RuleSet::compile([(&cfg, &src, "")]).expect("compiles");
-        let Some(crate::rules::Rule { kind: crate::rules::RuleKind::Threshold(rule), .. }) =
-            rules.rules.first()
-        else {
-            panic!("a threshold rule")
-        };
+        let rules = compile(text);
+        let rule = first_threshold(&rules);
         let mut m = MergedThreshold::new();
         for (bucket, total) in [(5, 1), (3, 2), (5, 4), (7, 8), (4, 16), (2, 32), (7, 64)] {
             let p = Partial { rule: crate::rules::RuleId(0), bucket, entries: vec![(key(1), amount(total))] };
@@ -1813,25 +1822,14 @@ mod tests {
     /// buckets' edges.
     #[test]
     fn the_sweep_cut_off_agrees_with_the_quiet_time() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut rng = outpost_tools::splitmix::SplitMix64(0x9e37_79b9_7f4a_7c15);
+        let mut next = |m: u64| rng.below(m);
         for (window, buckets) in [("10s", 1), ("60s", 6), ("5m", 10), ("7s", 3), ("1ms", 64)] {
             let text = format!(
                 "[[threshold]]\nname = \"t\"\nkey = [\"src_ip\"]\nwindow = \"{window}\"\nwindow_buckets = {buckets}\nthreshold = 5"
             );
-            let src = crate::config::SourceText::new("t.toml", &text);
-            let cfg: crate::config::RulesConfig = src.parse().expect("parses");
-            let rules = crate::rules::RuleSet::compile([(&cfg, &src, "")]).expect("compiles");
-            let Some(crate::rules::Rule { kind: crate::rules::RuleKind::Threshold(rule), .. }) =
-                rules.rules.first()
-            else {
-                panic!("a threshold rule")
-            };
+            let rules = compile(&text);
+            let rule = first_threshold(&rules);
             let width = rule.bucket_len().as_nanos();
             let base = 1_767_225_600_000_000_000u64;
             for _ in 0..100_000 {

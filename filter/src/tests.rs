@@ -1002,13 +1002,8 @@ fn folded_port_lists_answer_as_the_chains_they_replace() {
         format!("dst port {}", many.join(" or ")),
     ];
     let pool = [1u16, 2, 3, 4, 5, 6, 7, 10, 11, 20, 21, 22, 23, 30, 53, 67, 68, 80, 443, 445, 5900, 9];
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
+    let mut rng = outpost_tools::splitmix::SplitMix64(0x2545_f491_4f6c_dd1d);
+    let mut next = |n: usize| rng.below_usize(n);
     let mut packets = Vec::new();
     for _ in 0..3_000 {
         let (sp, dp) = (pool[next(pool.len())], pool[next(pool.len())]);
